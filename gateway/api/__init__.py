@@ -1,0 +1,1 @@
+"""The inbound HTTP API (aiohttp)."""

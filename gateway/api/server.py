@@ -1,0 +1,280 @@
+"""The HTTP API: JSON in, JSON out, bearer tokens on /api/v1.
+
+Errors are ``{"error": {"code": ..., "message": ...}}`` with the fitting
+4xx status; bad input never causes a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, Protocol
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.api.auth import Client, FailureLimiter, TokenTable
+from gateway.config.types import BinaryState, Duration
+from gateway.errors import GatewayError
+
+_LOG = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
+"""Content types taken as JSON. curl -d sends x-www-form-urlencoded unless told
+otherwise; such a body must still be valid JSON."""
+
+CLIENT_KEY = web.RequestKey("client", Client)
+
+
+class NotFound(GatewayError, KeyError):
+    """No sensor, actuator or message of that name."""
+
+
+class Refused(GatewayError, ValueError):
+    """The request is understood but cannot be done (e.g. writing a GPIO sensor)."""
+
+
+class Control(Protocol):
+    """What the API may see and do in the running gateway."""
+
+    async def status(self) -> dict[str, Any]: ...
+    def sensors(self) -> dict[str, dict[str, Any]]: ...
+    def actuators(self) -> dict[str, dict[str, Any]]: ...
+    def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]: ...
+    def actuate(
+        self, actuator: str, state: bool | str, revert_after: float | None, who: str
+    ) -> dict[str, Any]: ...
+    async def outbox(self) -> dict[str, Any]: ...
+    async def retry_message(self, msg_id: str) -> bool: ...
+    def ready(self) -> bool: ...
+
+
+CONTROL_KEY = web.AppKey("control", Control)
+TOKENS_KEY = web.AppKey("tokens", TokenTable)
+LIMITER_KEY = web.AppKey("limiter", FailureLimiter)
+
+
+class SensorWrite(BaseModel):
+    """Body of ``POST /api/v1/sensors/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: bool | float | str = Field(description="on/off for binary sensors, else a number")
+
+
+class ActuatorWrite(BaseModel):
+    """Body of ``POST /api/v1/actuators/{id}``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    state: BinaryState | Literal["toggle"] = Field(description="on, off or toggle")
+    for_: Annotated[Duration | None, Field(alias="for")] = Field(
+        None, description="Switch back after this long, e.g. 30s"
+    )
+
+
+def error(status: int, code: str, message: str, **headers: str) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers or None
+    )
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON; a bug is a logged 500 without details."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODES.get(exc.status, "error")
+        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        if exc.status == 413:
+            message = f"the body is larger than {MAX_BODY // 1024} KiB"
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error(exc.status, code, message, **headers)
+    except NotFound as exc:
+        return error(404, "not_found", str(exc.args[0]))
+    except Refused as exc:
+        return error(409, "conflict", str(exc))
+    except Exception:
+        _LOG.exception("API: unexpected error in %s %s", request.method, request.path)
+        return error(500, "internal", "internal error (see the gateway log)")
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
+    if not request.path.startswith("/api/v1"):
+        return await handler(request)
+    tokens, limiter = request.app[TOKENS_KEY], request.app[LIMITER_KEY]
+    address = request.remote or "unknown"
+    wait = limiter.retry_after(address)
+    if wait:
+        return error(
+            429,
+            "rate_limited",
+            "too many failed logins; wait",
+            **{"Retry-After": str(int(wait + 0.999))},
+        )
+    if not tokens:  # loopback without tokens: trusted local use
+        request[CLIENT_KEY] = Client("local", None, False)
+        return await handler(request)
+    client = tokens.client(request.headers.get("Authorization"))
+    if client is None:
+        limiter.failed(address)
+        _LOG.warning(
+            "API: rejected request from %s to %s: bad or missing token", address, request.path
+        )
+        return error(
+            401,
+            "unauthorized",
+            "a valid 'Authorization: Bearer <token>' is required",
+            **{"WWW-Authenticate": 'Bearer realm="edge-gateway"'},
+        )
+    if client.read_only and request.method not in ("GET", "HEAD"):
+        return error(403, "forbidden", f"token {client.name!r} is read-only")
+    request[CLIENT_KEY] = client
+    return await handler(request)
+
+
+async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
+    ctype = request.content_type if request.body_exists else ""
+    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise web.HTTPUnsupportedMediaType(text="send a JSON body (Content-Type: application/json)")
+    raw = await request.read()
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise web.HTTPUnprocessableEntity(text=describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """``field: message`` for each field, without pydantic's union and validator names."""
+    by_field: dict[str, str] = {}
+    for e in exc.errors(include_input=False):
+        field = ".".join(str(p) for p in e["loc"] if "[" not in str(p)) or "body"
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown field"
+        by_field.setdefault(field, message)
+    return "; ".join(f"{field}: {message}" for field, message in by_field.items())
+
+
+def _who(request: web.Request) -> str:
+    return f"token {request[CLIENT_KEY].name} from {request.remote}"
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[CONTROL_KEY].ready():
+        return web.json_response({"status": "ready"})
+    return error(503, "not_ready", "starting or reloading")
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL_KEY].status())
+
+
+async def list_sensors(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONTROL_KEY].sensors())
+
+
+async def get_sensor(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    sensors = request.app[CONTROL_KEY].sensors()
+    if name not in sensors:
+        raise NotFound(f"no sensor named {name!r}")
+    return web.json_response(sensors[name])
+
+
+async def post_sensor(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    control = request.app[CONTROL_KEY]
+    if name not in control.sensors():
+        raise NotFound(f"no sensor named {name!r}")
+    body = await read_json(request, SensorWrite)
+    return web.json_response(control.inject(name, body.value, _who(request)))
+
+
+async def list_actuators(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONTROL_KEY].actuators())
+
+
+async def get_actuator(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    actuators = request.app[CONTROL_KEY].actuators()
+    if name not in actuators:
+        raise NotFound(f"no actuator named {name!r}")
+    return web.json_response(actuators[name])
+
+
+async def post_actuator(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    control = request.app[CONTROL_KEY]
+    if name not in control.actuators():
+        raise NotFound(f"no actuator named {name!r}")
+    client = request[CLIENT_KEY]
+    if not client.may_switch(name):
+        return error(403, "forbidden", f"token {client.name!r} may not switch {name!r}")
+    body = await read_json(request, ActuatorWrite)
+    return web.json_response(control.actuate(name, body.state, body.for_, _who(request)))
+
+
+async def outbox(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL_KEY].outbox())
+
+
+async def retry_message(request: web.Request) -> web.Response:
+    msg_id = request.match_info["id"]
+    if request[CLIENT_KEY].read_only:
+        return error(403, "forbidden", "read-only token")
+    if not await request.app[CONTROL_KEY].retry_message(msg_id):
+        raise NotFound(f"no message {msg_id!r} in the outbox")
+    return web.json_response({"id": msg_id, "state": "pending"})
+
+
+def make_app(control: Control, tokens: TokenTable) -> web.Application:
+    """The aiohttp application; the caller runs it (``web.AppRunner``)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
+    app[CONTROL_KEY] = control
+    app[TOKENS_KEY] = tokens
+    app[LIMITER_KEY] = FailureLimiter()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/sensors", list_sensors)
+    app.router.add_get("/api/v1/sensors/{id}", get_sensor)
+    app.router.add_post("/api/v1/sensors/{id}", post_sensor)
+    app.router.add_get("/api/v1/actuators", list_actuators)
+    app.router.add_get("/api/v1/actuators/{id}", get_actuator)
+    app.router.add_post("/api/v1/actuators/{id}", post_actuator)
+    app.router.add_get("/api/v1/outbox", outbox)
+    app.router.add_post("/api/v1/outbox/{id}/retry", retry_message)
+    return app

@@ -1,0 +1,380 @@
+"""Builds the gateway from a config and runs it: start, reload, stop.
+
+This module wires; it does not decide. Rules decide (``rules/``), drivers
+talk to hardware (``inputs/``, ``outputs/``), the outbox delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.api.auth import TokenTable
+from gateway.api.server import NotFound, Refused, make_app
+from gateway.config import ConfigError, LoadedConfig, load_config
+from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
+from gateway.config.types import parse_binary
+from gateway.errors import GatewayError, HardwareError
+from gateway.events import GatewayStarted, Value
+from gateway.inputs.gpio import GpioInput
+from gateway.outbox import store as outbox_db
+from gateway.outbox.delivery import Delivery
+from gateway.outbox.store import OutboxStore
+from gateway.outputs.gpio import GpioOutputs
+from gateway.pins import make_pin_factory
+from gateway.rules.runtime import Runtime
+from gateway.rules.timers import TimerTable
+from gateway.systemd import Notifier, watchdog_interval
+
+_LOG = logging.getLogger(__name__)
+
+ATTEMPT_LOG_DAYS = 7
+
+
+class _Shutdown(Exception):
+    """Raised inside the task group to end it (cancelling every task)."""
+
+
+@dataclass
+class Devices:
+    """The pin factory and the devices built from one config."""
+
+    factory: Any
+    outputs: GpioOutputs
+    inputs: dict[str, GpioInput] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for sensor in self.inputs.values():
+            sensor.close()
+        self.outputs.close()
+
+
+class Gateway:
+    """The running daemon: one config, its devices, rules, outbox and API."""
+
+    def __init__(self, loaded: LoadedConfig, simulate: bool = False) -> None:
+        self.loaded = loaded
+        self.simulate = simulate or loaded.config.gateway.simulate
+        self.started = time.time()
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        state_dir = loaded.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.timers = TimerTable(state_dir / "timers.json")
+        self.store = OutboxStore(
+            state_dir / "outbox.db",
+            max_rows=loaded.config.outbox.max_rows,
+        )
+        self.delivery = Delivery(self.store, loaded.config.webhooks)
+        self.tokens = TokenTable(loaded.config.server.tokens)
+        self.devices: Devices | None = None
+        self.runtime: Runtime | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.loaded.config
+
+    # ------------------------------------------------------------------ building
+
+    def _build(self, config: GatewayConfig, states: dict[str, bool] | None = None) -> None:
+        """Devices and runtime for ``config`` (the old ones must be closed already)."""
+        assert self._loop is not None
+        factory = make_pin_factory(config.gpio.pin_factory, self.simulate)
+        outputs = GpioOutputs(dict(config.actuators), factory, states)
+        devices = Devices(factory, outputs)
+        runtime = Runtime(config, outputs, self.store, self.timers, time.time, _local_tz())
+        runtime.on_timers_changed = self._timer_wake.set
+        try:
+            for name, sensor in config.sensors.items():
+                if isinstance(sensor, GpioSensor):
+                    device = GpioInput(name, sensor, factory, self._loop, self._on_gpio)
+                    devices.inputs[name] = device
+                    runtime.sensors[name] = device.value
+        except HardwareError:
+            devices.close()
+            raise
+        self.devices, self.runtime = devices, runtime
+
+    def _on_gpio(self, sensor: str, value: bool) -> None:
+        if self.runtime is not None:
+            self.runtime.reading(sensor, value, "gpio")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        self._loop = asyncio.get_running_loop()
+        self.store.start()
+        self.store.on_commit = self._committed
+        try:
+            self._build(self.config)
+        except GatewayError:
+            self.store.stop()
+            raise
+        runner = await self._start_server()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._serve()
+        finally:
+            self.notifier.stopping()
+            _LOG.info("stopping")
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                self._loop.remove_signal_handler(signum)
+            await runner.cleanup()
+            if self.devices is not None:
+                self.devices.outputs.safe_state()
+                self.devices.close()
+            self.store.stop()
+            self.notifier.close()
+            _LOG.info("stopped")
+        return 0
+
+    async def _serve(self) -> None:
+        assert self.runtime is not None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.delivery.run(), name="delivery")
+                group.create_task(self._run_timers(), name="timers")
+                group.create_task(self._housekeeping(), name="housekeeping")
+                interval = watchdog_interval()
+                if interval:
+                    group.create_task(self._watchdog(interval), name="watchdog")
+                self._ready = True
+                self.runtime.handle(GatewayStarted(time.time()))
+                self.notifier.ready(self._status_line())
+                _LOG.info(
+                    "ready: %s; API on http://%s", self._status_line(), self.config.server.listen
+                )
+                await self._stop.wait()
+                raise _Shutdown
+        except* _Shutdown:
+            pass
+
+    async def _start_server(self) -> web.AppRunner:
+        server = self.config.server
+        runner = web.AppRunner(make_app(self, self.tokens), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            self.store.stop()
+            if self.devices is not None:
+                self.devices.close()
+            raise GatewayError(f"cannot listen on {server.listen}: {exc.strerror}") from exc
+        return runner
+
+    def _committed(self, endpoints: set[str]) -> None:
+        """Called on the outbox thread after new rows are committed."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
+                self._loop.call_soon_threadsafe(self.delivery.wake, endpoints)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: load the config again; keep the old one if the new one is bad."""
+        self.notifier.reloading()
+        _LOG.info("reloading %s", self.loaded.path)
+        try:
+            new = load_config(self.loaded.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _LOG.error("%s", problem)
+            _LOG.error("the new config is invalid: still running the old one")
+            self.notifier.ready(self._status_line())
+            return
+        self._swap(new)
+        self.notifier.ready(self._status_line())
+
+    def _swap(self, new: LoadedConfig) -> None:
+        old, old_states = self.loaded, self.devices.outputs.states() if self.devices else {}
+        if new.config.server.listen != old.config.server.listen:
+            _LOG.warning("server.listen changed: it takes effect after a restart")
+        if self.devices is not None:
+            self.devices.close()
+        old_runtime = self.runtime
+        try:
+            self._build(new.config, old_states)
+        except GatewayError as exc:
+            _LOG.error("cannot apply the new config (%s): still running the old one", exc)
+            self._build(old.config, old_states)
+            new = old
+        if old_runtime is not None and self.runtime is not None:
+            for name, value in old_runtime.sensors.items():
+                self.runtime.sensors.setdefault(name, value)
+        self.loaded = new
+        self.delivery.update(new.config.webhooks)
+        self.tokens.replace(new.config.server.tokens)
+        self._timer_wake.set()
+        _LOG.info("reloaded: %s", self._status_line())
+
+    # ------------------------------------------------------------------ background tasks
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._timer_wake.clear()
+            if self.runtime is not None:
+                self.runtime.run_due()
+                due = self.runtime.next_due()
+            else:
+                due = None
+            delay = 60.0 if due is None else min(max(due - time.time(), 0.0), 60.0)
+            try:
+                async with asyncio.timeout(delay):
+                    await self._timer_wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _housekeeping(self) -> None:
+        while True:
+            cutoff = time.time() - ATTEMPT_LOG_DAYS * 86400
+            try:
+                await self.store.call(partial(outbox_db.prune_attempts, before=cutoff))
+            except Exception as exc:
+                _LOG.error("outbox housekeeping failed: %s", exc)
+            await asyncio.sleep(3600)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:  # runs on the event loop: a stuck loop stops the pings
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _status_line(self) -> str:
+        c = self.config
+        return f"{len(c.sensors)} sensors, {len(c.actuators)} actuators, {len(c.rules)} rules" + (
+            " (simulated GPIO)" if self.simulate else ""
+        )
+
+    # ------------------------------------------------------------------ the API's view
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def status(self) -> dict[str, Any]:
+        outbox = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        inputs = {name: {"type": "gpio", "state": "connected"} for name in self._gpio_inputs()}
+        return {
+            "name": self.config.gateway.name,
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 3),
+            "simulate": self.simulate,
+            "inputs": inputs,
+            "outbox": {
+                "pending": outbox["pending"],
+                "dead": outbox["dead"],
+                "oldest_age": outbox["oldest_age"],
+            },
+            "timers": len(self.timers),
+        }
+
+    def _gpio_inputs(self) -> list[str]:
+        return list(self.devices.inputs) if self.devices else []
+
+    def sensors(self) -> dict[str, dict[str, Any]]:
+        assert self.runtime is not None
+        out = {}
+        for name, sensor in self.config.sensors.items():
+            value = self.runtime.sensors.get(name)
+            view: dict[str, Any] = {"id": name, "kind": sensor.kind, "value": value}
+            if isinstance(sensor, GpioSensor):
+                view["gpio"] = sensor.gpio
+            if sensor.binary and isinstance(value, bool):
+                view["state"] = "on" if value else "off"
+            out[name] = view
+        return out
+
+    def actuators(self) -> dict[str, dict[str, Any]]:
+        assert self.runtime is not None
+        assert self.devices is not None
+        out = {}
+        for name, actuator in self.config.actuators.items():
+            on = self.devices.outputs.get(name)
+            revert = self.timers.get("revert", name)
+            out[name] = {
+                "id": name,
+                "kind": actuator.kind,
+                "gpio": actuator.gpio,
+                "state": "on" if on else "off",
+                "on": on,
+                "until": _iso(revert.due) if revert else None,
+            }
+        return out
+
+    def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]:
+        assert self.runtime is not None
+        assert self.devices is not None
+        config = self.config.sensors.get(sensor)
+        if config is None:
+            raise NotFound(f"no sensor named {sensor!r}")
+        reading = _coerce(sensor, config, value)
+        if isinstance(config, GpioSensor):
+            if not self.simulate:
+                raise Refused(f"sensor {sensor!r} is a real GPIO input: it cannot be set")
+            self.devices.inputs[sensor].simulate(bool(reading))
+        else:
+            self.runtime.reading(sensor, reading, who)
+        _LOG.info("sensor %s set to %r by %s", sensor, reading, who)
+        return {"id": sensor, "value": reading, "accepted": True}
+
+    def actuate(
+        self, actuator: str, state: bool | str, revert_after: float | None, who: str
+    ) -> dict[str, Any]:
+        assert self.runtime is not None
+        if actuator not in self.config.actuators:
+            raise NotFound(f"no actuator named {actuator!r}")
+        self.runtime.actuate(actuator, state, revert_after, who)
+        return self.actuators()[actuator]
+
+    async def outbox(self) -> dict[str, Any]:
+        return await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+
+    async def retry_message(self, msg_id: str) -> bool:
+        found = await self.store.call(lambda db: outbox_db.retry(db, time.time(), msg_id=msg_id))
+        self.delivery.wake_all()
+        return found > 0
+
+
+def _coerce(name: str, config: GpioSensor | VirtualSensor, value: bool | float | str) -> Value:
+    try:
+        if config.binary:
+            return parse_binary(value)
+        if isinstance(config, VirtualSensor) and config.type == "number":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        return str(value)
+    except ValueError as exc:
+        raise web.HTTPUnprocessableEntity(text=f"value: {exc}") from None
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
+
+
+def _local_tz() -> dt.tzinfo | None:
+    return dt.datetime.now().astimezone().tzinfo
+
+
+async def run_daemon(path: str, simulate: bool) -> int:
+    """Load the config and run the gateway until it is told to stop."""
+    loaded = load_config(path)
+    gateway = Gateway(loaded, simulate=simulate)
+    return await gateway.run()

@@ -1,0 +1,192 @@
+"""The ``gateway`` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config import ConfigError, default_config_path, load_config
+from gateway.errors import GatewayError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Edge Gateway: GPIO, serial and MQTT sensors -> rules -> signed webhooks.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            default=None,
+            help="config file (default: $GATEWAY_CONFIG, /etc/edge-gateway/gateway.yaml, "
+            "./config/gateway.yaml)",
+        )
+
+    run = commands.add_parser("run", help="run the daemon")
+    with_config(run)
+    run.add_argument("--simulate", action="store_true", help="simulated GPIO (no Pi needed)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = commands.add_parser("check", help="validate a config and print every error")
+    with_config(check)
+
+    commands.add_parser("schema", help="print the JSON Schema of the config file")
+
+    outbox = commands.add_parser("outbox", help="inspect and repair the webhook outbox")
+    with_config(outbox)
+    outbox.add_argument("--state-dir", help="state directory (default: from the config)")
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("stats", help="queue depth, oldest age, dead letters per endpoint")
+    listing = actions.add_parser("list", help="undelivered webhooks")
+    listing.add_argument("--limit", type=int, default=50)
+    dead = actions.add_parser("dead", help="dead letters (gave up after max_age)")
+    dead.add_argument("--limit", type=int, default=50)
+    show = actions.add_parser("show", help="one webhook with its attempt log")
+    show.add_argument("id")
+    retry = actions.add_parser("retry", help="send again now: one webhook, or --dead for all")
+    retry.add_argument("id", nargs="?")
+    retry.add_argument("--dead", action="store_true", help="every dead letter")
+    retry.add_argument("--endpoint", help="only this endpoint's dead letters")
+    purge = actions.add_parser("purge", help="delete dead letters")
+    purge.add_argument("--dead", action="store_true", required=True)
+    purge.add_argument("--endpoint")
+    enable = actions.add_parser("enable", help="re-enable an endpoint disabled by 410 Gone")
+    enable.add_argument("endpoint")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _run, "check": _check, "schema": _schema, "outbox": _outbox}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} error(s) in the config", file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def setup_logging(level: str) -> None:
+    # under systemd, journald adds the time itself
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format=stamp + "%(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.app import run_daemon
+
+    setup_logging(args.log_level)
+    path = args.config or default_config_path()
+    logging.getLogger("gateway").info("edge-gateway %s starting with %s", __version__, path)
+    try:
+        return asyncio.run(run_daemon(path, simulate=args.simulate))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            logging.getLogger("gateway").error("%s", problem)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        logging.getLogger("gateway").error("%s", exc)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    loaded = load_config(path)
+    print(f"{path}: ok: {loaded.summary()}")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from gateway.config.models import GatewayConfig
+
+    schema = GatewayConfig.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Edge Gateway config"
+    print(json.dumps(schema, indent=2))
+    return EXIT_OK
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from gateway.outbox import store
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    else:
+        state_dir = load_config(args.config or default_config_path()).state_dir
+    path = state_dir / "outbox.db"
+    if not path.exists():
+        print(f"error: no outbox at {path}", file=sys.stderr)
+        return EXIT_FAILURE
+    db = store.open_database(path)
+    now = time.time()
+    try:
+        if args.action == "stats":
+            _print(store.stats(db, now))
+        elif args.action in ("list", "dead"):
+            rows = store.list_messages(db, "dead" if args.action == "dead" else None, args.limit)
+            for row in rows:
+                print(_message_line(row, now))
+            if not rows:
+                print("(none)")
+        elif args.action == "show":
+            message = store.show_message(db, args.id)
+            if message is None:
+                print(f"error: no message {args.id!r}", file=sys.stderr)
+                return EXIT_FAILURE
+            _print(message)
+        elif args.action == "retry":
+            if not args.id and not args.dead:
+                print("error: give a message id or --dead", file=sys.stderr)
+                return EXIT_USAGE
+            count = store.retry(db, now, msg_id=args.id, dead=args.dead, endpoint=args.endpoint)
+            print(f"{count} message(s) will be sent again")
+        elif args.action == "purge":
+            print(f"{store.purge_dead(db, args.endpoint)} dead letter(s) deleted")
+        elif args.action == "enable":
+            changed = store.enable_endpoint(db, args.endpoint, now)
+            print(f"endpoint {args.endpoint} " + ("re-enabled" if changed else "was not disabled"))
+    finally:
+        db.conn.close()
+    return EXIT_OK
+
+
+def _message_line(row: dict[str, Any], now: float) -> str:
+    age = now - row["created"]
+    error = f" last: {row['last_error']}" if row["last_error"] else ""
+    return (
+        f"{row['id']}  {row['endpoint']:<12} {row['event']:<24} {row['state']:<7} "
+        f"attempts={row['attempts']} age={age:.0f}s{error}"
+    )
+
+
+def _print(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))

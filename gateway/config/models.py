@@ -1,0 +1,537 @@
+"""The config file as typed, frozen models.
+
+Every option carries a description: it feeds ``gateway schema`` (editor
+completion) and the documentation. No raw dict travels past ``config/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
+from gateway.rules.templates import check_template_tree
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="A name made of letters, digits, _ . and -",
+    ),
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+class GatewaySection(Model):
+    name: str = Field("edge-gateway", description="This gateway's name, shown in status and logs")
+    state_dir: str = Field(
+        "/var/lib/edge-gateway",
+        description="Directory for the outbox database and persisted timers (relative paths "
+        "are taken from the config file's directory)",
+    )
+    simulate: bool = Field(False, description="Use simulated GPIO pins: no hardware needed")
+
+
+class GpioSection(Model):
+    pin_factory: Literal["auto", "lgpio", "rpigpio", "pigpio", "native", "mock"] = Field(
+        "auto",
+        description="gpiozero pin factory; auto prefers lgpio (the only one that works on a Pi 5)",
+    )
+
+
+# --------------------------------------------------------------------------- sensors
+
+GpioPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0-27)")]
+
+
+class GpioSensor(Model):
+    """A switch-like input on a GPIO pin: PIR motion sensor, push button, reed switch."""
+
+    gpio: GpioPin
+    kind: Literal["motion", "button", "digital"] = Field(
+        "digital", description="motion (PIR), button, or digital (any on/off input)"
+    )
+    pull_up: bool | None = Field(
+        None,
+        description="Internal pull resistor: true = pull-up, false = pull-down. Default: "
+        "pull-up for buttons (wired to ground), pull-down otherwise",
+    )
+    active_low: bool | None = Field(
+        None, description="The input is on when the pin reads low. Default: same as pull_up"
+    )
+    bounce: Duration | None = Field(
+        None,
+        description="Debounce window: edges within it after a change are folded into one "
+        "event. Default 50ms for buttons, none otherwise",
+    )
+
+    @property
+    def pulled_up(self) -> bool:
+        return self.pull_up if self.pull_up is not None else self.kind == "button"
+
+    @property
+    def is_active_low(self) -> bool:
+        return self.active_low if self.active_low is not None else self.pulled_up
+
+    @property
+    def bounce_seconds(self) -> float:
+        if self.bounce is not None:
+            return self.bounce
+        return 0.05 if self.kind == "button" else 0.0
+
+    @property
+    def binary(self) -> bool:
+        return True
+
+
+class VirtualSensor(Model):
+    """A sensor with no hardware: its value is set through the API or in rule tests."""
+
+    kind: Literal["virtual"] = Field(description="virtual: set through the HTTP API")
+    type: Literal["binary", "number", "text"] = Field(
+        "number", description="What values it takes: binary (on/off), number or text"
+    )
+    initial: bool | float | str | None = Field(None, description="Value at start-up")
+
+    @property
+    def binary(self) -> bool:
+        return self.type == "binary"
+
+
+def _sensor_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        if "gpio" in value:
+            return "gpio"
+        if value.get("kind") == "virtual":
+            return "virtual"
+        return "gpio" if "kind" in value and value["kind"] != "virtual" else "unknown"
+    return "unknown"
+
+
+Sensor = Annotated[
+    Annotated[GpioSensor, Tag("gpio")] | Annotated[VirtualSensor, Tag("virtual")],
+    Discriminator(
+        _sensor_tag,
+        custom_error_type="sensor_source",
+        custom_error_message="a sensor needs a source: gpio: PIN, or kind: virtual",
+    ),
+]
+
+
+# --------------------------------------------------------------------------- actuators
+
+
+class GpioActuator(Model):
+    """An output on a GPIO pin: a relay module, an LED, any on/off load."""
+
+    gpio: GpioPin
+    kind: Literal["relay", "led", "digital"] = Field(
+        "digital", description="relay, led or digital (any on/off output)"
+    )
+    active_high: bool = Field(
+        True,
+        description="false for boards that switch on when the pin is low (most cheap relay "
+        "modules with an optocoupler)",
+    )
+    initial: BinaryState = Field(False, description="State at start-up")
+    max_on: Duration | None = Field(
+        None, description="Switch off after this long whatever the rules say (a safety limit)"
+    )
+
+
+Actuator = GpioActuator
+
+
+# --------------------------------------------------------------------------- webhooks
+
+DEFAULT_RETRY = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+_WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/=]+$")
+
+
+def _check_whsec(secret: SecretStr) -> SecretStr:
+    import base64
+    import binascii
+
+    text = secret.get_secret_value()
+    if not _WHSEC.match(text):
+        raise ValueError("a signing secret starts with whsec_ followed by base64")
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("the part after whsec_ is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a signing secret's key should be 24 to 64 bytes (base64 after whsec_)")
+    return secret
+
+
+SigningSecret = Annotated[SecretStr, AfterValidator(_check_whsec)]
+
+
+class WebhookEndpoint(Model):
+    """A receiver of outbound webhooks, signed per Standard Webhooks."""
+
+    url: str = Field(description="The receiver's URL (http or https)")
+    secret: SigningSecret | list[SigningSecret] | None = Field(
+        None,
+        description="whsec_... signing secret; a list signs with each (key rotation)",
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers (e.g. Authorization)"
+    )
+    timeout: Duration = Field(15.0, gt=0, description="Whole request timeout")
+    connect_timeout: Duration = Field(5.0, gt=0, description="TCP/TLS connect timeout")
+    max_age: Duration = Field(
+        72 * 3600.0, gt=0, description="Give up (dead letter) after trying for this long"
+    )
+    retry: tuple[Duration, ...] = Field(
+        DEFAULT_RETRY, min_length=1, description="Delays between attempts (±20% jitter)"
+    )
+    concurrency: int = Field(1, ge=1, le=64, description="Requests in flight; 1 delivers in order")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("url must start with http:// or https:// and name a host")
+        return url
+
+    @property
+    def secrets(self) -> list[str]:
+        if self.secret is None:
+            return []
+        items = self.secret if isinstance(self.secret, list) else [self.secret]
+        return [s.get_secret_value() for s in items]
+
+
+# --------------------------------------------------------------------------- outbox & server
+
+
+class OutboxSection(Model):
+    max_rows: int = Field(100_000, ge=1, description="Most undelivered webhooks kept")
+
+
+class TokenConfig(Model):
+    token: SecretStr = Field(description="The bearer token (at least 16 characters)")
+    actuators: list[Name] | None = Field(
+        None, description="Actuators this token may switch (default: all)"
+    )
+    read_only: bool = Field(False, description="Only GET requests")
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr) -> SecretStr:
+        if len(token.get_secret_value()) < 16:
+            raise ValueError("a token must be at least 16 characters long")
+        return token
+
+
+class ServerSection(Model):
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT to listen on; non-loopback requires tokens"
+    )
+    tokens: dict[Name, TokenConfig] = Field(
+        default_factory=dict, description="Bearer tokens for /api/v1, by client name"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        _, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _binary_word(value: Any) -> Any:
+    """Quoted "on"/"off" (and true/false, high/low, yes/no) mean the same as bare on/off."""
+    if isinstance(value, str) and value.strip().lower() in _BINARY_WORDS:
+        return parse_binary(value)
+    return value
+
+
+_BINARY_WORDS = {"on", "off", "true", "false", "high", "low", "yes", "no"}
+
+NumberOrBinary = Annotated[
+    bool | float | str,
+    BeforeValidator(_binary_word),
+    Field(description="A value: on/off for binary sensors, a number or a text otherwise"),
+]
+
+
+class SensorTrigger(Model):
+    """Fires when a sensor's value changes the way described."""
+
+    sensor: Name = Field(description="The sensor to watch")
+    to: NumberOrBinary | None = Field(None, description="Fires when the value becomes this")
+    from_: NumberOrBinary | None = Field(
+        None, alias="from", description="Fires when the value was this before"
+    )
+    above: float | None = Field(None, description="Fires when the value rises above this")
+    below: float | None = Field(None, description="Fires when the value falls below this")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SensorTrigger:
+        if (self.to is not None or self.from_ is not None) and (
+            self.above is not None or self.below is not None
+        ):
+            raise ValueError("use to/from or above/below in one trigger, not both")
+        if self.above is not None and self.below is not None and self.above >= self.below:
+            raise ValueError("above must be less than below (the value must fit between them)")
+        return self
+
+
+class StartupTrigger(Model):
+    startup: Literal[True] = Field(description="Fires once when the gateway starts")
+
+
+def _trigger_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("sensor", "startup"):
+            if key in value:
+                return key
+    return "unknown"
+
+
+Trigger = Annotated[
+    Annotated[SensorTrigger, Tag("sensor")] | Annotated[StartupTrigger, Tag("startup")],
+    Discriminator(
+        _trigger_tag,
+        custom_error_type="trigger_kind",
+        custom_error_message="a trigger needs one of: sensor, startup",
+    ),
+]
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class TimeWindow(Model):
+    after: TimeOfDay | None = Field(None, description='From this local time, e.g. "18:00"')
+    before: TimeOfDay | None = Field(
+        None, description="Until this local time; earlier than after spans midnight"
+    )
+    weekdays: list[Weekday] | None = Field(None, description="Only on these days: mon..sun")
+
+    def contains(self, moment: dt.datetime) -> bool:
+        """Whether a local time falls in the window (a window may span midnight)."""
+        now = moment.time()
+        day = moment
+        if self.after is not None and self.before is not None and self.after > self.before:
+            inside = now >= self.after or now < self.before
+            if now < self.before:  # the morning half belongs to the window that began yesterday
+                day = moment - dt.timedelta(days=1)
+        else:
+            inside = (self.after is None or now >= self.after) and (
+                self.before is None or now < self.before
+            )
+        if inside and self.weekdays is not None:
+            inside = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()] in (
+                self.weekdays
+            )
+        return inside
+
+
+class TimeCondition(Model):
+    time: TimeWindow = Field(description="Holds when the local time is in this window")
+
+
+class SensorCondition(Model):
+    sensor: Name = Field(description="The sensor to test")
+    is_: NumberOrBinary | None = Field(None, alias="is", description="Holds when equal to this")
+    above: float | None = Field(None, description="Holds when the value is above this")
+    below: float | None = Field(None, description="Holds when the value is below this")
+
+    @model_validator(mode="after")
+    def _something(self) -> SensorCondition:
+        if self.is_ is None and self.above is None and self.below is None:
+            raise ValueError("a sensor condition needs is, above or below")
+        return self
+
+
+def _condition_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("time", "sensor"):
+            if key in value:
+                return key
+    return "unknown"
+
+
+Condition = Annotated[
+    Annotated[TimeCondition, Tag("time")] | Annotated[SensorCondition, Tag("sensor")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition needs one of: time, sensor",
+    ),
+]
+
+ActuatorState = Annotated[
+    BinaryState | Literal["toggle"] | float,
+    Field(description="on, off, toggle, or a number"),
+]
+
+
+def _actuator_state(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "toggle":
+        return "toggle"
+    return value
+
+
+class ActuateAction(Model):
+    """Switches an actuator; with ``for`` it switches back after that long."""
+
+    actuate: Name = Field(description="The actuator to switch")
+    state: Annotated[BinaryState | Literal["toggle"], Field(description="on, off or toggle")]
+    for_: Duration | None = Field(
+        None,
+        alias="for",
+        description="Switch back after this long; a repeat restarts the time",
+    )
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _toggle(cls, value: Any) -> Any:
+        return _actuator_state(value)
+
+
+def _template_tree(value: Any) -> Any:
+    check_template_tree(value)
+    return value
+
+
+class WebhookAction(Model):
+    """Queues a signed webhook in the outbox: it is delivered even after an outage."""
+
+    webhook: Name = Field(description="The endpoint, from webhooks:")
+    event: str = Field(
+        min_length=1, max_length=200, description="Event type sent as `type`, e.g. motion.detected"
+    )
+    data: Annotated[Any, AfterValidator(_template_tree)] = Field(
+        default_factory=dict, description="The event's data; strings may be Jinja2 templates"
+    )
+
+
+class LogAction(Model):
+    log: Annotated[str, AfterValidator(_template_tree)] = Field(
+        description="A message for the log (a template)"
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+
+
+def _action_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("actuate", "webhook", "log"):
+            if key in value:
+                return key
+    return "unknown"
+
+
+Action = Annotated[
+    Annotated[ActuateAction, Tag("actuate")]
+    | Annotated[WebhookAction, Tag("webhook")]
+    | Annotated[LogAction, Tag("log")],
+    Discriminator(
+        _action_tag,
+        custom_error_type="action_kind",
+        custom_error_message="an action needs one of: actuate, webhook, log",
+    ),
+]
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class Rule(Model):
+    """When a trigger fires and every condition holds, run the actions in order."""
+
+    id: Name = Field(description="A unique name for the rule, shown in logs")
+    description: str = Field("", description="What the rule is for")
+    enabled: bool = Field(True, description="false keeps the rule but never runs it")
+    when: Annotated[list[Trigger], Field(min_length=1)] = Field(
+        description="One trigger or a list (any of them fires the rule)"
+    )
+    if_: list[Condition] = Field(
+        default_factory=list, alias="if", description="Conditions that must all hold"
+    )
+    then: Annotated[list[Action], Field(min_length=1)] = Field(description="Actions, in order")
+    cooldown: Duration | None = Field(
+        None, description="After running, ignore triggers for this long"
+    )
+
+    @field_validator("when", "if_", "then", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+# --------------------------------------------------------------------------- root
+
+
+class GatewayConfig(Model):
+    """The whole config file."""
+
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    gpio: GpioSection = Field(default_factory=GpioSection)
+    sensors: dict[Name, Sensor] = Field(default_factory=dict, description="Inputs, by name")
+    actuators: dict[Name, Actuator] = Field(default_factory=dict, description="Outputs, by name")
+    webhooks: dict[Name, WebhookEndpoint] = Field(
+        default_factory=dict, description="Outbound webhook receivers, by name"
+    )
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    rules: list[Rule] = Field(default_factory=list, description="Automation rules")
+
+
+TAGGED_MODELS: dict[str, type[Model]] = {
+    "gpio": GpioSensor,
+    "virtual": VirtualSensor,
+    "startup": StartupTrigger,
+    "time": TimeCondition,
+    "actuate": ActuateAction,
+    "webhook": WebhookAction,
+    "log": LogAction,
+}
+"""Union members by their tag, for error hints ("did you mean ...")."""

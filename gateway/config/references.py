@@ -1,0 +1,103 @@
+"""Checks that need the whole config: names that rules and tokens refer to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from gateway.config.models import (
+    ActuateAction,
+    GatewayConfig,
+    GpioSensor,
+    SensorCondition,
+    SensorTrigger,
+    WebhookAction,
+)
+
+Loc = tuple[int | str, ...]
+
+
+def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
+    """Yield ``(location, message)`` for every dangling or conflicting name."""
+    yield from _check_pins(config)
+    seen_ids: dict[str, int] = {}
+    for index, rule in enumerate(config.rules):
+        where: Loc = ("rules", index)
+        if rule.id in seen_ids:
+            yield (
+                (*where, "id"),
+                f"rule id {rule.id!r} is used twice (also rule #{seen_ids[rule.id] + 1})",
+            )
+        seen_ids.setdefault(rule.id, index)
+        for t, trigger in enumerate(rule.when):
+            if isinstance(trigger, SensorTrigger):
+                yield from _check_sensor_use(config, (*where, "when", t), trigger)
+        for c, condition in enumerate(rule.if_):
+            if isinstance(condition, SensorCondition):
+                yield from _check_sensor_use(config, (*where, "if", c), condition)
+        for a, action in enumerate(rule.then):
+            at: Loc = (*where, "then", a)
+            if isinstance(action, ActuateAction) and action.actuate not in config.actuators:
+                yield (*at, "actuate"), _unknown("actuator", action.actuate, config.actuators)
+            if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
+                yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
+    for name, token in config.server.tokens.items():
+        for i, actuator in enumerate(token.actuators or ()):
+            if actuator not in config.actuators:
+                yield (
+                    ("server", "tokens", name, "actuators", i),
+                    _unknown("actuator", actuator, config.actuators),
+                )
+    if not config.server.loopback_only and not config.server.tokens:
+        yield (
+            ("server", "listen"),
+            f"listening on {config.server.host} (not loopback) needs server.tokens: "
+            "the API would be open to the network",
+        )
+
+
+def _check_sensor_use(
+    config: GatewayConfig, at: Loc, use: SensorTrigger | SensorCondition
+) -> Iterator[tuple[Loc, str]]:
+    sensor = config.sensors.get(use.sensor)
+    if sensor is None:
+        yield (*at, "sensor"), _unknown("sensor", use.sensor, config.sensors)
+        return
+    numeric_test = use.above is not None or use.below is not None
+    if numeric_test and sensor.binary:
+        key = "above" if use.above is not None else "below"
+        yield (*at, key), f"sensor {use.sensor!r} is on/off: use to/is with on or off"
+    target = use.to if isinstance(use, SensorTrigger) else use.is_
+    if sensor.binary and target is not None and not isinstance(target, bool):
+        key = "to" if isinstance(use, SensorTrigger) else "is"
+        yield (*at, key), f"sensor {use.sensor!r} is on/off: compare it with on or off"
+    if not sensor.binary and isinstance(target, bool):
+        key = "to" if isinstance(use, SensorTrigger) else "is"
+        yield (*at, key), f"sensor {use.sensor!r} is not on/off: compare it with a value"
+
+
+def _check_pins(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
+    used: dict[int, str] = {}
+    devices: list[tuple[str, str, int]] = [
+        ("sensors", name, s.gpio) for name, s in config.sensors.items() if isinstance(s, GpioSensor)
+    ]
+    devices += [("actuators", name, a.gpio) for name, a in config.actuators.items()]
+    for section, name, pin in devices:
+        if pin in used:
+            yield (section, name, "gpio"), f"GPIO {pin} is already used by {used[pin]}"
+        else:
+            used[pin] = f"{section[:-1]} {name!r}"
+    names = set(config.sensors) & set(config.actuators)
+    for name in sorted(names):
+        yield ("actuators", name), f"{name!r} names both a sensor and an actuator"
+
+
+def _unknown(what: str, name: str, known: Mapping[str, object]) -> str:
+    import difflib
+
+    message = f"unknown {what} {name!r}"
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return f"{message} (did you mean {close[0]!r}?)"
+    if known:
+        return f"{message}; known: {', '.join(sorted(known))}"
+    return f"{message}: none is declared"

@@ -1,0 +1,1 @@
+"""Inputs: where the physical world becomes sensor readings."""

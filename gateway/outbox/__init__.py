@@ -1,0 +1,1 @@
+"""The outbox: webhooks committed to SQLite, then delivered with retries."""

@@ -1,0 +1,549 @@
+"""The outbox database: every webhook is a row before anything is sent.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a
+kill -9 or a power cut. One dedicated thread owns the connection (SQLite
+connections must not wander between threads); the event loop talks to it
+through :meth:`OutboxStore.call`. Producers' rows are group-committed: the
+thread takes every row waiting in its queue and commits them in one
+transaction, so a burst costs one fsync per batch, and the first row of an
+idle queue is committed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from gateway.errors import OutboxError
+from gateway.outbox.signing import new_message_id
+
+_LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_size_limit=4194304",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created REAL NOT NULL,
+    first_try REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    leased_until REAL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_queue ON messages (endpoint, state, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+    msg_id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    time REAL NOT NULL,
+    duration REAL NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT PRIMARY KEY,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+PENDING, DEAD = "pending", "dead"
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit mode otherwise)."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the outbox database with our pragmas set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    if new:  # only takes effect before the first table exists
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    db = sqlite_utils.Database(conn)
+    conn.executescript(SCHEMA)
+    return db
+
+
+def encode_body(event: str, data: Any, now: float) -> bytes:
+    """The wire body ``{"type", "timestamp", "data"}``, stored and re-sent byte for byte."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    doc = {"type": event, "timestamp": stamp, "data": data}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: str
+    endpoint: str
+    event: str
+    body: bytes
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One message as the delivery workers see it."""
+
+    seq: int
+    id: str
+    endpoint: str
+    event: str
+    body: bytes
+    created: float
+    first_try: float | None
+    attempts: int
+
+
+class OutboxStore:
+    """The outbox database behind one writer thread.
+
+    ``max_rows`` caps the undelivered rows; ``when_full`` says what gives:
+    ``drop_oldest`` deletes the oldest pending row of any endpoint,
+    ``reject_new`` refuses the new one. Every drop is counted and logged.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_rows: int = 100_000,
+        when_full: str = "drop_oldest",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.when_full = when_full
+        self.clock = clock
+        self.on_commit: Callable[[set[str]], None] = lambda endpoints: None
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._pending_count = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open the database on its own thread; raises :class:`OutboxError` if it cannot."""
+        self._thread = threading.Thread(target=self._run, name="outbox-db", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise OutboxError(f"cannot open outbox {self.path}: {self._open_error}")
+
+    def stop(self) -> None:
+        """Commit what is queued, then close the database."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # ------------------------------------------------------------------ API for producers
+
+    def submit(self, endpoint: str, event: str, data: Any) -> str:
+        """Queue a webhook; returns its ``webhook-id``. Thread-safe, never blocks."""
+        now = self.clock()
+        message = NewMessage(new_message_id(), endpoint, event, encode_body(event, data, now), now)
+        self._jobs.put(message)
+        return message.id
+
+    def call_threadsafe(self, fn: Callable[[sqlite_utils.Database], T]) -> Future[T]:
+        """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
+        future: Future[T] = Future()
+        self._jobs.put((fn, future))
+        return future
+
+    async def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run ``fn(db)`` on the database thread and await its result."""
+        return await asyncio.wrap_future(self.call_threadsafe(fn))
+
+    # ------------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        try:
+            db = open_database(self.path)
+            recovered = release_leases(db)
+            if recovered:
+                _LOG.warning(
+                    "outbox: %d message(s) were being sent when the gateway "
+                    "stopped; they will be sent again",
+                    recovered,
+                )
+            self._pending_count = count_pending(db)
+        except (sqlite3.Error, OSError) as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._serve(db)
+        finally:
+            db.conn.close()
+
+    def _serve(self, db: sqlite_utils.Database) -> None:
+        stop = False
+        while not stop:
+            jobs = [self._jobs.get()]
+            while True:  # take everything already waiting: one transaction for all rows
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            messages = [j for j in jobs if isinstance(j, NewMessage)]
+            if messages:
+                self._insert(db, messages)
+            for job in jobs:
+                if job is None:
+                    stop = True
+                elif isinstance(job, tuple):
+                    fn, future = job
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(fn(db))
+                        except BaseException as exc:
+                            future.set_exception(exc)
+
+    def _insert(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> None:
+        try:
+            with transaction(db):
+                kept = self._make_room(db, messages)
+                db.conn.executemany(
+                    "INSERT INTO messages (id, endpoint, event, body, created, next_try)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(m.id, m.endpoint, m.event, m.body, m.created, m.created) for m in kept],
+                )
+        except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly
+            _LOG.error(
+                "outbox: cannot store %d webhook(s) (%s); already stored ones are safe",
+                len(messages),
+                exc,
+            )
+            bump_counter(db, "write_errors", len(messages))
+            return
+        self._pending_count += len(kept)
+        if kept:
+            self.on_commit({m.endpoint for m in kept})
+
+    def _make_room(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> list[NewMessage]:
+        overflow = self._pending_count + len(messages) - self.max_rows
+        if overflow <= 0:
+            return messages
+        self._pending_count = count_pending(db)  # the delivery side deleted some meanwhile
+        overflow = self._pending_count + len(messages) - self.max_rows
+        if overflow <= 0:
+            return messages
+        if self.when_full == "reject_new":
+            kept, rejected = messages[: len(messages) - overflow], messages[-overflow:]
+            _bump(db, "dropped_new", len(rejected))
+            _LOG.error(
+                "outbox full (%d rows): rejected %d new webhook(s)", self.max_rows, len(rejected)
+            )
+            return kept
+        dropped = min(overflow, self._pending_count)
+        db.conn.execute(
+            "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE state = ?"
+            " ORDER BY seq LIMIT ?)",
+            (PENDING, dropped),
+        )
+        self._pending_count -= dropped
+        _bump(db, "dropped_oldest", dropped)
+        _LOG.error(
+            "outbox full (%d rows): dropped the %d oldest webhook(s)", self.max_rows, dropped
+        )
+        rest = overflow - dropped
+        return messages[rest:] if rest > 0 else messages
+
+
+# ---------------------------------------------------------------------- queries
+# Plain functions of a database: the delivery workers run them on the
+# database thread, the CLI on its own connection.
+
+
+def release_leases(db: sqlite_utils.Database) -> int:
+    cursor = db.conn.execute(
+        "UPDATE messages SET leased_until = NULL WHERE leased_until IS NOT NULL"
+    )
+    return cursor.rowcount
+
+
+def count_pending(db: sqlite_utils.Database) -> int:
+    return int(
+        db.conn.execute("SELECT count(*) FROM messages WHERE state = ?", (PENDING,)).fetchone()[0]
+    )
+
+
+def _bump(db: sqlite_utils.Database, name: str, amount: int) -> None:
+    db.conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        (name, amount),
+    )
+
+
+def bump_counter(db: sqlite_utils.Database, name: str, amount: int = 1) -> None:
+    try:
+        with transaction(db):
+            _bump(db, name, amount)
+    except sqlite3.Error:
+        pass
+
+
+def counters(db: sqlite_utils.Database) -> dict[str, int]:
+    return {name: value for name, value in db.conn.execute("SELECT name, value FROM counters")}
+
+
+_ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
+
+
+def lease_due(
+    db: sqlite_utils.Database,
+    endpoint: str,
+    now: float,
+    limit: int,
+    lease: float,
+    in_order: bool,
+) -> tuple[list[Row], float | None]:
+    """Lease up to ``limit`` due rows of ``endpoint``; also when the next one is due.
+
+    ``in_order`` (one request in flight) takes only the oldest pending row,
+    and only when it is due: a later row never overtakes it.
+    """
+    disabled = db.conn.execute(
+        "SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)
+    ).fetchone()
+    if disabled and disabled[0]:
+        return [], None
+    if in_order:
+        head = db.conn.execute(
+            f"SELECT {_ROW_COLUMNS}, next_try, leased_until FROM messages"
+            " WHERE endpoint = ? AND state = ? ORDER BY seq LIMIT 1",
+            (endpoint, PENDING),
+        ).fetchone()
+        if head is None:
+            return [], None
+        next_try, leased = head[-2], head[-1]
+        if leased is not None and leased > now:
+            return [], leased
+        if next_try > now:
+            return [], next_try
+        candidates = [head[:-2]]
+    else:
+        candidates = db.conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
+            " AND next_try <= ? AND (leased_until IS NULL OR leased_until <= ?)"
+            " ORDER BY seq LIMIT ?",
+            (endpoint, PENDING, now, now, limit),
+        ).fetchall()
+    rows = [Row(*c) for c in candidates]
+    if rows:
+        with transaction(db):
+            db.conn.executemany(
+                "UPDATE messages SET leased_until = ?, first_try = coalesce(first_try, ?)"
+                " WHERE seq = ?",
+                [(now + lease, now, r.seq) for r in rows],
+            )
+    upcoming = db.conn.execute(
+        "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ?"
+        " AND leased_until IS NULL",
+        (endpoint, PENDING),
+    ).fetchone()[0]
+    return rows, upcoming
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, to be written back."""
+
+    row: Row
+    time: float
+    duration: float
+    status: int  # 0 for a network error or timeout
+    error: str | None
+    response: str
+    delivered: bool
+    next_try: float | None = None  # None with delivered=False: dead letter
+    park_endpoint: bool = False
+
+
+def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> None:
+    """Write back a batch of attempts in one transaction."""
+    with transaction(db):
+        for o in outcomes:
+            db.conn.execute(
+                "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error, response)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (o.row.id, o.row.endpoint, o.time, o.duration, o.status, o.error, o.response),
+            )
+            if o.delivered:
+                db.conn.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
+                _bump(db, "delivered", 1)
+                continue
+            state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
+            if o.park_endpoint:
+                state, next_try = PENDING, o.time
+                db.conn.execute(
+                    "INSERT INTO endpoints (name, disabled, reason) VALUES (?, 1, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET disabled = 1, reason = excluded.reason",
+                    (o.row.endpoint, o.error),
+                )
+            db.conn.execute(
+                "UPDATE messages SET attempts = attempts + 1, next_try = ?, leased_until = NULL,"
+                " state = ?, last_status = ?, last_error = ? WHERE seq = ?",
+                (next_try, state, o.status, o.error, o.row.seq),
+            )
+            if state == DEAD:
+                _bump(db, "dead", 1)
+
+
+def prune_attempts(db: sqlite_utils.Database, before: float) -> int:
+    with transaction(db):
+        return db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+
+
+def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
+    """Depth, oldest age and dead letters, overall and per endpoint."""
+    per: dict[str, dict[str, Any]] = {}
+    for endpoint, state, count, oldest in db.conn.execute(
+        "SELECT endpoint, state, count(*), min(created) FROM messages GROUP BY endpoint, state"
+    ):
+        entry = per.setdefault(endpoint, {"pending": 0, "dead": 0, "oldest_age": None})
+        entry[state] = count
+        if state == PENDING and oldest is not None:
+            entry["oldest_age"] = round(now - oldest, 3)
+    for name, disabled, reason in db.conn.execute("SELECT name, disabled, reason FROM endpoints"):
+        entry = per.setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
+        entry["disabled"] = bool(disabled)
+        entry["disabled_reason"] = reason if disabled else None
+    ages = [e["oldest_age"] for e in per.values() if e["oldest_age"] is not None]
+    return {
+        "pending": sum(e["pending"] for e in per.values()),
+        "dead": sum(e["dead"] for e in per.values()),
+        "oldest_age": max(ages) if ages else None,
+        "endpoints": per,
+        "counters": counters(db),
+    }
+
+
+def list_messages(
+    db: sqlite_utils.Database, state: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    where, params = ("WHERE state = ?", [state]) if state else ("", [])
+    rows = db.conn.execute(
+        "SELECT seq, id, endpoint, event, created, attempts, next_try, state, last_status,"
+        f" last_error FROM messages {where} ORDER BY seq LIMIT ?",
+        (*params, limit),
+    )
+    names = [d[0] for d in rows.description]
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def show_message(db: sqlite_utils.Database, msg_id: str) -> dict[str, Any] | None:
+    cursor = db.conn.execute("SELECT * FROM messages WHERE id = ?", (msg_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    message = dict(zip([d[0] for d in cursor.description], row, strict=True))
+    message["body"] = bytes(message["body"]).decode("utf-8", "replace")
+    attempts = db.conn.execute(
+        "SELECT time, duration, status, error, response FROM attempts WHERE msg_id = ?"
+        " ORDER BY time",
+        (msg_id,),
+    )
+    message["attempts_log"] = [
+        dict(zip(("time", "duration", "status", "error", "response"), a, strict=True))
+        for a in attempts
+    ]
+    return message
+
+
+def retry(
+    db: sqlite_utils.Database,
+    now: float,
+    msg_id: str | None = None,
+    dead: bool = False,
+    endpoint: str | None = None,
+) -> int:
+    """Make messages due now: one by id, or every dead letter (of one endpoint)."""
+    clauses, params = [], []
+    if msg_id is not None:
+        clauses.append("id = ?")
+        params.append(msg_id)
+    if dead:
+        clauses.append("state = 'dead'")
+    if endpoint is not None:
+        clauses.append("endpoint = ?")
+        params.append(endpoint)
+    if not clauses:
+        return 0
+    with transaction(db):
+        return db.conn.execute(
+            "UPDATE messages SET state = 'pending', next_try = ?, first_try = NULL,"
+            f" attempts = 0 WHERE {' AND '.join(clauses)}",
+            (now, *params),
+        ).rowcount
+
+
+def purge_dead(db: sqlite_utils.Database, endpoint: str | None = None) -> int:
+    with transaction(db):
+        if endpoint is None:
+            return db.conn.execute("DELETE FROM messages WHERE state = 'dead'").rowcount
+        return db.conn.execute(
+            "DELETE FROM messages WHERE state = 'dead' AND endpoint = ?", (endpoint,)
+        ).rowcount
+
+
+def enable_endpoint(db: sqlite_utils.Database, endpoint: str, now: float) -> bool:
+    with transaction(db):
+        changed = db.conn.execute(
+            "UPDATE endpoints SET disabled = 0, reason = NULL WHERE name = ? AND disabled = 1",
+            (endpoint,),
+        ).rowcount
+        db.conn.execute(
+            "UPDATE messages SET next_try = ? WHERE endpoint = ? AND state = 'pending'",
+            (now, endpoint),
+        )
+    return bool(changed)

@@ -1,0 +1,1 @@
+"""Outputs: actuators that switch things in the physical world."""

@@ -1,0 +1,1 @@
+"""Rules: the pure engine, templates, timers and the runtime that applies decisions."""

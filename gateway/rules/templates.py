@@ -1,0 +1,81 @@
+"""Jinja2 templates in rules, rendered in a sandbox.
+
+Strings in ``data``, ``log`` and ``payload`` may contain ``{{ ... }}``. They
+are parsed once at load time (a syntax error is a config error) and
+rendered per event with ``StrictUndefined``: a misspelt variable is an
+error, never a silent empty string. A string that is one whole expression
+(``"{{ event.value }}"``) keeps the value's type, so a temperature arrives
+in the webhook as a number, not as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2.nativetypes import NativeCodeGenerator, native_concat
+from jinja2.sandbox import SandboxedEnvironment
+
+
+class _NativeSandbox(SandboxedEnvironment):
+    code_generator_class = NativeCodeGenerator
+    concat = staticmethod(native_concat)  # type: ignore[assignment]
+
+
+_ENV = _NativeSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+class TemplateError(ValueError):
+    """A template could not be parsed or rendered."""
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> jinja2.Template:
+    try:
+        return _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from None
+
+
+def check_template_tree(value: Any) -> None:
+    """Parse every template string inside ``value``; :class:`TemplateError` on a bad one."""
+    if isinstance(value, str):
+        if is_template(value):
+            _compile(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            check_template_tree(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_template_tree(item)
+
+
+def render(source: str, context: Mapping[str, Any]) -> Any:
+    """Render one template string; plain strings come back unchanged."""
+    if not is_template(source):
+        return source
+    try:
+        return _compile(source).render(context)
+    except TemplateError:
+        raise
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined in template {source!r}: {exc.message}") from None
+    except Exception as exc:  # a sandbox violation, a type error in user code, ...
+        raise TemplateError(f"template {source!r} failed: {exc}") from None
+
+
+def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template string inside nested dicts and lists."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {key: render_tree(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_tree(item, context) for item in value]
+    return value

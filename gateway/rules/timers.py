@@ -1,0 +1,112 @@
+"""Timers that survive restarts: auto-off deadlines and safety limits.
+
+A timer is a deadline (seconds since the epoch, wall-clock) and what to do
+then. The table is saved to ``timers.json`` in the state directory on every
+change (written to a temporary file, fsynced, renamed: a power cut leaves
+the old or the new table, never half of one). After a restart, a timer due
+at 21:05 fires at 21:05, or at once if that time has passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Collection, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """At ``due``, switch ``actuator`` to ``state``. ``kind`` is "revert" or "max_on"."""
+
+    kind: str
+    actuator: str
+    state: bool
+    due: float
+    rule: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.actuator}"
+
+
+class TimerTable:
+    """Pending timers by key, optionally saved to a file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._timers: dict[str, Timer] = {}
+        if path is not None:
+            self._timers = _load(path)
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    def __iter__(self) -> Iterator[Timer]:
+        return iter(sorted(self._timers.values(), key=lambda t: t.due))
+
+    def get(self, kind: str, actuator: str) -> Timer | None:
+        return self._timers.get(f"{kind}:{actuator}")
+
+    def set(self, timer: Timer) -> None:
+        self._timers[timer.key] = timer
+        self._save()
+
+    def cancel(self, kind: str, actuator: str) -> None:
+        if self._timers.pop(f"{kind}:{actuator}", None) is not None:
+            self._save()
+
+    def next_due(self) -> float | None:
+        return min((t.due for t in self._timers.values()), default=None)
+
+    def pop_due(self, now: float) -> list[Timer]:
+        due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: t.due)
+        for timer in due:
+            del self._timers[timer.key]
+        if due:
+            self._save()
+        return due
+
+    def keep_only(self, actuators: Collection[str]) -> None:
+        """Forget timers of actuators that no longer exist (after a reload)."""
+        stale = [k for k, t in self._timers.items() if t.actuator not in actuators]
+        for key in stale:
+            del self._timers[key]
+        if stale:
+            self._save()
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        data = json.dumps([asdict(t) for t in self._timers.values()], indent=0)
+        tmp = self._path.with_suffix(".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            _LOG.error("cannot save timers to %s: %s (they still run until restart)", tmp, exc)
+
+
+def _load(path: Path) -> dict[str, Timer]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _LOG.error("cannot read saved timers %s: %s; starting without them", path, exc)
+        return {}
+    timers = {}
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            timer = Timer(**item)
+        except TypeError:
+            continue
+        timers[timer.key] = timer
+    return timers
