@@ -108,7 +108,8 @@ def _problem_from(error: ErrorDetails, data: Any, file: str) -> ConfigProblem | 
             message += f" (did you mean {hint!r}?)"
         return located.key_position.problem(message)
     if kind == "missing":
-        return located.position.problem(f"missing required key {loc[-1]!r} in {where or 'root'}")
+        at = located.position if isinstance(located.node, dict) else located.key_position
+        return at.problem(f"missing required key {loc[-1]!r} in {where or 'root'}")
     message = error["msg"]
     message = message.removeprefix("Value error, ")
     if message and message[0].isupper() and not message[:2].isupper():

@@ -285,7 +285,8 @@ def locate(root: Any, loc: tuple[int | str, ...], file: str) -> Located:
 
     Parts of ``loc`` that are not in the document are skipped: union tags
     (``actuate`` in ``rules.0.then.0.actuate.for``, which is also a key whose
-    value is a plain name), validator names, a missing key. The result is
+    value is a plain name, followed by a sibling key), validator names, a
+    missing key. The result is
     the deepest node that exists.
     """
     node = root
@@ -296,7 +297,7 @@ def locate(root: Any, loc: tuple[int | str, ...], file: str) -> Located:
     for i, part in enumerate(loc):
         if isinstance(node, dict) and part in node:
             value = node[part]
-            if i < last and not isinstance(value, dict | list | Missing):
+            if i < last and not isinstance(value, dict | list) and loc[i + 1] in node:
                 continue  # a union tag that is also a key: the error is further in
             if isinstance(node, MarkedDict):
                 position = node.value_positions[part]

@@ -284,18 +284,20 @@ class OutboxStore:
             )
             return kept
         dropped = min(overflow, self._pending_count)
-        db.conn.execute(
-            "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE state = ?"
-            " ORDER BY seq LIMIT ?)",
-            (PENDING, dropped),
-        )
-        self._pending_count -= dropped
-        _bump(db, "dropped_oldest", dropped)
+        if dropped:
+            db.conn.execute(
+                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE state = ?"
+                " ORDER BY seq LIMIT ?)",
+                (PENDING, dropped),
+            )
+            self._pending_count -= dropped
+        # a burst larger than the whole cap: its own oldest rows go too
+        kept = messages[overflow - dropped :]
+        _bump(db, "dropped_oldest", overflow)
         _LOG.error(
-            "outbox full (%d rows): dropped the %d oldest webhook(s)", self.max_rows, dropped
+            "outbox full (%d rows): dropped the %d oldest webhook(s)", self.max_rows, overflow
         )
-        rest = overflow - dropped
-        return messages[rest:] if rest > 0 else messages
+        return kept
 
 
 # ---------------------------------------------------------------------- queries

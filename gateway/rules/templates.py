@@ -61,7 +61,10 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     if not is_template(source):
         return source
     try:
-        return _compile(source).render(context)
+        result = _compile(source).render(context)
+        if isinstance(result, jinja2.Undefined):
+            str(result)  # a lone undefined value is returned, not rendered: make it raise
+        return result
     except TemplateError:
         raise
     except jinja2.UndefinedError as exc:

@@ -1,0 +1,227 @@
+"""Shared fixtures: free ports, webhook receivers, config files, the daemon as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "test-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    time: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP webhook receiver on 127.0.0.1; ``responses`` scripts its answers."""
+
+    port: int
+    received: list[Received] = field(default_factory=list)
+    responses: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(dict(request.headers), body, time.time()))
+        self.arrived.set()
+        status, headers = self.responses.pop(0) if self.responses else (200, {})
+        return web.Response(status=status, headers=headers, text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"expected {count} webhooks, got {len(self.received)}")
+            self.arrived.clear()
+            try:
+                async with asyncio.timeout(min(remaining, 0.5)):
+                    await self.arrived.wait()
+            except TimeoutError:
+                pass
+        return self.received
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver(free_port())
+    await r.start()
+    yield r
+    await r.stop()
+
+
+def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def demo_like_config(
+    tmp: Path, port: int, receiver_url: str, retry: str = "[200ms, 400ms]", extra: str = ""
+) -> Path:
+    """A config like the demo's, with a short auto-off and fast retries."""
+    return write_config(
+        tmp,
+        f"""
+        gateway:
+          name: test-pi
+          state_dir: {tmp / "state"}
+          simulate: true
+        sensors:
+          hallway_motion: {{gpio: 17, kind: motion}}
+        actuators:
+          hallway_light: {{gpio: 27, kind: relay, active_high: false}}
+        webhooks:
+          home_hub:
+            url: {receiver_url}
+            secret: {SECRET}
+            retry: {retry}
+        server:
+          listen: 127.0.0.1:{port}
+          tokens:
+            tester: {{token: {TOKEN}}}
+        rules:
+          - id: hallway_motion_light
+            when: {{sensor: hallway_motion, to: on}}
+            then:
+              - actuate: hallway_light
+                state: on
+                for: 1s
+              - webhook: home_hub
+                event: motion.detected
+                data: {{where: hallway, value: "{{{{ event.value }}}}"}}
+        {extra}
+        """,
+    )
+
+
+class Daemon:
+    """``gateway run`` as a subprocess, as a user (or systemd) starts it."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.port, self.log_path = config, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra: str) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(self.config), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.config.parent,
+        )
+        log.close()
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+                try:
+                    async with session.get(self.base + "/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    async def request(
+        self, method: str, path: str, body: Any = None, token: str = TOKEN
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.base + path, json=body, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path, int], Daemon]]:
+    daemons: list[Daemon] = []
+
+    def make(config: Path, port: int) -> Daemon:
+        d = Daemon(config, port, tmp_path / f"daemon-{len(daemons)}.log")
+        daemons.append(d)
+        return d
+
+    yield make
+    for d in daemons:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                d.kill()

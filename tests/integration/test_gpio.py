@@ -1,0 +1,108 @@
+"""GPIO through gpiozero's MockFactory: pins driven as wired hardware would drive them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.config.models import GpioSensor
+from gateway.inputs.gpio import GpioInput
+from tests.conftest import Receiver, demo_like_config, free_port
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Gateway]:
+    config = demo_like_config(tmp_path, free_port(), receiver.url)
+    gw = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gw.run())
+    await wait_until(gw.ready)
+    yield gw
+    gw.stop()
+    assert await task == 0
+
+
+async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
+    gateway: Gateway, receiver: Receiver
+) -> None:
+    assert gateway.devices is not None
+    motion = gateway.devices.factory.pin(17)
+    light = gateway.devices.factory.pin(27)
+    assert light.state == 1  # active-low relay board: off means the pin is high
+    motion.drive_high()
+    await wait_until(lambda: light.state == 0)  # relay on
+    assert gateway.actuators()["hallway_light"]["state"] == "on"
+    await wait_until(lambda: light.state == 1, timeout=3)  # off again after `for: 1s`
+    [webhook] = await receiver.wait_for(1)
+    assert webhook.json["type"] == "motion.detected"
+    assert webhook.json["data"] == {"where": "hallway", "value": True}
+
+
+async def test_stopping_leaves_actuators_in_their_safe_state(tmp_path: Path) -> None:
+    config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
+    gw = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gw.run())
+    await wait_until(gw.ready)
+    assert gw.devices is not None
+    light = gw.devices.factory.pin(27)
+    gw.actuate("hallway_light", True, None, "test")
+    assert light.state == 0  # on (active low)
+    gw.stop()
+    assert await task == 0
+    # initial off (high), on (low), then off again before the pins were released
+    assert [s.state for s in light.states][1:4] == [1, 0, 1]
+
+
+class Edges:
+    def __init__(self) -> None:
+        self.values: list[bool] = []
+
+    def __call__(self, name: str, value: bool) -> None:
+        self.values.append(value)
+
+
+async def test_a_bouncing_button_gives_one_press_and_one_release() -> None:
+    factory = MockFactory(pin_class=MockPWMPin)
+    edges = Edges()
+    config = GpioSensor(gpio=5, kind="button", bounce="50ms")
+    button = GpioInput("doorbell", config, factory, asyncio.get_running_loop(), edges)
+    pin = factory.pin(5)
+    assert pin.state is True  # pulled up, not pressed
+    for _ in range(5):  # contact bounce on press: ends pressed (low)
+        pin.drive_low()
+        pin.drive_high()
+    pin.drive_low()
+    await asyncio.sleep(0.12)
+    assert edges.values == [True]
+    for _ in range(4):  # bounce on release: ends released
+        pin.drive_high()
+        pin.drive_low()
+    pin.drive_high()
+    await asyncio.sleep(0.12)
+    assert edges.values == [True, False]
+    button.close()
+
+
+async def test_a_change_hidden_inside_the_bounce_window_is_not_lost() -> None:
+    factory = MockFactory(pin_class=MockPWMPin)
+    edges = Edges()
+    sensor = GpioInput(
+        "door", GpioSensor(gpio=6, bounce="50ms"), factory, asyncio.get_running_loop(), edges
+    )
+    pin = factory.pin(6)
+    pin.drive_high()
+    pin.drive_low()  # a real short pulse shorter than the window
+    await asyncio.sleep(0.12)
+    assert edges.values == [True, False]
+    sensor.close()

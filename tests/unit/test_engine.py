@@ -1,0 +1,154 @@
+"""Rule decisions from the pure engine: an event, states and a clock in; decisions out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from gateway.config.models import GatewayConfig, Rule
+from gateway.events import GatewayStarted, SensorChanged
+from gateway.rules.engine import RuleEngine, SendWebhook, SetActuator, Snapshot, WriteLog
+
+TZ = dt.UTC
+
+
+def rules(*docs: dict[str, Any]) -> list[Rule]:
+    config = GatewayConfig.model_validate(
+        {
+            "sensors": {
+                "motion": {"gpio": 17, "kind": "motion"},
+                "temp": {"kind": "virtual"},
+            },
+            "actuators": {"light": {"gpio": 27}},
+            "webhooks": {"hub": {"url": "http://127.0.0.1:9/"}},
+            "rules": list(docs),
+        }
+    )
+    return config.rules
+
+
+def at(hour: int, minute: int = 0, day: int = 15) -> Snapshot:
+    return Snapshot({}, {}, dt.datetime(2026, 1, day, hour, minute, tzinfo=TZ))
+
+
+def changed(sensor: str, value: Any, previous: Any, snapshot: Snapshot) -> SensorChanged:
+    return SensorChanged(sensor, value, previous, snapshot.now.timestamp(), "test")
+
+
+MOTION_LIGHT = {
+    "id": "motion_light",
+    "when": {"sensor": "motion", "to": True},
+    "if": [{"time": {"after": "18:00", "before": "07:00"}}],
+    "then": [
+        {"actuate": "light", "state": "on", "for": "5m"},
+        {"webhook": "hub", "event": "motion.detected", "data": {"at": "{{ event.time }}"}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "fires"),
+    [
+        (18, 0, True),
+        (23, 59, True),
+        (0, 0, True),
+        (6, 59, True),
+        (7, 0, False),
+        (12, 0, False),
+        (17, 59, False),
+    ],
+)
+def test_motion_after_dark_window_spans_midnight(hour: int, minute: int, fires: bool) -> None:
+    engine = RuleEngine(rules(MOTION_LIGHT))
+    snap = at(hour, minute)
+    decisions = engine.decide(changed("motion", True, False, snap), snap)
+    assert bool(decisions) is fires
+
+
+def test_motion_turns_light_on_for_5_minutes_and_tells_the_hub() -> None:
+    engine = RuleEngine(rules(MOTION_LIGHT))
+    snap = at(21, 5)
+    decisions = engine.decide(changed("motion", True, False, snap), snap)
+    assert decisions == [
+        SetActuator("light", True, 300.0, "motion_light"),
+        SendWebhook("hub", "motion.detected", {"at": "2026-01-15T21:05:00+00:00"}, "motion_light"),
+    ]
+
+
+def test_to_does_not_fire_on_the_other_edge_or_on_no_change() -> None:
+    engine = RuleEngine(rules(MOTION_LIGHT))
+    snap = at(21)
+    assert engine.decide(changed("motion", False, True, snap), snap) == []
+    assert engine.decide(changed("motion", True, True, snap), snap) == []
+    assert engine.decide(changed("temp", 1.0, None, snap), snap) == []
+
+
+def test_above_fires_on_the_crossing_not_on_every_reading_above() -> None:
+    rule = {
+        "id": "warm",
+        "when": {"sensor": "temp", "above": -10},
+        "then": [{"webhook": "hub", "event": "freezer.warm", "data": {"t": "{{ event.value }}"}}],
+    }
+    engine = RuleEngine(rules(rule))
+    snap = at(12)
+    assert engine.decide(changed("temp", -12.0, -15.0, snap), snap) == []
+    fired = engine.decide(changed("temp", -9.5, -12.0, snap), snap)
+    assert fired == [SendWebhook("hub", "freezer.warm", {"t": -9.5}, "warm")]  # a number, not text
+    assert engine.decide(changed("temp", -8.0, -9.5, snap), snap) == []
+
+
+def test_weekdays_of_a_midnight_window_belong_to_the_evening_it_started() -> None:
+    rule = dict(
+        MOTION_LIGHT,
+        **{"if": [{"time": {"after": "22:00", "before": "02:00", "weekdays": ["fri"]}}]},
+    )
+    engine = RuleEngine(rules(rule))
+    friday_late, saturday_early, saturday_late = at(23, day=16), at(1, day=17), at(23, day=17)
+    for snap, fires in ((friday_late, True), (saturday_early, True), (saturday_late, False)):
+        assert bool(engine.decide(changed("motion", True, False, snap), snap)) is fires
+
+
+def test_cooldown_suppresses_repeats() -> None:
+    rule = dict(MOTION_LIGHT, cooldown="10m")
+    rule.pop("if")
+    engine = RuleEngine(rules(rule))
+    first, soon, later = at(12, 0), at(12, 5), at(12, 11)
+    assert engine.decide(changed("motion", True, False, first), first)
+    assert engine.decide(changed("motion", True, False, soon), soon) == []
+    assert engine.decide(changed("motion", True, False, later), later)
+
+
+def test_sensor_condition_and_disabled_rules() -> None:
+    rule = {
+        "id": "cold_motion",
+        "when": {"sensor": "motion", "to": "on"},
+        "if": [{"sensor": "temp", "below": 5}],
+        "then": [{"log": "cold and moving: {{ sensors.temp }}"}],
+    }
+    engine = RuleEngine(rules(rule, dict(rule, id="off", enabled=False)))
+    warm = Snapshot({"temp": 20.0}, {}, at(12).now)
+    cold = Snapshot({"temp": 2.0}, {}, at(12).now)
+    assert engine.decide(changed("motion", True, False, warm), warm) == []
+    assert engine.decide(changed("motion", True, False, cold), cold) == [
+        WriteLog(20, "cold and moving: 2.0", "cold_motion")
+    ]
+
+
+def test_a_template_error_at_run_time_skips_only_that_action(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rule = {
+        "id": "typo",
+        "when": {"startup": True},
+        "then": [
+            {"webhook": "hub", "event": "x", "data": {"v": "{{ sensors.nope }}"}},
+            {"actuate": "light", "state": "toggle"},
+        ],
+    }
+    engine = RuleEngine(rules(rule))
+    decisions = engine.decide(GatewayStarted(0.0), at(12))
+    assert decisions == [SetActuator("light", "toggle", None, "typo")]
+    assert "rule typo: action skipped" in caplog.text
+    assert "nope" in caplog.text

@@ -1,0 +1,153 @@
+"""The runtime applies decisions: auto-off timers, max_on, and timers that survive restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gateway.config.models import GatewayConfig
+from gateway.rules.runtime import Runtime
+from gateway.rules.timers import TimerTable
+
+
+class Clock:
+    def __init__(self, now: float = 1_760_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Relays:
+    """Actuators in memory (what rule tests use too)."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.state = dict.fromkeys(names, False)
+
+    def names(self) -> Iterable[str]:
+        return self.state.keys()
+
+    def get(self, name: str) -> bool:
+        return self.state[name]
+
+    def set(self, name: str, state: bool) -> None:
+        self.state[name] = state
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def submit(self, endpoint: str, event: str, data: Any) -> str:
+        self.sent.append((endpoint, event, data))
+        return f"msg_{len(self.sent)}"
+
+
+CONFIG = GatewayConfig.model_validate(
+    {
+        "sensors": {"motion": {"gpio": 17, "kind": "motion"}},
+        "actuators": {"light": {"gpio": 27, "max_on": "1h"}, "fan": {"gpio": 22}},
+        "webhooks": {"hub": {"url": "http://127.0.0.1:9/"}},
+        "rules": [
+            {
+                "id": "motion_light",
+                "when": {"sensor": "motion", "to": "on"},
+                "then": [
+                    {"actuate": "light", "state": "on", "for": "5m"},
+                    {
+                        "webhook": "hub",
+                        "event": "motion.detected",
+                        "data": {"v": "{{ event.value }}"},
+                    },
+                ],
+            }
+        ],
+    }
+)
+
+
+def make(
+    tmp_path: Path, clock: Clock, relays: Relays | None = None
+) -> tuple[Runtime, Relays, Outbox]:
+    relays = relays or Relays(CONFIG.actuators)
+    outbox = Outbox()
+    runtime = Runtime(CONFIG, relays, outbox, TimerTable(tmp_path / "timers.json"), clock)
+    return runtime, relays, outbox
+
+
+def test_motion_turns_light_on_then_off_after_5_minutes(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, outbox = make(tmp_path, clock)
+    runtime.reading("motion", True, "test")
+    assert relays.state["light"] is True
+    assert outbox.sent == [("hub", "motion.detected", {"v": True})]
+    clock.now += 299
+    runtime.run_due()
+    assert relays.state["light"] is True
+    clock.now += 1
+    runtime.run_due()
+    assert relays.state["light"] is False
+
+
+def test_motion_again_restarts_the_5_minutes(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, _ = make(tmp_path, clock)
+    runtime.reading("motion", True, "test")
+    clock.now += 200
+    runtime.reading("motion", False, "test")
+    runtime.reading("motion", True, "test")
+    clock.now += 200
+    runtime.run_due()
+    assert relays.state["light"] is True
+    clock.now += 100
+    runtime.run_due()
+    assert relays.state["light"] is False
+
+
+def test_max_on_switches_off_whatever_the_rules_say(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, _ = make(tmp_path, clock)
+    runtime.actuate("light", True, None, "test")
+    clock.now += 3599
+    runtime.run_due()
+    assert relays.state["light"] is True
+    clock.now += 1
+    runtime.run_due()
+    assert relays.state["light"] is False
+    assert len(runtime.timers) == 0
+
+
+def test_an_auto_off_survives_a_restart_and_fires_at_its_original_time(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, _ = make(tmp_path, clock)
+    runtime.reading("motion", True, "test")
+    clock.now += 60
+    # the process dies; a new one starts with the relay still on and the saved timers
+    restarted, _, _ = make(tmp_path, clock, relays)
+    assert restarted.next_due() == clock.now + 240
+    clock.now += 239
+    restarted.run_due()
+    assert relays.state["light"] is True
+    clock.now += 1
+    restarted.run_due()
+    assert relays.state["light"] is False
+
+
+def test_a_timer_missed_while_stopped_fires_at_once(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, _ = make(tmp_path, clock)
+    runtime.reading("motion", True, "test")
+    clock.now += 3 * 3600  # the gateway was off for three hours
+    restarted, _, _ = make(tmp_path, clock, relays)
+    restarted.run_due()
+    assert relays.state["light"] is False
+
+
+def test_toggle_and_manual_switch_cancel_the_pending_auto_off(tmp_path: Path) -> None:
+    clock = Clock()
+    runtime, relays, _ = make(tmp_path, clock)
+    runtime.actuate("fan", True, 10, "test")
+    assert runtime.timers.get("revert", "fan") is not None
+    assert runtime.actuate("fan", "toggle", None, "test") is False
+    assert runtime.timers.get("revert", "fan") is None

@@ -1,0 +1,48 @@
+"""Standard Webhooks signatures, checked against the specification's test vector."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.outbox.signing import SignatureError, sign, signature_header, verify
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+STAMP = 1614265330
+BODY = b'{"test": 2432232314}'
+EXPECTED = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def headers(signature: str, stamp: int = STAMP, msg_id: str = MSG_ID) -> dict[str, str]:
+    return {"webhook-id": msg_id, "webhook-timestamp": str(stamp), "webhook-signature": signature}
+
+
+def test_signature_matches_the_spec_test_vector() -> None:
+    assert sign(SECRET, MSG_ID, STAMP, BODY) == EXPECTED
+
+
+def test_rotation_signs_with_every_secret_and_either_verifies() -> None:
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    header = signature_header([other, SECRET], MSG_ID, STAMP, BODY)
+    assert header.split() == [sign(other, MSG_ID, STAMP, BODY), EXPECTED]
+    assert verify([SECRET], headers(header), BODY, now=STAMP) == MSG_ID
+
+
+@pytest.mark.parametrize(
+    ("hdrs", "body", "now", "why"),
+    [
+        (headers(EXPECTED), b'{"test":2432232314}', STAMP, "no webhook-signature matches"),
+        (headers(EXPECTED), BODY, STAMP + 301, "too old"),
+        (headers(EXPECTED), BODY, STAMP - 301, "in the future"),
+        (headers("v1,AAAA"), BODY, STAMP, "no webhook-signature matches"),
+        (headers("garbage ,,, v2,xx"), BODY, STAMP, "no webhook-signature matches"),
+        (headers(EXPECTED, msg_id="msg_other"), BODY, STAMP, "no webhook-signature matches"),
+        ({"webhook-id": MSG_ID}, BODY, STAMP, "missing"),
+        ({**headers(EXPECTED), "webhook-timestamp": "12x"}, BODY, STAMP, "not a number"),
+    ],
+)
+def test_bad_requests_fail_verification(
+    hdrs: dict[str, str], body: bytes, now: float, why: str
+) -> None:
+    with pytest.raises(SignatureError, match=why):
+        verify([SECRET], hdrs, body, now=now)
