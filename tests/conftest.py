@@ -57,7 +57,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(Received(dict(request.headers), body, time.time()))
+        self.received.append(
+            Received({k.lower(): v for k, v in request.headers.items()}, body, time.time())
+        )
         self.arrived.set()
         status, headers = self.responses.pop(0) if self.responses else (200, {})
         return web.Response(status=status, headers=headers, text="ok")

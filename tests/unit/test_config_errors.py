@@ -179,7 +179,9 @@ def test_bare_on_and_quoted_on_mean_the_same(tmp_path: Path) -> None:
     rules = """
 rules:
   - {id: a, when: {sensor: hallway_motion, to: on}, then: [{actuate: hallway_light, state: on}]}
-  - {id: b, when: {sensor: hallway_motion, to: "ON"}, then: [{actuate: hallway_light, state: "off"}]}
+  - id: b
+    when: {sensor: hallway_motion, to: "ON"}
+    then: [{actuate: hallway_light, state: "off"}]
 """
     loaded = load_config(write_config(tmp_path, BASE + rules))
     assert loaded.config.rules[0].when[0].to is True  # type: ignore[union-attr]

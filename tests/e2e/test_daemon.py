@@ -1,0 +1,130 @@
+"""The daemon as a subprocess, driven over HTTP like a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox.signing import verify
+from tests.conftest import SECRET, Daemon, Receiver, demo_like_config, free_port
+
+pytestmark = pytest.mark.e2e
+
+MakeDaemon = Callable[[Path, int], Daemon]
+
+
+async def test_motion_lights_the_hallway_and_the_signed_webhook_arrives(
+    tmp_path: Path, receiver: Receiver, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    daemon = daemon_factory(demo_like_config(tmp_path, port, receiver.url), port)
+    daemon.start()
+    await daemon.wait_ready()
+    status, _ = await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    assert status == 200
+    await asyncio.sleep(0.1)
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert (status, light["state"]) == (200, "on")
+    [hook] = await receiver.wait_for(1)
+    assert verify([SECRET], hook.headers, hook.body, now=time.time()) == hook.headers["webhook-id"]
+    assert hook.headers["webhook-id"].startswith("msg_")
+    assert hook.headers["user-agent"].startswith("edge-gateway/")
+    assert hook.json["type"] == "motion.detected"
+    assert set(hook.json) == {"type", "timestamp", "data"}
+    await asyncio.sleep(1.2)  # the rule's `for: 1s` has passed
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "off"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+
+
+async def test_a_webhook_queued_before_a_kill_9_arrives_after_the_restart(
+    tmp_path: Path, receiver: Receiver, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, receiver.url, retry="[300ms]")
+    await receiver.stop()  # the receiver is down
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    await asyncio.sleep(0.5)  # committed, and at least one attempt failed
+    status, outbox = await daemon.request("GET", "/api/v1/outbox")
+    assert outbox["pending"] == 1
+    daemon.kill()  # SIGKILL: no clean shutdown
+    await receiver.start()  # the receiver comes back
+    daemon.start()
+    await daemon.wait_ready()
+    [hook] = await receiver.wait_for(1)
+    assert hook.json["type"] == "motion.detected"
+    assert verify([SECRET], hook.headers, hook.body, now=time.time())
+
+
+async def test_sighup_with_a_broken_config_keeps_the_old_rules_working(
+    tmp_path: Path, receiver: Receiver, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, receiver.url)
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    good = config.read_text()
+    config.write_text(good.replace("to: on", "to: on, tpyo: 1"))
+    daemon.signal(signal.SIGHUP)
+    await asyncio.sleep(0.5)
+    assert "unknown key 'tpyo'" in daemon.log()
+    assert "still running the old one" in daemon.log()
+    await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    await asyncio.sleep(0.1)
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "on"
+    await receiver.wait_for(1)
+
+
+async def test_sighup_with_a_good_config_applies_the_new_rules(
+    tmp_path: Path, receiver: Receiver, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, receiver.url)
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    config.write_text(config.read_text().replace("event: motion.detected", "event: motion.seen"))
+    daemon.signal(signal.SIGHUP)
+    await asyncio.sleep(0.5)
+    assert "reloaded" in daemon.log()
+    await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    [hook] = await receiver.wait_for(1)
+    assert hook.json["type"] == "motion.seen"
+
+
+async def test_sigterm_exits_0_quickly_and_switches_actuators_off(
+    tmp_path: Path, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    daemon = daemon_factory(demo_like_config(tmp_path, port, "http://127.0.0.1:9/"), port)
+    daemon.start()
+    await daemon.wait_ready()
+    await daemon.request("POST", "/api/v1/actuators/hallway_light", {"state": "on"})
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert "stopped" in daemon.log()
+
+
+async def test_a_daemon_with_an_invalid_config_exits_2_with_positions(
+    tmp_path: Path, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(config.read_text().replace("kind: relay", "kind: rellay"))
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    assert daemon.wait(20) == 2
+    assert "gateway.yaml:8:35: actuators.hallway_light.kind: input should be" in daemon.log()

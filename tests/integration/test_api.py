@@ -1,0 +1,200 @@
+"""The HTTP API of an in-process gateway, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from tests.conftest import TOKEN, demo_like_config, free_port
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Gateway]]:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    text = (
+        config.read_text()
+        .replace("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n")
+        .replace(
+            "tokens:\n",
+            "tokens:\n    viewer: {token: viewer-token-0123456789, read_only: true}\n"
+            "    fan_only: {token: fan-only-token-0123456789, actuators: [fan]}\n",
+        )
+        .replace("actuators:\n", "actuators:\n  fan: {gpio: 22}\n")
+    )
+    config.write_text(text)
+    gw = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gw.run())
+    async with asyncio.timeout(5):
+        while not gw.ready():
+            await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}", gw
+    gw.stop()
+    await task
+
+
+async def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = TOKEN,
+    data: bytes | None = None,
+    content_type: str | None = None,
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, base + path, json=body, data=data, headers=headers) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def test_healthz_needs_no_token(api: tuple[str, Gateway]) -> None:
+    assert await call(api[0], "GET", "/healthz", token=None) == (200, {"status": "ok"})
+
+
+async def test_status_reports_name_version_and_outbox(api: tuple[str, Gateway]) -> None:
+    status, body = await call(api[0], "GET", "/api/v1/status")
+    assert status == 200
+    assert body["name"] == "test-pi"
+    assert body["outbox"]["pending"] == 0
+    assert body["inputs"]["hallway_motion"]["state"] == "connected"
+
+
+async def test_injected_motion_turns_the_light_on(api: tuple[str, Gateway]) -> None:
+    base, gw = api
+    status, body = await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    assert (status, body["value"]) == (200, True)
+    await asyncio.sleep(0.05)
+    status, light = await call(base, "GET", "/api/v1/actuators/hallway_light")
+    assert (status, light["state"]) == (200, "on")
+    assert light["until"] is not None
+
+
+async def test_curl_default_content_type_with_a_json_body_is_accepted(
+    api: tuple[str, Gateway],
+) -> None:
+    status, body = await call(
+        api[0],
+        "POST",
+        "/api/v1/sensors/freezer_temp",
+        data=b'{"value": -9.5}',
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert (status, body["value"]) == (200, -9.5)
+    status, sensor = await call(api[0], "GET", "/api/v1/sensors/freezer_temp")
+    assert sensor["value"] == -9.5
+
+
+async def test_switching_a_relay_for_10_seconds(api: tuple[str, Gateway]) -> None:
+    base, gw = api
+    status, body = await call(
+        base, "POST", "/api/v1/actuators/hallway_light", {"state": "on", "for": "10s"}
+    )
+    assert (status, body["state"]) == (200, "on")
+    assert gw.devices is not None
+    assert gw.devices.factory.pin(27).state == 0  # active-low board: on is low
+    assert gw.timers.get("revert", "hallway_light") is not None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "token", "status", "code"),
+    [
+        ("GET", "/api/v1/sensors", None, None, 401, "unauthorized"),
+        ("GET", "/api/v1/sensors", None, "wrong-token-0123456789", 401, "unauthorized"),
+        ("POST", "/api/v1/actuators/nope", {"state": "on"}, TOKEN, 404, "not_found"),
+        ("GET", "/api/v1/sensors/nope", None, TOKEN, 404, "not_found"),
+        ("GET", "/api/v1/nothing", None, TOKEN, 404, "not_found"),
+        ("POST", "/api/v1/actuators/hallway_light", {"state": "maybe"}, TOKEN, 422, "invalid"),
+        ("POST", "/api/v1/actuators/hallway_light", {"state": "on", "x": 1}, TOKEN, 422, "invalid"),
+        (
+            "POST",
+            "/api/v1/actuators/hallway_light",
+            {"state": "on", "for": "soon"},
+            TOKEN,
+            422,
+            "invalid",
+        ),
+        ("POST", "/api/v1/actuators/hallway_light", [1, 2], TOKEN, 422, "invalid"),
+        ("DELETE", "/api/v1/actuators/hallway_light", None, TOKEN, 405, "method_not_allowed"),
+        (
+            "POST",
+            "/api/v1/actuators/hallway_light",
+            {"state": "on"},
+            "viewer-token-0123456789",
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            "/api/v1/actuators/hallway_light",
+            {"state": "on"},
+            "fan-only-token-0123456789",
+            403,
+            "forbidden",
+        ),
+        ("POST", "/api/v1/sensors/freezer_temp", {"value": "warm"}, TOKEN, 422, "invalid"),
+    ],
+)
+async def test_bad_requests_get_json_errors(
+    api: tuple[str, Gateway],
+    method: str,
+    path: str,
+    body: Any,
+    token: str | None,
+    status: int,
+    code: str,
+) -> None:
+    got_status, got = await call(api[0], method, path, body, token=token)
+    assert got_status == status
+    assert got["error"]["code"] == code
+    assert got["error"]["message"]
+
+
+async def test_malformed_json_is_400_and_other_types_415(api: tuple[str, Gateway]) -> None:
+    path = "/api/v1/actuators/hallway_light"
+    status, body = await call(
+        api[0], "POST", path, data=b"{state: on", content_type="application/json"
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    status, body = await call(api[0], "POST", path, data=b"state=on", content_type="text/plain")
+    assert (status, body["error"]["code"]) == (415, "unsupported_media_type")
+
+
+async def test_a_body_over_64_kib_is_413(api: tuple[str, Gateway]) -> None:
+    big = b'{"state": "on", "pad": "' + b"x" * 70_000 + b'"}'
+    status, body = await call(
+        api[0], "POST", "/api/v1/actuators/hallway_light", data=big, content_type="application/json"
+    )
+    assert (status, body["error"]["code"]) == (413, "too_large")
+
+
+async def test_a_scoped_token_may_switch_its_own_actuator(api: tuple[str, Gateway]) -> None:
+    status, body = await call(
+        api[0],
+        "POST",
+        "/api/v1/actuators/fan",
+        {"state": "toggle"},
+        token="fan-only-token-0123456789",
+    )
+    assert (status, body["state"]) == (200, "on")
+
+
+async def test_repeated_failed_logins_are_rate_limited(api: tuple[str, Gateway]) -> None:
+    statuses = [
+        (await call(api[0], "GET", "/api/v1/status", token="bad-token-0123456789"))[0]
+        for _ in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+    # even the right token waits: the client address is blocked for a while
+    assert (await call(api[0], "GET", "/api/v1/status"))[0] == 429
