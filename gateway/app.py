@@ -77,6 +77,8 @@ class Gateway:
         self.store = OutboxStore(
             state_dir / "outbox.db",
             max_rows=loaded.config.outbox.max_rows,
+            max_bytes=loaded.config.outbox.max_bytes,
+            when_full=loaded.config.outbox.when_full,
         )
         self.delivery = Delivery(self.store, loaded.config.webhooks)
         self.tokens = TokenTable(loaded.config.server.tokens)

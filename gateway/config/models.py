@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
+from gateway.config.types import BinaryState, ByteSize, Duration, TimeOfDay, parse_binary
 from gateway.rules.templates import check_template_tree
 
 Name = Annotated[
@@ -231,6 +231,12 @@ class WebhookEndpoint(Model):
 
 class OutboxSection(Model):
     max_rows: int = Field(100_000, ge=1, description="Most undelivered webhooks kept")
+    max_bytes: ByteSize = Field(
+        256 * 1024**2, description="Most bytes of undelivered webhook bodies kept"
+    )
+    when_full: Literal["drop_oldest", "reject_new"] = Field(
+        "drop_oldest", description="What gives when a cap is reached (every drop is counted)"
+    )
 
 
 class TokenConfig(Model):

@@ -58,6 +58,29 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 1024,
+    "kib": 1024,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``512kB``, ``256MB``, ``1GB`` (powers of 1024) or a plain number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(value.strip().lower()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{shown(value)} is not a size: write e.g. 512kB, 256MB or 1GB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
 _TRUE = {"on", "true", "yes", "1", "high"}
 _FALSE = {"off", "false", "no", "0", "low"}
 
@@ -143,3 +166,16 @@ TimeOfDay = Annotated[
     ),
 ]
 """A local time of day, written in quotes as ``"07:30"``."""
+
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1}],
+            "description": "A size: 512kB, 256MB, 1GB or a number of bytes",
+        }
+    ),
+]
+"""A size in bytes, written as ``256MB`` or a number."""

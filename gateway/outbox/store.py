@@ -142,20 +142,23 @@ class Row:
 class OutboxStore:
     """The outbox database behind one writer thread.
 
-    ``max_rows`` caps the undelivered rows; ``when_full`` says what gives:
-    ``drop_oldest`` deletes the oldest pending row of any endpoint,
-    ``reject_new`` refuses the new one. Every drop is counted and logged.
+    ``max_rows`` and ``max_bytes`` cap the undelivered rows (pending and dead
+    letters); ``when_full`` says what gives: ``drop_oldest`` deletes the
+    oldest rows of any endpoint, ``reject_new`` refuses the new ones. Every
+    drop is counted and logged.
     """
 
     def __init__(
         self,
         path: Path,
         max_rows: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
         when_full: str = "drop_oldest",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.when_full = when_full
         self.clock = clock
         self.on_commit: Callable[[set[str]], None] = lambda endpoints: None
@@ -163,7 +166,7 @@ class OutboxStore:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
-        self._pending_count = 0
+        self._rows = self._bytes = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,7 +216,7 @@ class OutboxStore:
                     "stopped; they will be sent again",
                     recovered,
                 )
-            self._pending_count = count_pending(db)
+            self._rows, self._bytes = outbox_size(db)
         except (sqlite3.Error, OSError) as exc:
             self._open_error = exc
             self._ready.set()
@@ -264,40 +267,47 @@ class OutboxStore:
             )
             bump_counter(db, "write_errors", len(messages))
             return
-        self._pending_count += len(kept)
+        self._rows += len(kept)
+        self._bytes += sum(len(m.body) for m in kept)
         if kept:
             self.on_commit({m.endpoint for m in kept})
 
     def _make_room(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> list[NewMessage]:
-        overflow = self._pending_count + len(messages) - self.max_rows
-        if overflow <= 0:
+        """Apply ``max_rows``/``max_bytes`` to a batch about to be inserted."""
+        new_rows, new_bytes = len(messages), sum(len(m.body) for m in messages)
+        if self._fits(new_rows, new_bytes):
             return messages
-        self._pending_count = count_pending(db)  # the delivery side deleted some meanwhile
-        overflow = self._pending_count + len(messages) - self.max_rows
-        if overflow <= 0:
+        self._rows, self._bytes = outbox_size(db)  # deliveries deleted rows meanwhile
+        if self._fits(new_rows, new_bytes):
             return messages
         if self.when_full == "reject_new":
-            kept, rejected = messages[: len(messages) - overflow], messages[-overflow:]
-            _bump(db, "dropped_new", len(rejected))
-            _LOG.error(
-                "outbox full (%d rows): rejected %d new webhook(s)", self.max_rows, len(rejected)
-            )
+            kept: list[NewMessage] = []
+            for message in messages:
+                if self._fits(len(kept) + 1, sum(len(k.body) for k in kept) + len(message.body)):
+                    kept.append(message)
+            _bump(db, "dropped_new", len(messages) - len(kept))
+            _LOG.error("outbox full: rejected %d new webhook(s)", len(messages) - len(kept))
             return kept
-        dropped = min(overflow, self._pending_count)
-        if dropped:
-            db.conn.execute(
-                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE state = ?"
-                " ORDER BY seq LIMIT ?)",
-                (PENDING, dropped),
-            )
-            self._pending_count -= dropped
-        # a burst larger than the whole cap: its own oldest rows go too
-        kept = messages[overflow - dropped :]
-        _bump(db, "dropped_oldest", overflow)
-        _LOG.error(
-            "outbox full (%d rows): dropped the %d oldest webhook(s)", self.max_rows, overflow
-        )
+        excess_rows = self._rows + new_rows - self.max_rows
+        excess_bytes = self._bytes + new_bytes - self.max_bytes
+        doomed = []
+        for seq, size in db.conn.execute("SELECT seq, length(body) FROM messages ORDER BY seq"):
+            if excess_rows <= 0 and excess_bytes <= 0:
+                break
+            doomed.append((seq,))
+            excess_rows, excess_bytes = excess_rows - 1, excess_bytes - size
+        db.conn.executemany("DELETE FROM messages WHERE seq = ?", doomed)
+        self._rows, self._bytes = outbox_size(db)
+        kept = list(messages)
+        while kept and not self._fits(len(kept), sum(len(k.body) for k in kept)):
+            kept.pop(0)  # a burst larger than the whole cap: its own oldest go too
+        dropped = len(doomed) + len(messages) - len(kept)
+        _bump(db, "dropped_oldest", dropped)
+        _LOG.error("outbox full: dropped the %d oldest webhook(s)", dropped)
         return kept
+
+    def _fits(self, rows: int, size: int) -> bool:
+        return self._rows + rows <= self.max_rows and self._bytes + size <= self.max_bytes
 
 
 # ---------------------------------------------------------------------- queries
@@ -312,10 +322,10 @@ def release_leases(db: sqlite_utils.Database) -> int:
     return cursor.rowcount
 
 
-def count_pending(db: sqlite_utils.Database) -> int:
-    return int(
-        db.conn.execute("SELECT count(*) FROM messages WHERE state = ?", (PENDING,)).fetchone()[0]
-    )
+def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
+    """Rows and body bytes in the outbox (pending and dead)."""
+    rows, size = db.conn.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
+    return int(rows), int(size)
 
 
 def _bump(db: sqlite_utils.Database, name: str, amount: int) -> None:

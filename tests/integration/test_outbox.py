@@ -142,3 +142,24 @@ async def test_a_full_outbox_drops_the_oldest_and_counts_it(tmp_path: Path) -> N
         stats = await ob.stats()
         assert stats["pending"] == 3
         assert stats["counters"]["dropped_oldest"] == 2
+
+
+async def test_a_full_outbox_can_reject_new_webhooks_instead(tmp_path: Path) -> None:
+    dead_end = endpoint("http://127.0.0.1:9/", retry=["1h"])
+    async with Outbox(
+        tmp_path / "o.db", {"hub": dead_end}, max_rows=2, when_full="reject_new"
+    ) as ob:
+        first = [ob.store.submit("hub", "n", {"n": n}) for n in range(4)]
+        await asyncio.sleep(0.3)
+        rows = await ob.store.call(lambda db: db_ops.list_messages(db))
+        assert [r["id"] for r in rows] == first[:2]
+        assert (await ob.stats())["counters"]["dropped_new"] == 2
+
+
+async def test_max_bytes_caps_the_outbox_by_body_size(tmp_path: Path) -> None:
+    dead_end = endpoint("http://127.0.0.1:9/", retry=["1h"])
+    async with Outbox(tmp_path / "o.db", {"hub": dead_end}, max_bytes=1000) as ob:
+        ids = [ob.store.submit("hub", "n", {"pad": "x" * 300}) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        rows = await ob.store.call(lambda db: db_ops.list_messages(db))
+        assert [r["id"] for r in rows] == ids[-2:]  # ~360 bytes each: two fit in 1000
