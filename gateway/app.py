@@ -39,6 +39,7 @@ from gateway.systemd import Notifier, watchdog_interval
 _LOG = logging.getLogger(__name__)
 
 ATTEMPT_LOG_DAYS = 7
+STATUS_INTERVAL = 10.0
 
 
 class _Shutdown(Exception):
@@ -70,6 +71,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._ready = False
+        self._outbox_rows: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         state_dir = loaded.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -246,13 +248,20 @@ class Gateway:
                 pass
 
     async def _housekeeping(self) -> None:
+        """Every 10 s the STATUS= line (with the outbox depth); hourly, prune attempt logs."""
+        last_prune = 0.0
         while True:
-            cutoff = time.time() - ATTEMPT_LOG_DAYS * 86400
             try:
-                await self.store.call(partial(outbox_db.prune_attempts, before=cutoff))
+                if time.monotonic() - last_prune > 3600:
+                    cutoff = time.time() - ATTEMPT_LOG_DAYS * 86400
+                    await self.store.call(partial(outbox_db.prune_attempts, before=cutoff))
+                    last_prune = time.monotonic()
+                rows, _ = await self.store.call(outbox_db.outbox_size)
+                self._outbox_rows = rows
+                self.notifier.status(self._status_line())
             except Exception as exc:
                 _LOG.error("outbox housekeeping failed: %s", exc)
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STATUS_INTERVAL)
 
     async def _watchdog(self, interval: float) -> None:
         while True:  # runs on the event loop: a stuck loop stops the pings
@@ -261,9 +270,10 @@ class Gateway:
 
     def _status_line(self) -> str:
         c = self.config
-        return f"{len(c.sensors)} sensors, {len(c.actuators)} actuators, {len(c.rules)} rules" + (
-            " (simulated GPIO)" if self.simulate else ""
-        )
+        line = f"{len(c.sensors)} sensors, {len(c.actuators)} actuators, {len(c.rules)} rules"
+        if self._outbox_rows is not None:
+            line += f", outbox {self._outbox_rows} pending"
+        return line + (" (simulated GPIO)" if self.simulate else "")
 
     # ------------------------------------------------------------------ the API's view
 

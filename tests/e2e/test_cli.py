@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import demo_like_config
 
 
@@ -24,8 +26,9 @@ def test_check_accepts_the_demo_config_with_a_summary() -> None:
     )
 
 
-def test_check_accepts_the_example_config() -> None:
-    result = gateway("check", "--config", "config/gateway.example.yaml")
+@pytest.mark.parametrize("name", ["gateway.example.yaml", "reference.yaml"])
+def test_check_accepts_the_shipped_configs(name: str) -> None:
+    result = gateway("check", "--config", f"config/{name}")
     assert result.returncode == 0, result.stderr
 
 
