@@ -27,6 +27,7 @@ from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
 from gateway.events import GatewayStarted, Value
 from gateway.inputs.gpio import GpioInput
+from gateway.metrics import render as render_metrics
 from gateway.outbox import store as outbox_db
 from gateway.outbox.delivery import Delivery
 from gateway.outbox.store import OutboxStore
@@ -330,7 +331,7 @@ class Gateway:
             }
         return out
 
-    def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]:
+    async def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]:
         assert self.runtime is not None
         assert self.devices is not None
         config = self.config.sensors.get(sensor)
@@ -341,8 +342,10 @@ class Gateway:
             if not self.simulate:
                 raise Refused(f"sensor {sensor!r} is a real GPIO input: it cannot be set")
             self.devices.inputs[sensor].simulate(bool(reading))
+            await asyncio.sleep(0)  # the pin's edge reaches the rules via call_soon_threadsafe
         else:
             self.runtime.reading(sensor, reading, who)
+        await self.store.flushed()  # the answer means: webhooks it caused are on disk
         _LOG.info("sensor %s set to %r by %s", sensor, reading, who)
         return {"id": sensor, "value": reading, "accepted": True}
 
@@ -356,7 +359,24 @@ class Gateway:
         return self.actuators()[actuator]
 
     async def outbox(self) -> dict[str, Any]:
-        return await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        stats = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        live = self.delivery.describe()
+        stats["link"] = live["link"]
+        for name, state in live["endpoints"].items():
+            stats["endpoints"].setdefault(
+                name, {"pending": 0, "dead": 0, "oldest_age": None}
+            ).update(state)
+        return stats
+
+    async def metrics(self) -> str:
+        stats = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        info = {
+            "name": self.config.gateway.name,
+            "version": __version__,
+            "uptime": time.time() - self.started,
+        }
+        connections = {name: "connected" for name in self._gpio_inputs()}
+        return render_metrics(info, stats, self.delivery.metrics, connections)
 
     async def retry_message(self, msg_id: str) -> bool:
         found = await self.store.call(lambda db: outbox_db.retry(db, time.time(), msg_id=msg_id))

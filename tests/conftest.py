@@ -35,6 +35,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     time: float
+    status: int = 200  # what the receiver answered
 
     @property
     def json(self) -> Any:
@@ -50,6 +51,7 @@ class Receiver:
     responses: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
+    delay: float = 0.0  # seconds before answering
 
     @property
     def url(self) -> str:
@@ -57,11 +59,12 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(
-            Received({k.lower(): v for k, v in request.headers.items()}, body, time.time())
-        )
-        self.arrived.set()
         status, headers = self.responses.pop(0) if self.responses else (200, {})
+        headers_seen = {k.lower(): v for k, v in request.headers.items()}
+        self.received.append(Received(headers_seen, body, time.time(), status))
+        self.arrived.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return web.Response(status=status, headers=headers, text="ok")
 
     async def start(self) -> None:

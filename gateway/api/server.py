@@ -42,11 +42,12 @@ class Control(Protocol):
     async def status(self) -> dict[str, Any]: ...
     def sensors(self) -> dict[str, dict[str, Any]]: ...
     def actuators(self) -> dict[str, dict[str, Any]]: ...
-    def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]: ...
+    async def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]: ...
     def actuate(
         self, actuator: str, state: bool | str, revert_after: float | None, who: str
     ) -> dict[str, Any]: ...
     async def outbox(self) -> dict[str, Any]: ...
+    async def metrics(self) -> str: ...
     async def retry_message(self, msg_id: str) -> bool: ...
     def ready(self) -> bool: ...
 
@@ -121,7 +122,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
-    if not request.path.startswith("/api/v1"):
+    if not request.path.startswith(("/api/v1", "/metrics")):
         return await handler(request)
     tokens, limiter = request.app[TOKENS_KEY], request.app[LIMITER_KEY]
     address = request.remote or "unknown"
@@ -220,7 +221,7 @@ async def post_sensor(request: web.Request) -> web.Response:
     if name not in control.sensors():
         raise NotFound(f"no sensor named {name!r}")
     body = await read_json(request, SensorWrite)
-    return web.json_response(control.inject(name, body.value, _who(request)))
+    return web.json_response(await control.inject(name, body.value, _who(request)))
 
 
 async def list_actuators(request: web.Request) -> web.Response:
@@ -247,6 +248,16 @@ async def post_actuator(request: web.Request) -> web.Response:
     return web.json_response(control.actuate(name, body.state, body.for_, _who(request)))
 
 
+async def metrics(request: web.Request) -> web.Response:
+    text = await request.app[CONTROL_KEY].metrics()
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
 async def outbox(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CONTROL_KEY].outbox())
 
@@ -268,6 +279,7 @@ def make_app(control: Control, tokens: TokenTable) -> web.Application:
     app[LIMITER_KEY] = FailureLimiter()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/sensors", list_sensors)
     app.router.add_get("/api/v1/sensors/{id}", get_sensor)

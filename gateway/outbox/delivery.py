@@ -4,6 +4,17 @@ A row leaves the outbox only after a 2xx answer. Every attempt carries the
 same ``webhook-id`` and the stored body bytes, with a fresh timestamp and
 signature. Endpoints never wait for each other: each has its own worker,
 and with ``concurrency: 1`` (the default) its messages arrive in order.
+
+Two things keep a dead link from eating the retry budget:
+
+- **Uplink down.** When every endpoint tried lately fails at the connection
+  level (refused, unreachable, DNS, connect timeout), the gateway is
+  offline: attempts stop counting, rows are not aged towards ``max_age``,
+  and each endpoint is probed with one row every few seconds. The first
+  HTTP answer from anywhere ends it and every worker resumes.
+- **Circuit breaker.** An endpoint that failed ``BREAKER_THRESHOLD`` times
+  in a row (while the link is up) is probed with one row at a growing
+  interval instead of being sent every due row.
 """
 
 from __future__ import annotations
@@ -14,14 +25,17 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import aiohttp
 
 from gateway import __version__
 from gateway.config.models import WebhookEndpoint
+from gateway.metrics import DeliveryMetrics
 from gateway.outbox.signing import signature_header
-from gateway.outbox.store import OutboxStore, Outcome, Row, lease_due, record_outcomes
+from gateway.outbox.store import OutboxStore, Outcome, Row, due_rows
 
 _LOG = logging.getLogger(__name__)
 
@@ -29,6 +43,10 @@ THROTTLED = frozenset({429, 502, 503, 504})
 THROTTLE_DELAY = 60.0  # at least this long after 429/5xx-overload or a timeout, unless Retry-After
 MAX_RETRY_AFTER = 24 * 3600.0
 IDLE_POLL = 30.0  # look at the database this often even when nothing woke us
+LINK_PROBE = 5.0  # while the uplink is down, each endpoint tries one row this often
+BREAKER_THRESHOLD = 5
+BREAKER_FIRST_PROBE = 5.0
+BREAKER_MAX_PROBE = 600.0
 USER_AGENT = f"edge-gateway/{__version__}"
 
 
@@ -48,6 +66,42 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER)
 
 
+@dataclass
+class EndpointState:
+    """What a worker knows about its endpoint beyond the database."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: set[int] = field(default_factory=set)
+    unreachable: bool | None = None  # None: not tried since start
+    failures: int = 0  # consecutive
+    probe_at: float = 0.0  # breaker open: next probe time
+
+    @property
+    def breaker_open(self) -> bool:
+        return self.failures >= BREAKER_THRESHOLD
+
+    def describe(self, now: float) -> dict[str, Any]:
+        return {
+            "in_flight": len(self.in_flight),
+            "reachable": None if self.unreachable is None else not self.unreachable,
+            "consecutive_failures": self.failures,
+            "breaker": "open" if self.breaker_open else "closed",
+            "next_probe_in": round(max(self.probe_at - now, 0.0), 1) if self.breaker_open else None,
+        }
+
+
+@dataclass(frozen=True)
+class _Result:
+    """One HTTP attempt as it happened, before the policy decides what follows."""
+
+    status: int  # 0: no HTTP answer
+    error: str | None
+    response: str
+    retry_after: float | None
+    connection_failed: bool  # refused, unreachable, DNS: the request never got anywhere
+    timed_out: bool
+
+
 class Delivery:
     """Sends what the outbox holds, to every configured endpoint."""
 
@@ -57,25 +111,46 @@ class Delivery:
         endpoints: Mapping[str, WebhookEndpoint],
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        metrics: DeliveryMetrics | None = None,
+        link_probe: float = LINK_PROBE,
+        breaker_probe: float = BREAKER_FIRST_PROBE,
     ) -> None:
         self.store = store
         self.endpoints = dict(endpoints)
         self.clock = clock
         self.jitter = jitter
-        self._wake: dict[str, asyncio.Event] = {}
+        self.metrics = metrics or DeliveryMetrics()
+        self.link_probe = link_probe
+        self.breaker_probe = breaker_probe
+        self.states: dict[str, EndpointState] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._group: asyncio.TaskGroup | None = None
 
+    # ------------------------------------------------------------------ control
+
     def wake(self, endpoints: Iterable[str]) -> None:
         """New rows were committed for these endpoints (call on the loop)."""
         for name in endpoints:
-            event = self._wake.get(name)
-            if event is not None:
-                event.set()
+            state = self.states.get(name)
+            if state is not None:
+                state.wake.set()
 
     def wake_all(self) -> None:
-        self.wake(list(self._wake))
+        self.wake(list(self.states))
+
+    @property
+    def link_down(self) -> bool:
+        """Every endpoint tried since start failed at the connection level last time."""
+        known = [s.unreachable for s in self.states.values() if s.unreachable is not None]
+        return bool(known) and all(known)
+
+    def describe(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "link": "down" if self.link_down else "up",
+            "endpoints": {name: s.describe(now) for name, s in self.states.items()},
+        }
 
     def update(self, endpoints: Mapping[str, WebhookEndpoint]) -> None:
         """Use a reloaded config's endpoints; changed ones restart their worker."""
@@ -85,12 +160,14 @@ class Delivery:
             if name not in self.endpoints or self.endpoints[name] != old.get(name):
                 task.cancel()
                 del self._workers[name]
+                if name not in self.endpoints:
+                    self.states.pop(name, None)
         self._start_workers()
 
     async def run(self) -> None:
-        """Deliver until cancelled (the shutdown path). In-flight rows stay leased
-        in the database and are sent again after the next start."""
-        connector = aiohttp.TCPConnector(limit=64, limit_per_host=16)
+        """Deliver until cancelled (the shutdown path). Rows in flight stay in the
+        database and are sent again after the next start."""
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
         async with (
             aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}) as s,
             asyncio.TaskGroup() as group,
@@ -104,54 +181,90 @@ class Delivery:
             return
         for name in self.endpoints:
             if name not in self._workers:
-                self._wake.setdefault(name, asyncio.Event())
+                state = self.states.setdefault(name, EndpointState())
                 self._workers[name] = self._group.create_task(
-                    self._worker(name), name=f"webhook:{name}"
+                    self._worker(name, state), name=f"webhook:{name}"
                 )
 
-    async def _worker(self, name: str) -> None:
-        wake = self._wake[name]
+    # ------------------------------------------------------------------ the worker
+
+    async def _worker(self, name: str, state: EndpointState) -> None:
         while True:
             endpoint = self.endpoints[name]
-            wake.clear()
+            state.wake.clear()
             now = self.clock()
-            try:
-                rows, upcoming = await self.store.call(
-                    partial(
-                        lease_due,
-                        endpoint=name,
-                        now=now,
-                        limit=endpoint.concurrency,
-                        lease=endpoint.timeout + 30,
-                        in_order=endpoint.concurrency == 1,
+            wait = IDLE_POLL
+            free = endpoint.concurrency - len(state.in_flight)
+            if state.breaker_open and now < state.probe_at:
+                free, wait = 0, state.probe_at - now
+            elif (state.breaker_open or self.link_down) and state.in_flight:
+                free = 0  # one probe at a time
+            elif state.breaker_open or self.link_down:
+                free = min(free, 1)
+            if free > 0:
+                try:
+                    rows, upcoming = await self.store.call(
+                        partial(
+                            due_rows,
+                            endpoint=name,
+                            now=now,
+                            limit=free,
+                            exclude=frozenset(state.in_flight),
+                            in_order=endpoint.concurrency == 1,
+                        )
                     )
-                )
-            except Exception as exc:
-                _LOG.error("outbox: cannot read queue of %s: %s", name, exc)
-                rows, upcoming = [], now + IDLE_POLL
-            if not rows:
-                delay = IDLE_POLL if upcoming is None else upcoming - self.clock()
-                if delay > 0:
-                    try:
-                        async with asyncio.timeout(min(delay, IDLE_POLL)):
-                            await wake.wait()
-                    except TimeoutError:
-                        pass
-                continue
-            outcomes = await asyncio.gather(*(self._attempt(endpoint, name, r) for r in rows))
-            try:
-                await self.store.call(partial(record_outcomes, outcomes=outcomes))
-            except Exception as exc:
-                _LOG.error("outbox: cannot record delivery results for %s: %s", name, exc)
-                await asyncio.sleep(1.0)
-            for outcome in outcomes:
-                _log_outcome(name, outcome)
+                except Exception as exc:
+                    _LOG.error("outbox: cannot read the queue of %s: %s", name, exc)
+                    rows, upcoming = [], None
+                for row in rows:
+                    state.in_flight.add(row.seq)
+                    self._group_task(self._send(name, endpoint, state, row))
+                if rows:
+                    continue
+                if upcoming is not None:
+                    wait = min(wait, upcoming - self.clock())
+            if wait > 0:
+                try:
+                    async with asyncio.timeout(min(wait, IDLE_POLL)):
+                        await state.wake.wait()
+                except TimeoutError:
+                    pass
 
-    async def _attempt(self, endpoint: WebhookEndpoint, name: str, row: Row) -> Outcome:
-        assert self._session is not None
+    def _group_task(self, coro: Any) -> None:
+        assert self._group is not None
+        self._group.create_task(coro)
+
+    async def _send(
+        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+    ) -> None:
+        try:
+            await self._deliver(name, endpoint, state, row)
+        except Exception:  # a bug here must not stop every other delivery
+            _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
+        finally:
+            state.in_flight.discard(row.seq)
+            state.wake.set()
+
+    async def _deliver(
+        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+    ) -> None:
         start = self.clock()
         started = time.monotonic()
-        stamp = int(start)
+        result = await self._post(endpoint, row, start)
+        outcome = self._decide(
+            name, endpoint, state, row, start, time.monotonic() - started, result
+        )
+        try:
+            await self.store.record(outcome)
+        except Exception as exc:
+            _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
+            await asyncio.sleep(1.0)
+        self.metrics.observe(name, outcome, self.clock())
+        _log_outcome(name, outcome)
+
+    async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> _Result:
+        assert self._session is not None
+        stamp = int(now)
         headers = {key: value.get_secret_value() for key, value in endpoint.headers.items()}
         headers.update(
             {
@@ -164,7 +277,6 @@ class Delivery:
             headers["webhook-signature"] = signature_header(
                 endpoint.secrets, row.id, stamp, row.body
             )
-        status, error, response, retry_after, throttled = 0, None, "", None, False
         try:
             async with self._session.post(
                 endpoint.url,
@@ -175,43 +287,100 @@ class Delivery:
                     total=endpoint.timeout, sock_connect=endpoint.connect_timeout
                 ),
             ) as resp:
-                status = resp.status
                 response = (await resp.content.read(2048)).decode("utf-8", "replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
+                return _Result(resp.status, None, response, retry_after, False, False)
+        except aiohttp.ConnectionTimeoutError:
+            error = f"no connection within {endpoint.connect_timeout:g}s"
+            return _Result(0, error, "", None, True, True)
         except TimeoutError:
-            error, throttled = f"timed out after {endpoint.timeout:g}s", True
+            return _Result(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+        except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorDNSError) as exc:
+            return _Result(0, f"cannot connect: {exc.os_error or exc}", "", None, True, False)
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return _Result(0, error, "", None, False, False)
         except OSError as exc:
-            error = f"network error: {exc}"
-        duration = time.monotonic() - started
-        if 200 <= status < 300:
-            return Outcome(row, start, duration, status, None, response, delivered=True)
+            return _Result(0, f"network error: {exc}", "", None, True, False)
+
+    # ------------------------------------------------------------------ the policy
+
+    def _decide(
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        now: float,
+        duration: float,
+        result: _Result,
+    ) -> Outcome:
+        was_down = self.link_down
+        state.unreachable = result.connection_failed
+        if was_down and not self.link_down:
+            _LOG.warning("uplink is back (%s answered): resuming deliveries", name)
+            self.wake_all()
+        status, error = result.status, result.error
+        ok = 200 <= status < 300
+        if ok:
+            if state.breaker_open:
+                _LOG.info("endpoint %s answers again: circuit closed", name)
+            state.failures = 0
+            return Outcome(row, now, duration, status, None, result.response, delivered=True)
         if status:
-            error = f"HTTP {status}" + (
-                " (redirects are not followed)" if 300 <= status < 400 else ""
+            error = f"HTTP {status}"
+            if 300 <= status < 400:
+                error += " (redirects are not followed)"
+        if result.connection_failed and self.link_down:
+            if not was_down:
+                _LOG.warning(
+                    "uplink looks down (every endpoint refuses connections): attempts stop "
+                    "counting; probing every %gs",
+                    self.link_probe,
+                )
+            return Outcome(
+                row,
+                now,
+                duration,
+                0,
+                f"uplink down: {error}",
+                "",
+                delivered=False,
+                next_try=now + LINK_PROBE,
+                counts=False,
             )
-            throttled = status in THROTTLED
+        state.failures += 1
+        if state.breaker_open:
+            exponent = state.failures - BREAKER_THRESHOLD
+            delay = min(self.breaker_probe * 2**exponent, BREAKER_MAX_PROBE)
+            state.probe_at = now + delay
+            if state.failures == BREAKER_THRESHOLD:
+                _LOG.warning(
+                    "endpoint %s failed %d times in a row: circuit open, probing",
+                    name,
+                    state.failures,
+                )
         if status == 410:
             return Outcome(
                 row,
-                start,
+                now,
                 duration,
                 status,
                 "HTTP 410 Gone: endpoint disabled",
-                response,
+                result.response,
                 delivered=False,
                 park_endpoint=True,
             )
+        throttled = status in THROTTLED or result.timed_out
         return Outcome(
             row,
-            start,
+            now,
             duration,
             status,
             error,
-            response,
+            result.response,
             delivered=False,
-            next_try=self._next_try(endpoint, row, start, throttled, retry_after),
+            next_try=self._next_try(endpoint, row, now, throttled, result.retry_after),
         )
 
     def _next_try(
@@ -255,6 +424,8 @@ def _log_outcome(name: str, outcome: Outcome) -> None:
             name,
             name,
         )
+    elif not outcome.counts:
+        _LOG.debug("webhook %s to %s deferred: %s", row.id, name, outcome.error)
     elif outcome.next_try is None:
         _LOG.error(
             "webhook %s (%s) to %s is a dead letter after %d attempts: %s",

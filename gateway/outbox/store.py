@@ -52,7 +52,6 @@ CREATE TABLE IF NOT EXISTS messages (
     first_try REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL,
-    leased_until REAL,
     state TEXT NOT NULL DEFAULT 'pending',
     last_status INTEGER,
     last_error TEXT
@@ -194,6 +193,16 @@ class OutboxStore:
         self._jobs.put(message)
         return message.id
 
+    async def flushed(self) -> None:
+        """Wait until every webhook submitted before this call is committed."""
+        await self.call(lambda db: None)  # the queue is FIFO; inserts go before calls
+
+    async def record(self, outcome: Outcome) -> None:
+        """Write back one attempt; outcomes finishing together share one transaction."""
+        future: Future[None] = Future()
+        self._jobs.put(_Record(outcome, future))
+        await asyncio.wrap_future(future)
+
     def call_threadsafe(self, fn: Callable[[sqlite_utils.Database], T]) -> Future[T]:
         """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
         future: Future[T] = Future()
@@ -209,13 +218,6 @@ class OutboxStore:
     def _run(self) -> None:
         try:
             db = open_database(self.path)
-            recovered = release_leases(db)
-            if recovered:
-                _LOG.warning(
-                    "outbox: %d message(s) were being sent when the gateway "
-                    "stopped; they will be sent again",
-                    recovered,
-                )
             self._rows, self._bytes = outbox_size(db)
         except (sqlite3.Error, OSError) as exc:
             self._open_error = exc
@@ -239,6 +241,9 @@ class OutboxStore:
             messages = [j for j in jobs if isinstance(j, NewMessage)]
             if messages:
                 self._insert(db, messages)
+            records = [j for j in jobs if isinstance(j, _Record)]
+            if records:
+                self._record(db, records)
             for job in jobs:
                 if job is None:
                     stop = True
@@ -249,6 +254,21 @@ class OutboxStore:
                             future.set_result(fn(db))
                         except BaseException as exc:
                             future.set_exception(exc)
+
+    def _record(self, db: sqlite_utils.Database, records: list[_Record]) -> None:
+        try:
+            record_outcomes(db, [r.outcome for r in records])
+        except sqlite3.Error as exc:
+            _LOG.error("outbox: cannot record %d delivery result(s): %s", len(records), exc)
+            for r in records:
+                if r.future.set_running_or_notify_cancel():
+                    r.future.set_exception(OutboxError(str(exc)))
+            return
+        self._rows -= sum(1 for r in records if r.outcome.delivered)
+        self._bytes -= sum(len(r.outcome.row.body) for r in records if r.outcome.delivered)
+        for r in records:  # written even if the waiting task was cancelled meanwhile
+            if r.future.set_running_or_notify_cancel():
+                r.future.set_result(None)
 
     def _insert(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> None:
         try:
@@ -315,13 +335,6 @@ class OutboxStore:
 # database thread, the CLI on its own connection.
 
 
-def release_leases(db: sqlite_utils.Database) -> int:
-    cursor = db.conn.execute(
-        "UPDATE messages SET leased_until = NULL WHERE leased_until IS NOT NULL"
-    )
-    return cursor.rowcount
-
-
 def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
     """Rows and body bytes in the outbox (pending and dead)."""
     rows, size = db.conn.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
@@ -351,18 +364,20 @@ def counters(db: sqlite_utils.Database) -> dict[str, int]:
 _ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
 
 
-def lease_due(
+def due_rows(
     db: sqlite_utils.Database,
     endpoint: str,
     now: float,
     limit: int,
-    lease: float,
+    exclude: frozenset[int],
     in_order: bool,
 ) -> tuple[list[Row], float | None]:
-    """Lease up to ``limit`` due rows of ``endpoint``; also when the next one is due.
+    """Up to ``limit`` rows of ``endpoint`` due now (not in ``exclude``, the rows
+    being sent), and when the next one is due.
 
     ``in_order`` (one request in flight) takes only the oldest pending row,
-    and only when it is due: a later row never overtakes it.
+    and only when it is due and not being sent: a later row never overtakes
+    it. A disabled endpoint (410 Gone) has no due rows.
     """
     disabled = db.conn.execute(
         "SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)
@@ -371,37 +386,30 @@ def lease_due(
         return [], None
     if in_order:
         head = db.conn.execute(
-            f"SELECT {_ROW_COLUMNS}, next_try, leased_until FROM messages"
+            f"SELECT {_ROW_COLUMNS}, next_try FROM messages"
             " WHERE endpoint = ? AND state = ? ORDER BY seq LIMIT 1",
             (endpoint, PENDING),
         ).fetchone()
-        if head is None:
+        if head is None or head[0] in exclude:
             return [], None
-        next_try, leased = head[-2], head[-1]
-        if leased is not None and leased > now:
-            return [], leased
-        if next_try > now:
-            return [], next_try
-        candidates = [head[:-2]]
-    else:
-        candidates = db.conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
-            " AND next_try <= ? AND (leased_until IS NULL OR leased_until <= ?)"
-            " ORDER BY seq LIMIT ?",
-            (endpoint, PENDING, now, now, limit),
-        ).fetchall()
-    rows = [Row(*c) for c in candidates]
-    if rows:
-        with transaction(db):
-            db.conn.executemany(
-                "UPDATE messages SET leased_until = ?, first_try = coalesce(first_try, ?)"
-                " WHERE seq = ?",
-                [(now + lease, now, r.seq) for r in rows],
-            )
+        if head[-1] > now:
+            return [], head[-1]
+        return [Row(*head[:-1])], None
+    rows = []
+    cursor = db.conn.execute(
+        f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
+        " AND next_try <= ? ORDER BY seq",
+        (endpoint, PENDING, now),
+    )
+    for candidate in cursor:
+        if candidate[0] not in exclude:
+            rows.append(Row(*candidate))
+            if len(rows) >= limit:
+                break
+    cursor.close()
     upcoming = db.conn.execute(
-        "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ?"
-        " AND leased_until IS NULL",
-        (endpoint, PENDING),
+        "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ? AND next_try > ?",
+        (endpoint, PENDING, now),
     ).fetchone()[0]
     return rows, upcoming
 
@@ -419,17 +427,38 @@ class Outcome:
     delivered: bool
     next_try: float | None = None  # None with delivered=False: dead letter
     park_endpoint: bool = False
+    counts: bool = True  # False: the uplink was down, the attempt does not count
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    outcome: Outcome
+    future: Future[None]
 
 
 def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> None:
-    """Write back a batch of attempts in one transaction."""
+    """Write back a batch of attempts in one transaction.
+
+    The attempt log keeps every failed attempt and the success that ends a
+    retried message; a message delivered at its first attempt only counts
+    in ``delivered`` (one row written less per event: SD cards wear).
+    """
     with transaction(db):
         for o in outcomes:
-            db.conn.execute(
-                "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error, response)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (o.row.id, o.row.endpoint, o.time, o.duration, o.status, o.error, o.response),
-            )
+            if not o.delivered or o.row.attempts:
+                db.conn.execute(
+                    "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error,"
+                    " response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        o.row.id,
+                        o.row.endpoint,
+                        o.time,
+                        o.duration,
+                        o.status,
+                        o.error,
+                        o.response if not o.delivered else "",
+                    ),
+                )
             if o.delivered:
                 db.conn.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
                 _bump(db, "delivered", 1)
@@ -443,9 +472,10 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
                     (o.row.endpoint, o.error),
                 )
             db.conn.execute(
-                "UPDATE messages SET attempts = attempts + 1, next_try = ?, leased_until = NULL,"
-                " state = ?, last_status = ?, last_error = ? WHERE seq = ?",
-                (next_try, state, o.status, o.error, o.row.seq),
+                "UPDATE messages SET attempts = attempts + ?, next_try = ?, state = ?,"
+                " first_try = CASE WHEN ? THEN coalesce(first_try, ?) ELSE first_try END,"
+                " last_status = ?, last_error = ? WHERE seq = ?",
+                (int(o.counts), next_try, state, o.counts, o.time, o.status, o.error, o.row.seq),
             )
             if state == DEAD:
                 _bump(db, "dead", 1)
@@ -471,12 +501,20 @@ def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
         entry["disabled"] = bool(disabled)
         entry["disabled_reason"] = reason if disabled else None
     ages = [e["oldest_age"] for e in per.values() if e["oldest_age"] is not None]
+    recent = db.conn.execute(
+        "SELECT msg_id, endpoint, time, status, error FROM attempts WHERE error IS NOT NULL"
+        " ORDER BY time DESC LIMIT 10"
+    )
+    failures = [
+        dict(zip(("id", "endpoint", "time", "status", "error"), r, strict=True)) for r in recent
+    ]
     return {
         "pending": sum(e["pending"] for e in per.values()),
         "dead": sum(e["dead"] for e in per.values()),
         "oldest_age": max(ages) if ages else None,
         "endpoints": per,
         "counters": counters(db),
+        "recent_failures": failures,
     }
 
 

@@ -15,13 +15,26 @@ from gateway.outbox import store as db_ops
 from gateway.outbox.delivery import Delivery
 from gateway.outbox.signing import verify
 from gateway.outbox.store import OutboxStore
-from tests.conftest import SECRET, Receiver
+from tests.conftest import SECRET, Receiver, free_port
 
 
 class Outbox:
-    def __init__(self, path: Path, endpoints: dict[str, WebhookEndpoint], **kw: Any) -> None:
+    def __init__(
+        self,
+        path: Path,
+        endpoints: dict[str, WebhookEndpoint],
+        link_probe: float = 0.3,
+        breaker_probe: float = 0.5,
+        **kw: Any,
+    ) -> None:
         self.store = OutboxStore(path, **kw)
-        self.delivery = Delivery(self.store, endpoints, jitter=lambda: 0.5)
+        self.delivery = Delivery(
+            self.store,
+            endpoints,
+            jitter=lambda: 0.5,
+            link_probe=link_probe,
+            breaker_probe=breaker_probe,
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Outbox:
@@ -40,6 +53,9 @@ class Outbox:
 
     async def stats(self) -> dict[str, Any]:
         return await self.store.call(lambda db: db_ops.stats(db, time.time()))
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return await self.store.call(lambda db: db_ops.list_messages(db))
 
 
 def endpoint(url: str, **kw: Any) -> WebhookEndpoint:
@@ -163,3 +179,110 @@ async def test_max_bytes_caps_the_outbox_by_body_size(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
         rows = await ob.store.call(lambda db: db_ops.list_messages(db))
         assert [r["id"] for r in rows] == ids[-2:]  # ~360 bytes each: two fit in 1000
+
+
+@pytest.mark.parametrize("status", [400, 404, 500])
+async def test_other_client_and_server_errors_retry_on_the_schedule(
+    outbox: Outbox, receiver: Receiver, status: int
+) -> None:
+    receiver.responses = [(status, {})]
+    outbox.store.submit("hub", "x", {})
+    got = await receiver.wait_for(2)  # retried after ~100ms, then delivered
+    assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"]
+    await asyncio.sleep(0.1)
+    assert (await outbox.stats())["pending"] == 0
+
+
+async def test_429_waits_for_retry_after(outbox: Outbox, receiver: Receiver) -> None:
+    receiver.responses = [(429, {"Retry-After": "120"})]
+    outbox.store.submit("hub", "x", {})
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.2)
+    [row] = await outbox.rows()
+    assert 115 < row["next_try"] - time.time() <= 120
+    assert row["last_error"] == "HTTP 429"
+
+
+async def test_a_timeout_counts_as_throttled(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.delay = 1.0
+    hub = endpoint(receiver.url, timeout="200ms")
+    async with Outbox(tmp_path / "o.db", {"hub": hub}) as ob:
+        ob.store.submit("hub", "x", {})
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.4)
+        [row] = await ob.rows()
+        assert row["last_error"] == "timed out after 0.2s"
+        assert row["attempts"] == 1
+        assert row["next_try"] - time.time() > 55
+
+
+async def test_connection_refused_while_offline_burns_no_attempts_and_resumes(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    await receiver.stop()  # the only endpoint is unreachable: the uplink is down
+    hub = endpoint(receiver.url, max_age="1s")
+    async with Outbox(tmp_path / "o.db", {"hub": hub}) as ob:
+        ids = [ob.store.submit("hub", "n", {"n": n}) for n in range(5)]
+        await asyncio.sleep(2.0)  # twice max_age: nothing may die while offline
+        rows = await ob.rows()
+        assert [r["attempts"] for r in rows] == [0] * 5
+        assert rows[0]["last_error"].startswith("uplink down: cannot connect")
+        assert ob.delivery.link_down
+        await receiver.start()  # the link comes back
+        got = await receiver.wait_for(5, timeout=5)
+        assert [r.headers["webhook-id"] for r in got] == ids  # in order
+        assert not ob.delivery.link_down
+
+
+async def test_a_failing_endpoint_trips_the_breaker_and_never_blocks_a_healthy_one(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    broken = Receiver(free_port(), responses=[(500, {})] * 1000)
+    await broken.start()
+    endpoints = {
+        "broken": endpoint(broken.url, retry=["10ms"], concurrency=4),
+        "hub": endpoint(receiver.url),
+    }
+    try:
+        async with Outbox(tmp_path / "o.db", endpoints, breaker_probe=0.5) as ob:
+            for n in range(20):
+                ob.store.submit("broken", "n", {"n": n})
+            healthy = [ob.store.submit("hub", "n", {"n": n}) for n in range(20)]
+            got = await receiver.wait_for(20)
+            assert [r.headers["webhook-id"] for r in got] == healthy
+            await asyncio.sleep(1.0)
+            state = ob.delivery.describe()["endpoints"]["broken"]
+            assert state["breaker"] == "open"
+            # without the breaker: 20 rows every ~10ms for a second, hundreds of requests
+            assert len(broken.received) < 20
+            broken.responses = []  # it recovers: the next probe closes the circuit
+            await broken.wait_for(25, timeout=10)
+            await asyncio.sleep(0.3)
+            assert ob.delivery.describe()["endpoints"]["broken"]["breaker"] == "closed"
+    finally:
+        await broken.stop()
+
+
+async def test_the_outbox_survives_a_full_disk_without_losing_committed_rows(
+    tmp_path: Path,
+) -> None:
+    dead_end = endpoint("http://127.0.0.1:9/", retry=["1h"])
+    async with Outbox(tmp_path / "o.db", {"hub": dead_end}) as ob:
+        kept = ob.store.submit("hub", "kept", {})
+        await ob.store.flushed()
+        # the disk is full: SQLite may not grow the database any more
+        pages = await ob.store.call(lambda db: db.conn.execute("PRAGMA page_count").fetchone()[0])
+        await ob.store.call(lambda db: db.conn.execute(f"PRAGMA max_page_count={pages}"))
+        for n in range(200):
+            ob.store.submit("hub", "lost", {"pad": "x" * 2000, "n": n})
+        await ob.store.flushed()
+        rows = await ob.rows()
+        assert rows[0]["id"] == kept
+        assert len(rows) < 20  # the first of the burst fitted in the last free page
+        stats = await ob.stats()
+        assert stats["counters"]["write_errors"] == 201 - len(rows)
+        await ob.store.call(lambda db: db.conn.execute("PRAGMA max_page_count=1073741823"))
+        again = ob.store.submit("hub", "after", {})
+        await ob.store.flushed()
+        assert [r["id"] for r in await ob.rows()][-1] == again
+        assert (await ob.rows())[0]["id"] == kept
