@@ -368,6 +368,15 @@ class Gateway:
             ).update(state)
         return stats
 
+    async def enable_endpoint(self, endpoint: str) -> bool:
+        if endpoint not in self.config.webhooks:
+            return False
+        now = time.time()
+        if await self.store.call(partial(outbox_db.enable_endpoint, endpoint=endpoint, now=now)):
+            _LOG.info("endpoint %s re-enabled", endpoint)
+        self.delivery.wake([endpoint])
+        return True
+
     async def metrics(self) -> str:
         stats = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
         info = {

@@ -49,6 +49,7 @@ class Control(Protocol):
     async def outbox(self) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
     async def retry_message(self, msg_id: str) -> bool: ...
+    async def enable_endpoint(self, endpoint: str) -> bool: ...
     def ready(self) -> bool: ...
 
 
@@ -271,6 +272,15 @@ async def retry_message(request: web.Request) -> web.Response:
     return web.json_response({"id": msg_id, "state": "pending"})
 
 
+async def enable_endpoint(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if request[CLIENT_KEY].read_only:
+        return error(403, "forbidden", "read-only token")
+    if not await request.app[CONTROL_KEY].enable_endpoint(name):
+        raise NotFound(f"no webhook endpoint {name!r}")
+    return web.json_response({"endpoint": name, "disabled": False})
+
+
 def make_app(control: Control, tokens: TokenTable) -> web.Application:
     """The aiohttp application; the caller runs it (``web.AppRunner``)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
@@ -289,4 +299,5 @@ def make_app(control: Control, tokens: TokenTable) -> web.Application:
     app.router.add_post("/api/v1/actuators/{id}", post_actuator)
     app.router.add_get("/api/v1/outbox", outbox)
     app.router.add_post("/api/v1/outbox/{id}/retry", retry_message)
+    app.router.add_post("/api/v1/outbox/endpoints/{name}/enable", enable_endpoint)
     return app

@@ -24,6 +24,7 @@ import email.utils
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,6 +43,7 @@ _LOG = logging.getLogger(__name__)
 THROTTLED = frozenset({429, 502, 503, 504})
 THROTTLE_DELAY = 60.0  # at least this long after 429/5xx-overload or a timeout, unless Retry-After
 MAX_RETRY_AFTER = 24 * 3600.0
+PREFETCH = 64  # rows read at once for concurrency > 1
 IDLE_POLL = 30.0  # look at the database this often even when nothing woke us
 LINK_PROBE = 5.0  # while the uplink is down, each endpoint tries one row this often
 BREAKER_THRESHOLD = 5
@@ -72,6 +74,7 @@ class EndpointState:
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: set[int] = field(default_factory=set)
+    ready: deque[Row] = field(default_factory=deque)  # read from the database, not yet sent
     unreachable: bool | None = None  # None: not tried since start
     failures: int = 0  # consecutive
     probe_at: float = 0.0  # breaker open: next probe time
@@ -160,6 +163,7 @@ class Delivery:
             if name not in self.endpoints or self.endpoints[name] != old.get(name):
                 task.cancel()
                 del self._workers[name]
+                self.states[name].ready.clear()
                 if name not in self.endpoints:
                     self.states.pop(name, None)
         self._start_workers()
@@ -202,33 +206,44 @@ class Delivery:
             elif state.breaker_open or self.link_down:
                 free = min(free, 1)
             if free > 0:
-                try:
-                    rows, upcoming = await self.store.call(
-                        partial(
-                            due_rows,
-                            endpoint=name,
-                            now=now,
-                            limit=free,
-                            exclude=frozenset(state.in_flight),
-                            in_order=endpoint.concurrency == 1,
-                        )
-                    )
-                except Exception as exc:
-                    _LOG.error("outbox: cannot read the queue of %s: %s", name, exc)
-                    rows, upcoming = [], None
-                for row in rows:
-                    state.in_flight.add(row.seq)
-                    self._group_task(self._send(name, endpoint, state, row))
-                if rows:
+                if not state.ready:
+                    upcoming = await self._fetch(name, endpoint, state, now)
+                    if upcoming is not None:
+                        wait = min(wait, upcoming - self.clock())
+                if state.ready:
+                    for _ in range(min(free, len(state.ready))):
+                        row = state.ready.popleft()
+                        state.in_flight.add(row.seq)
+                        self._group_task(self._send(name, endpoint, state, row))
                     continue
-                if upcoming is not None:
-                    wait = min(wait, upcoming - self.clock())
             if wait > 0:
                 try:
                     async with asyncio.timeout(min(wait, IDLE_POLL)):
                         await state.wake.wait()
                 except TimeoutError:
                     pass
+
+    async def _fetch(
+        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, now: float
+    ) -> float | None:
+        """Read due rows into ``state.ready``; return when the next one is due."""
+        in_order = endpoint.concurrency == 1
+        try:
+            rows, upcoming = await self.store.call(
+                partial(
+                    due_rows,
+                    endpoint=name,
+                    now=now,
+                    limit=1 if in_order else max(PREFETCH, endpoint.concurrency),
+                    exclude=frozenset(state.in_flight),
+                    in_order=in_order,
+                )
+            )
+        except Exception as exc:
+            _LOG.error("outbox: cannot read the queue of %s: %s", name, exc)
+            return None
+        state.ready.extend(rows)
+        return upcoming
 
     def _group_task(self, coro: Any) -> None:
         assert self._group is not None

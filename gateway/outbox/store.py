@@ -44,7 +44,7 @@ PRAGMAS = (
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,  -- random: an index on it would dirty a random page per insert
     endpoint TEXT NOT NULL,
     event TEXT NOT NULL,
     body BLOB NOT NULL,
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (endpoint, state, seq);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (endpoint, state, next_try);
 CREATE TABLE IF NOT EXISTS attempts (
     msg_id TEXT NOT NULL,
     endpoint TEXT NOT NULL,
@@ -398,7 +399,7 @@ def due_rows(
     rows = []
     cursor = db.conn.execute(
         f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
-        " AND next_try <= ? ORDER BY seq",
+        " AND next_try <= ? ORDER BY next_try",  # walks the messages_due index, no sort
         (endpoint, PENDING, now),
     )
     for candidate in cursor:
@@ -407,6 +408,8 @@ def due_rows(
             if len(rows) >= limit:
                 break
     cursor.close()
+    if rows:
+        return rows, None
     upcoming = db.conn.execute(
         "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ? AND next_try > ?",
         (endpoint, PENDING, now),
@@ -482,8 +485,11 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
 
 
 def prune_attempts(db: sqlite_utils.Database, before: float) -> int:
+    """Delete attempt logs older than ``before`` and give freed pages back to the disk."""
     with transaction(db):
-        return db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+        count = db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+    db.conn.execute("PRAGMA incremental_vacuum")
+    return int(count)
 
 
 def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:

@@ -198,3 +198,32 @@ async def test_repeated_failed_logins_are_rate_limited(api: tuple[str, Gateway])
     assert statuses == [401] * 10 + [429]
     # even the right token waits: the client address is blocked for a while
     assert (await call(api[0], "GET", "/api/v1/status"))[0] == 429
+
+
+async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Gateway]) -> None:
+    base, gw = api
+    await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/metrics") as r:
+            assert r.status == 401
+        async with s.get(base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 200
+            assert r.content_type == "text/plain"
+            text = await r.text()
+    assert 'gateway_info{name="test-pi",version=' in text
+    assert 'gateway_outbox_pending{endpoint="home_hub"} 1' in text
+    assert "# TYPE gateway_webhook_delivery_seconds histogram" in text
+    assert 'gateway_input_connected{input="hallway_motion"} 1' in text
+
+
+async def test_outbox_view_and_endpoint_enable(api: tuple[str, Gateway]) -> None:
+    base, _ = api
+    status, outbox = await call(base, "GET", "/api/v1/outbox")
+    assert status == 200
+    assert {"pending", "dead", "oldest_age", "endpoints", "recent_failures", "link"} <= set(outbox)
+    status, body = await call(base, "POST", "/api/v1/outbox/endpoints/home_hub/enable")
+    assert (status, body) == (200, {"endpoint": "home_hub", "disabled": False})
+    status, body = await call(base, "POST", "/api/v1/outbox/endpoints/nope/enable")
+    assert status == 404
+    status, body = await call(base, "POST", "/api/v1/outbox/msg_nope/retry")
+    assert status == 404

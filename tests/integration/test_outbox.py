@@ -286,3 +286,17 @@ async def test_the_outbox_survives_a_full_disk_without_losing_committed_rows(
         await ob.store.flushed()
         assert [r["id"] for r in await ob.rows()][-1] == again
         assert (await ob.rows())[0]["id"] == kept
+
+
+async def test_custom_headers_and_rotated_secrets_are_sent(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    new_secret = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    hub = endpoint(receiver.url, secret=[new_secret, SECRET], headers={"Authorization": "Bearer x"})
+    async with Outbox(tmp_path / "o.db", {"hub": hub}) as ob:
+        ob.store.submit("hub", "x", {})
+        [got] = await receiver.wait_for(1)
+    assert got.headers["authorization"] == "Bearer x"
+    assert len(got.headers["webhook-signature"].split()) == 2
+    assert verify([SECRET], got.headers, got.body, now=time.time())
+    assert verify([new_secret], got.headers, got.body, now=time.time())
