@@ -15,6 +15,7 @@ The receiver runs in its own process (tests/bench/sink.py). Figures printed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -42,6 +43,10 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def files_size(directory: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in directory.glob(pattern))
 
 
 def written_bytes() -> int:
@@ -103,10 +108,8 @@ class Outbox:
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            except asyncio.CancelledError:
-                pass
         self.store.stop()
 
 
@@ -126,7 +129,7 @@ async def burst(tmp: Path, sink: Sink, session: aiohttp.ClientSession, conc: int
     written = written_bytes() - before
     stats = await sink.get(session, "/stats")
     await ob.stop()
-    db_files = sum(p.stat().st_size for p in tmp.glob(f"burst{conc}.db*"))
+    db_files = files_size(tmp, f"burst{conc}.db*")
     assert isinstance(stats, dict)
     print(
         f"(a) burst of {BURST:,}, concurrency {conc}: {BURST / elapsed:,.0f} webhooks/s delivered,"
