@@ -25,7 +25,7 @@ from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
 from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
-from gateway.events import GatewayStarted, Value
+from gateway.events import Value
 from gateway.inputs.gpio import GpioInput
 from gateway.metrics import render as render_metrics
 from gateway.outbox import store as outbox_db
@@ -160,7 +160,7 @@ class Gateway:
                 if interval:
                     group.create_task(self._watchdog(interval), name="watchdog")
                 self._ready = True
-                self.runtime.handle(GatewayStarted(time.time()))
+                self.runtime.start()
                 self.notifier.ready(self._status_line())
                 _LOG.info(
                     "ready: %s; API on http://%s", self._status_line(), self.config.server.listen
@@ -225,6 +225,8 @@ class Gateway:
         if old_runtime is not None and self.runtime is not None:
             for name, value in old_runtime.sensors.items():
                 self.runtime.sensors.setdefault(name, value)
+        if self.runtime is not None:
+            self.runtime.start(startup=False)
         self.loaded = new
         self.delivery.update(new.config.webhooks)
         self.tokens.replace(new.config.server.tokens)

@@ -6,40 +6,25 @@ completion) and the documentation. No raw dict travels past ``config/``.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     SecretStr,
     Tag,
     field_validator,
-    model_validator,
 )
 
-from gateway.config.types import BinaryState, ByteSize, Duration, TimeOfDay, parse_binary
-from gateway.rules.templates import check_template_tree
-
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
-        max_length=64,
-        description="A name made of letters, digits, _ . and -",
-    ),
-]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
+from gateway.config.base import Model, Name
+from gateway.config.rules import (
+    TAGGED_RULE_MODELS,
+    Rule,
+)
+from gateway.config.types import BinaryState, ByteSize, Duration
 
 # --------------------------------------------------------------------------- gateway
 
@@ -288,231 +273,6 @@ class ServerSection(Model):
             return False
 
 
-# --------------------------------------------------------------------------- rules
-
-
-def _binary_word(value: Any) -> Any:
-    """Quoted "on"/"off" (and true/false, high/low, yes/no) mean the same as bare on/off."""
-    if isinstance(value, str) and value.strip().lower() in _BINARY_WORDS:
-        return parse_binary(value)
-    return value
-
-
-_BINARY_WORDS = {"on", "off", "true", "false", "high", "low", "yes", "no"}
-
-NumberOrBinary = Annotated[
-    bool | float | str,
-    BeforeValidator(_binary_word),
-    Field(description="A value: on/off for binary sensors, a number or a text otherwise"),
-]
-
-
-class SensorTrigger(Model):
-    """Fires when a sensor's value changes the way described."""
-
-    sensor: Name = Field(description="The sensor to watch")
-    to: NumberOrBinary | None = Field(None, description="Fires when the value becomes this")
-    from_: NumberOrBinary | None = Field(
-        None, alias="from", description="Fires when the value was this before"
-    )
-    above: float | None = Field(None, description="Fires when the value rises above this")
-    below: float | None = Field(None, description="Fires when the value falls below this")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> SensorTrigger:
-        if (self.to is not None or self.from_ is not None) and (
-            self.above is not None or self.below is not None
-        ):
-            raise ValueError("use to/from or above/below in one trigger, not both")
-        if self.above is not None and self.below is not None and self.above >= self.below:
-            raise ValueError("above must be less than below (the value must fit between them)")
-        return self
-
-
-class StartupTrigger(Model):
-    startup: Literal[True] = Field(description="Fires once when the gateway starts")
-
-
-def _trigger_tag(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in ("sensor", "startup"):
-            if key in value:
-                return key
-    return "unknown"
-
-
-Trigger = Annotated[
-    Annotated[SensorTrigger, Tag("sensor")] | Annotated[StartupTrigger, Tag("startup")],
-    Discriminator(
-        _trigger_tag,
-        custom_error_type="trigger_kind",
-        custom_error_message="a trigger needs one of: sensor, startup",
-    ),
-]
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-class TimeWindow(Model):
-    after: TimeOfDay | None = Field(None, description='From this local time, e.g. "18:00"')
-    before: TimeOfDay | None = Field(
-        None, description="Until this local time; earlier than after spans midnight"
-    )
-    weekdays: list[Weekday] | None = Field(None, description="Only on these days: mon..sun")
-
-    def contains(self, moment: dt.datetime) -> bool:
-        """Whether a local time falls in the window (a window may span midnight)."""
-        now = moment.time()
-        day = moment
-        if self.after is not None and self.before is not None and self.after > self.before:
-            inside = now >= self.after or now < self.before
-            if now < self.before:  # the morning half belongs to the window that began yesterday
-                day = moment - dt.timedelta(days=1)
-        else:
-            inside = (self.after is None or now >= self.after) and (
-                self.before is None or now < self.before
-            )
-        if inside and self.weekdays is not None:
-            inside = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()] in (
-                self.weekdays
-            )
-        return inside
-
-
-class TimeCondition(Model):
-    time: TimeWindow = Field(description="Holds when the local time is in this window")
-
-
-class SensorCondition(Model):
-    sensor: Name = Field(description="The sensor to test")
-    is_: NumberOrBinary | None = Field(None, alias="is", description="Holds when equal to this")
-    above: float | None = Field(None, description="Holds when the value is above this")
-    below: float | None = Field(None, description="Holds when the value is below this")
-
-    @model_validator(mode="after")
-    def _something(self) -> SensorCondition:
-        if self.is_ is None and self.above is None and self.below is None:
-            raise ValueError("a sensor condition needs is, above or below")
-        return self
-
-
-def _condition_tag(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in ("time", "sensor"):
-            if key in value:
-                return key
-    return "unknown"
-
-
-Condition = Annotated[
-    Annotated[TimeCondition, Tag("time")] | Annotated[SensorCondition, Tag("sensor")],
-    Discriminator(
-        _condition_tag,
-        custom_error_type="condition_kind",
-        custom_error_message="a condition needs one of: time, sensor",
-    ),
-]
-
-ActuatorState = Annotated[
-    BinaryState | Literal["toggle"] | float,
-    Field(description="on, off, toggle, or a number"),
-]
-
-
-def _actuator_state(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() == "toggle":
-        return "toggle"
-    return value
-
-
-class ActuateAction(Model):
-    """Switches an actuator; with ``for`` it switches back after that long."""
-
-    actuate: Name = Field(description="The actuator to switch")
-    state: Annotated[BinaryState | Literal["toggle"], Field(description="on, off or toggle")]
-    for_: Duration | None = Field(
-        None,
-        alias="for",
-        description="Switch back after this long; a repeat restarts the time",
-    )
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _toggle(cls, value: Any) -> Any:
-        return _actuator_state(value)
-
-
-def _template_tree(value: Any) -> Any:
-    check_template_tree(value)
-    return value
-
-
-class WebhookAction(Model):
-    """Queues a signed webhook in the outbox: it is delivered even after an outage."""
-
-    webhook: Name = Field(description="The endpoint, from webhooks:")
-    event: str = Field(
-        min_length=1, max_length=200, description="Event type sent as `type`, e.g. motion.detected"
-    )
-    data: Annotated[Any, AfterValidator(_template_tree)] = Field(
-        default_factory=dict, description="The event's data; strings may be Jinja2 templates"
-    )
-
-
-class LogAction(Model):
-    log: Annotated[str, AfterValidator(_template_tree)] = Field(
-        description="A message for the log (a template)"
-    )
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
-
-
-def _action_tag(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in ("actuate", "webhook", "log"):
-            if key in value:
-                return key
-    return "unknown"
-
-
-Action = Annotated[
-    Annotated[ActuateAction, Tag("actuate")]
-    | Annotated[WebhookAction, Tag("webhook")]
-    | Annotated[LogAction, Tag("log")],
-    Discriminator(
-        _action_tag,
-        custom_error_type="action_kind",
-        custom_error_message="an action needs one of: actuate, webhook, log",
-    ),
-]
-
-
-def _as_list(value: Any) -> Any:
-    return value if isinstance(value, list) else [value]
-
-
-class Rule(Model):
-    """When a trigger fires and every condition holds, run the actions in order."""
-
-    id: Name = Field(description="A unique name for the rule, shown in logs")
-    description: str = Field("", description="What the rule is for")
-    enabled: bool = Field(True, description="false keeps the rule but never runs it")
-    when: Annotated[list[Trigger], Field(min_length=1)] = Field(
-        description="One trigger or a list (any of them fires the rule)"
-    )
-    if_: list[Condition] = Field(
-        default_factory=list, alias="if", description="Conditions that must all hold"
-    )
-    then: Annotated[list[Action], Field(min_length=1)] = Field(description="Actions, in order")
-    cooldown: Duration | None = Field(
-        None, description="After running, ignore triggers for this long"
-    )
-
-    @field_validator("when", "if_", "then", mode="before")
-    @classmethod
-    def _one_or_list(cls, value: Any) -> Any:
-        return _as_list(value)
-
-
 # --------------------------------------------------------------------------- root
 
 
@@ -534,10 +294,6 @@ class GatewayConfig(Model):
 TAGGED_MODELS: dict[str, type[Model]] = {
     "gpio": GpioSensor,
     "virtual": VirtualSensor,
-    "startup": StartupTrigger,
-    "time": TimeCondition,
-    "actuate": ActuateAction,
-    "webhook": WebhookAction,
-    "log": LogAction,
+    **TAGGED_RULE_MODELS,
 }
 """Union members by their tag, for error hints ("did you mean ...")."""

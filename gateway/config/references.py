@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from gateway.config.models import (
+from gateway.config.models import GatewayConfig, GpioSensor
+from gateway.config.rules import (
     ActuateAction,
-    GatewayConfig,
-    GpioSensor,
+    AnyCondition,
+    Condition,
+    NotCondition,
     SensorCondition,
     SensorTrigger,
     WebhookAction,
@@ -32,12 +34,24 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
             if isinstance(trigger, SensorTrigger):
                 yield from _check_sensor_use(config, (*where, "when", t), trigger)
         for c, condition in enumerate(rule.if_):
-            if isinstance(condition, SensorCondition):
-                yield from _check_sensor_use(config, (*where, "if", c), condition)
+            yield from _check_condition(config, (*where, "if", c), condition)
         for a, action in enumerate(rule.then):
             at: Loc = (*where, "then", a)
-            if isinstance(action, ActuateAction) and action.actuate not in config.actuators:
-                yield (*at, "actuate"), _unknown("actuator", action.actuate, config.actuators)
+            if isinstance(action, ActuateAction):
+                target = config.actuators.get(action.actuate)
+                if target is None:
+                    yield (*at, "actuate"), _unknown("actuator", action.actuate, config.actuators)
+                elif (
+                    action.for_ is not None
+                    and action.state is True
+                    and target.max_on is not None
+                    and action.for_ > target.max_on
+                ):
+                    yield (
+                        (*at, "for"),
+                        f"unreachable: {action.actuate!r} has max_on {target.max_on:g}s, "
+                        f"so it is switched off before for ({action.for_:g}s) ends",
+                    )
             if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
                 yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
     for name, token in config.server.tokens.items():
@@ -53,6 +67,22 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
             f"listening on {config.server.host} (not loopback) needs server.tokens: "
             "the API would be open to the network",
         )
+
+
+def _check_condition(
+    config: GatewayConfig, at: Loc, condition: Condition
+) -> Iterator[tuple[Loc, str]]:
+    if isinstance(condition, SensorCondition):
+        yield from _check_sensor_use(config, at, condition)
+    elif isinstance(condition, AnyCondition):
+        for i, inner in enumerate(condition.any):
+            yield from _check_condition(config, (*at, "any", i), inner)
+    elif isinstance(condition, NotCondition):
+        if isinstance(condition.not_, list):
+            for i, inner in enumerate(condition.not_):
+                yield from _check_condition(config, (*at, "not", i), inner)
+        else:
+            yield from _check_condition(config, (*at, "not"), condition.not_)
 
 
 def _check_sensor_use(
@@ -73,6 +103,9 @@ def _check_sensor_use(
     if not sensor.binary and isinstance(target, bool):
         key = "to" if isinstance(use, SensorTrigger) else "is"
         yield (*at, key), f"sensor {use.sensor!r} is not on/off: compare it with a value"
+    numeric_change = isinstance(use, SensorTrigger) and not isinstance(use.changes, bool | None)
+    if numeric_change and sensor.binary:
+        yield (*at, "changes"), f"sensor {use.sensor!r} is on/off: changes takes true, not a number"
 
 
 def _check_pins(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:

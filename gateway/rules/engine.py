@@ -1,30 +1,41 @@
-"""The rule engine: an event, the current states and the clock in; decisions out.
+"""The rule engine: an event or a timer, the current states and the clock in; decisions out.
 
-Pure: no I/O, no sleeping, no globals. The same engine runs in the daemon
-and in ``gateway test`` scenarios on a virtual clock.
+Pure: no I/O, no sleeping, no clock of its own. The same engine runs in the
+daemon and in ``gateway test`` scenarios on a virtual clock. Everything it
+must remember across a restart (a ``for`` that is counting, a run waiting in
+a ``delay``, a ``cooldown``) it hands out as :class:`Schedule` decisions;
+the runtime stores those timers and gives them back on start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config.models import (
+from gateway.config.rules import (
     ActuateAction,
+    AnyCondition,
+    AtTrigger,
     Condition,
+    DelayAction,
+    EveryTrigger,
     LogAction,
+    NotCondition,
     Rule,
     SensorCondition,
     SensorTrigger,
     StartupTrigger,
+    TemplateCondition,
     TimeCondition,
     WebhookAction,
 )
 from gateway.events import Event, GatewayStarted, SensorChanged, Value
 from gateway.rules.templates import TemplateError, render, render_tree
+from gateway.rules.timers import Timer
 
 _LOG = logging.getLogger(__name__)
 
@@ -56,7 +67,22 @@ class WriteLog:
     rule: str
 
 
-Decision = SetActuator | SendWebhook | WriteLog
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Keep ``timer`` (replacing one of the same kind and key) and hand it back when due."""
+
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    kind: str
+    key: str
+
+
+Decision = SetActuator | SendWebhook | WriteLog | Schedule | Cancel
+
+ENGINE_TIMERS = frozenset({"for", "run", "every", "at", "cooldown"})
 
 
 @dataclass(frozen=True)
@@ -68,56 +94,323 @@ class Snapshot:
     now: dt.datetime  # aware, local time
     gateway_name: str = "edge-gateway"
 
+    @property
+    def time(self) -> float:
+        return self.now.timestamp()
+
 
 @dataclass
+class Run:
+    """One execution of a rule's actions, possibly waiting in a ``delay``."""
+
+    id: str
+    rule: str
+    index: int
+    event: dict[str, Any]
+
+
+@dataclass
+class _RuleState:
+    runs: list[Run] = field(default_factory=list)
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    cooldown_until: float = 0.0
+
+
 class RuleEngine:
-    """Decides which rules an event fires and what they do."""
+    """Decides which rules fire and what they do; remembers what must be remembered."""
 
-    rules: list[Rule]
-    last_run: dict[str, float] = field(default_factory=dict)
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = {rule.id: rule for rule in rules}
+        self._state = {name: _RuleState() for name in self.rules}
+        self._armed: dict[str, bool] = {}  # above/below triggers: may fire on the next crossing
+        self._last_value: dict[str, float] = {}  # `changes: N` triggers: value when last fired
+        self._pending: dict[str, dict[str, Any]] = {}  # `for` triggers counting: their event
+        self._ids = itertools.count(1)
 
-    def decide(self, event: Event, snapshot: Snapshot) -> list[Decision]:
+    # ------------------------------------------------------------------ entry points
+
+    def start(self, snapshot: Snapshot, saved: Iterable[Timer]) -> list[Decision]:
+        """Take back saved timers (after a restart or reload) and schedule clocks."""
+        out: list[Decision] = []
+        for timer in saved:
+            if timer.kind in ENGINE_TIMERS:
+                out.extend(self._restore(timer, snapshot))
+        for rule in self.rules.values():
+            for i, trigger in enumerate(rule.when):
+                if isinstance(trigger, EveryTrigger | AtTrigger):
+                    out.append(self._next_clock(rule, i, trigger, snapshot))
+        return out
+
+    def handle(self, event: Event, snapshot: Snapshot) -> list[Decision]:
         """Every decision of every rule that ``event`` fires, in rule order."""
-        decisions: list[Decision] = []
-        for rule in self.rules:
-            if not rule.enabled or not any(_fires(t, event) for t in rule.when):
-                continue
-            now = snapshot.now.timestamp()
-            last = self.last_run.get(rule.id)
-            if rule.cooldown is not None and last is not None and now - last < rule.cooldown:
-                _LOG.debug("rule %s: in cooldown, not run", rule.id)
-                continue
-            if not all(_holds(c, snapshot) for c in rule.if_):
-                _LOG.debug("rule %s: a condition does not hold", rule.id)
-                continue
-            self.last_run[rule.id] = now
-            _LOG.info("rule %s fired by %s", rule.id, _describe(event))
-            decisions.extend(_actions(rule, event, snapshot))
-        return decisions
+        out: list[Decision] = []
+        for rule in self.rules.values():
+            for i, trigger in enumerate(rule.when):
+                if isinstance(trigger, StartupTrigger) and isinstance(event, GatewayStarted):
+                    out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+                    break
+                if (
+                    isinstance(trigger, SensorTrigger)
+                    and isinstance(event, SensorChanged)
+                    and trigger.sensor == event.sensor
+                ):
+                    out.extend(self._sensor(rule, i, trigger, event, snapshot))
+        return out
+
+    def fire(self, timer: Timer, snapshot: Snapshot) -> list[Decision]:
+        """A timer of ours is due."""
+        rule = self.rules.get(timer.data.get("rule", ""))
+        if rule is None:
+            return []
+        if timer.kind == "cooldown":
+            return []
+        if timer.kind == "for":
+            event = self._pending.pop(timer.key, None)
+            return self._trigger(rule, event, snapshot) if event is not None else []
+        if timer.kind == "run":
+            state = self._state[rule.id]
+            run = next((r for r in state.runs if r.id == timer.key), None)
+            if run is None:
+                return []
+            run.index = int(timer.data["index"])
+            return self._continue(rule, run, snapshot)
+        index = int(timer.data["trigger"])
+        trigger = rule.when[index] if index < len(rule.when) else None
+        if not isinstance(trigger, EveryTrigger | AtTrigger):
+            return []
+        event = {"trigger": timer.kind, "time": _iso(snapshot.time, snapshot), "source": "clock"}
+        return [
+            self._next_clock(rule, index, trigger, snapshot),
+            *self._trigger(rule, event, snapshot),
+        ]
+
+    # ------------------------------------------------------------------ triggers
+
+    def _sensor(
+        self, rule: Rule, index: int, trigger: SensorTrigger, event: SensorChanged, snap: Snapshot
+    ) -> list[Decision]:
+        key = f"{rule.id}#{index}"
+        if event.previous is not None and _equal(event.value, event.previous):
+            return []  # a repeated reading is not a change
+        if trigger.above is not None or trigger.below is not None:
+            crossed, holds = self._level(key, trigger, event)
+        elif trigger.to is not None or trigger.from_ is not None:
+            holds = trigger.to is None or _equal(event.value, trigger.to)
+            crossed = holds and (trigger.from_ is None or _equal(event.previous, trigger.from_))
+        else:
+            crossed, holds = self._changed(key, trigger, event), False
+        if trigger.for_ is None:
+            return self._trigger(rule, _event_vars(event, snap), snap) if crossed else []
+        if crossed and key not in self._pending:
+            self._pending[key] = _event_vars(event, snap)
+            due = event.time + trigger.for_
+            return [
+                Schedule(Timer("for", key, due, {"rule": rule.id, "event": self._pending[key]}))
+            ]
+        if not holds and key in self._pending:
+            del self._pending[key]
+            _LOG.debug("rule %s: %s no longer holds, `for` cancelled", rule.id, trigger.sensor)
+            return [Cancel("for", key)]
+        return []
+
+    def _level(self, key: str, trigger: SensorTrigger, event: SensorChanged) -> tuple[bool, bool]:
+        """Crossing into above/below (with hysteresis): (fires now, still inside)."""
+        inside = _in_range(event.value, trigger.above, trigger.below)
+        armed = self._armed.get(key)
+        if armed is None:  # no crossing is seen from an unknown previous value
+            armed = event.previous is not None and not _in_range(
+                event.previous, trigger.above, trigger.below
+            )
+        if inside:
+            self._armed[key] = False
+        elif _rearmed(event.value, trigger):
+            self._armed[key] = True
+        return inside and armed, inside
+
+    def _changed(self, key: str, trigger: SensorTrigger, event: SensorChanged) -> bool:
+        step = trigger.changes
+        if step is None or isinstance(step, bool):
+            return True  # any change, also the first value after an unknown one
+        if event.previous is None:
+            if isinstance(event.value, int | float) and not isinstance(event.value, bool):
+                self._last_value[key] = float(event.value)
+            return False
+        if not isinstance(event.value, int | float) or isinstance(event.value, bool):
+            return False
+        last = self._last_value.get(key)
+        if last is None:
+            prev = event.previous
+            last = float(prev) if isinstance(prev, int | float) else float(event.value)
+        if abs(float(event.value) - last) >= step:
+            self._last_value[key] = float(event.value)
+            return True
+        return False
+
+    def _next_clock(
+        self, rule: Rule, index: int, trigger: EveryTrigger | AtTrigger, snap: Snapshot
+    ) -> Schedule:
+        now = snap.time
+        if isinstance(trigger, EveryTrigger):
+            due = (now // trigger.every + 1) * trigger.every
+            kind = "every"
+        else:
+            due = next_local_time(snap.now, trigger.at)
+            kind = "at"
+        data = {"rule": rule.id, "trigger": index}
+        return Schedule(Timer(kind, f"{rule.id}#{index}", due, data, durable=False))
+
+    # ------------------------------------------------------------------ running a rule
+
+    def _trigger(self, rule: Rule, event: dict[str, Any], snap: Snapshot) -> list[Decision]:
+        """A trigger fired: check enabled, cooldown, conditions and mode, then run."""
+        state = self._state[rule.id]
+        if not rule.enabled:
+            return []
+        if state.cooldown_until > snap.time:
+            _LOG.debug("rule %s: in cooldown, not run", rule.id)
+            return []
+        context = template_context(rule, event, snap)
+        if not all(self._holds(c, snap, context, rule) for c in rule.if_):
+            _LOG.debug("rule %s: a condition does not hold", rule.id)
+            return []
+        out: list[Decision] = []
+        if state.runs:
+            if rule.mode == "single":
+                _LOG.warning("rule %s is still running (mode single): trigger ignored", rule.id)
+                return []
+            if rule.mode == "restart":
+                for run in state.runs:
+                    out.append(Cancel("run", run.id))
+                state.runs.clear()
+            elif rule.mode == "queued":
+                if len(state.queue) + len(state.runs) >= rule.max_runs:
+                    _LOG.warning(
+                        "rule %s: %d runs queued already, trigger dropped", rule.id, rule.max_runs
+                    )
+                else:
+                    state.queue.append(event)
+                return out
+            elif len(state.runs) >= rule.max_runs:
+                _LOG.warning(
+                    "rule %s: %d runs at once already, trigger dropped", rule.id, rule.max_runs
+                )
+                return out
+        if rule.cooldown:
+            state.cooldown_until = snap.time + rule.cooldown
+            out.append(
+                Schedule(Timer("cooldown", rule.id, state.cooldown_until, {"rule": rule.id}))
+            )
+        _LOG.info("rule %s fired by %s", rule.id, _describe(event))
+        run = Run(f"{rule.id}:{next(self._ids)}", rule.id, 0, event)
+        state.runs.append(run)
+        out.extend(self._continue(rule, run, snap))
+        return out
+
+    def _continue(self, rule: Rule, run: Run, snap: Snapshot) -> list[Decision]:
+        """Run actions from ``run.index`` until a delay or the end."""
+        context = template_context(rule, run.event, snap)
+        out: list[Decision] = []
+        for i in range(run.index, len(rule.then)):
+            action = rule.then[i]
+            if isinstance(action, DelayAction):
+                run.index = i + 1
+                data = {"rule": rule.id, "index": run.index, "event": run.event}
+                out.append(Schedule(Timer("run", run.id, snap.time + action.delay, data)))
+                return out
+            decision = _action(rule, action, context)
+            if decision is not None:
+                out.append(decision)
+        state = self._state[rule.id]
+        if run in state.runs:
+            state.runs.remove(run)
+        if state.queue and not state.runs:  # queued mode: the next run starts now
+            event = state.queue.pop(0)
+            nxt = Run(f"{rule.id}:{next(self._ids)}", rule.id, 0, event)
+            state.runs.append(nxt)
+            out.extend(self._continue(rule, nxt, snap))
+        return out
+
+    def _holds(
+        self, condition: Condition, snap: Snapshot, context: dict[str, Any], rule: Rule
+    ) -> bool:
+        if isinstance(condition, TimeCondition):
+            return condition.time.contains(snap.now)
+        if isinstance(condition, AnyCondition):
+            return any(self._holds(c, snap, context, rule) for c in condition.any)
+        if isinstance(condition, NotCondition):
+            inner = condition.not_ if isinstance(condition.not_, list) else [condition.not_]
+            return not any(self._holds(c, snap, context, rule) for c in inner)
+        if isinstance(condition, TemplateCondition):
+            try:
+                return bool(render(condition.template, context))
+            except TemplateError as exc:
+                _LOG.error("rule %s: condition counted as false: %s", rule.id, exc)
+                return False
+        assert isinstance(condition, SensorCondition)
+        value = snap.sensors.get(condition.sensor)
+        if value is None:
+            return False
+        if condition.is_ is not None and not _equal(value, condition.is_):
+            return False
+        if condition.above is not None or condition.below is not None:
+            return _in_range(value, condition.above, condition.below)
+        return True
+
+    # ------------------------------------------------------------------ restoring
+
+    def _restore(self, timer: Timer, snap: Snapshot) -> list[Decision]:
+        rule = self.rules.get(timer.data.get("rule", ""))
+        if rule is None:
+            return [Cancel(timer.kind, timer.key)]  # the rule is gone (after a reload)
+        if timer.kind == "cooldown":
+            self._state[rule.id].cooldown_until = timer.due
+        elif timer.kind == "run":
+            index = int(timer.data.get("index", 0))
+            if index >= len(rule.then):
+                return [Cancel(timer.kind, timer.key)]
+            self._state[rule.id].runs.append(Run(timer.key, rule.id, index, timer.data["event"]))
+        elif timer.kind == "for":
+            index = int(timer.key.rpartition("#")[2] or -1)
+            trigger = rule.when[index] if 0 <= index < len(rule.when) else None
+            if not isinstance(trigger, SensorTrigger) or trigger.for_ is None:
+                return [Cancel(timer.kind, timer.key)]
+            value = snap.sensors.get(trigger.sensor)
+            if value is not None and not _trigger_holds(trigger, value):
+                _LOG.info(
+                    "rule %s: %s changed while stopped, `for` cancelled", rule.id, trigger.sensor
+                )
+                return [Cancel(timer.kind, timer.key)]
+            self._pending[timer.key] = timer.data["event"]
+            self._armed[timer.key] = False
+        else:  # every/at: scheduled afresh by start()
+            return [Cancel(timer.kind, timer.key)]
+        return []
 
 
-def _fires(trigger: object, event: Event) -> bool:
-    if isinstance(trigger, StartupTrigger):
-        return isinstance(event, GatewayStarted)
-    if not isinstance(trigger, SensorTrigger) or not isinstance(event, SensorChanged):
-        return False
-    if trigger.sensor != event.sensor or event.value == event.previous:
-        return False
-    if trigger.to is not None and not _equal(event.value, trigger.to):
-        return False
-    if trigger.from_ is not None and not _equal(event.previous, trigger.from_):
-        return False
+# ---------------------------------------------------------------------- helpers
+
+
+def _trigger_holds(trigger: SensorTrigger, value: Value) -> bool:
     if trigger.above is not None or trigger.below is not None:
-        # fires on the crossing into the range, not on every reading inside it
-        return _in_range(event.value, trigger.above, trigger.below) and not _in_range(
-            event.previous, trigger.above, trigger.below
-        )
-    return True
+        return _in_range(value, trigger.above, trigger.below)
+    return trigger.to is None or _equal(value, trigger.to)
+
+
+def _rearmed(value: Value, trigger: SensorTrigger) -> bool:
+    """Whether the value left the range far enough to fire again (hysteresis)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    margin = trigger.hysteresis or 0.0
+    if margin == 0.0:
+        return not _in_range(value, trigger.above, trigger.below)
+    low_ok = trigger.above is not None and value <= trigger.above - margin
+    high_ok = trigger.below is not None and value >= trigger.below + margin
+    return low_ok or high_ok
 
 
 def _equal(value: Value | None, target: Value) -> bool:
     if isinstance(target, bool) or isinstance(value, bool):
-        return value is target or (isinstance(value, bool) and value == target)
+        return isinstance(value, bool) and isinstance(target, bool) and value == target
     if isinstance(target, int | float) and isinstance(value, int | float):
         return float(value) == float(target)
     return value == target
@@ -129,64 +422,72 @@ def _in_range(value: Value | None, above: float | None, below: float | None) -> 
     return (above is None or value > above) and (below is None or value < below)
 
 
-def _holds(condition: Condition, snapshot: Snapshot) -> bool:
-    if isinstance(condition, TimeCondition):
-        return condition.time.contains(snapshot.now)
-    assert isinstance(condition, SensorCondition)
-    value = snapshot.sensors.get(condition.sensor)
-    if value is None:
-        return False
-    if condition.is_ is not None and not _equal(value, condition.is_):
-        return False
-    if condition.above is not None or condition.below is not None:
-        return _in_range(value, condition.above, condition.below)
-    return True
+def next_local_time(now: dt.datetime, at: dt.time) -> float:
+    """The next moment after ``now`` when the local clock shows ``at`` (DST-safe).
+
+    On the day clocks spring forward, a time inside the gap happens at the
+    same offset as before the change (02:30 becomes 03:30); on the day they
+    fall back, a repeated time happens once, the first time.
+    """
+    tz = now.tzinfo
+    day = now.date()
+    for _ in range(3):
+        candidate = dt.datetime.combine(day, at, tzinfo=tz)
+        moment = candidate.timestamp()
+        if moment > now.timestamp():
+            return moment
+        day += dt.timedelta(days=1)
+    raise AssertionError("unreachable: one of three days has the time")  # pragma: no cover
 
 
-def _describe(event: Event) -> str:
+def _iso(moment: float, snap: Snapshot) -> str:
+    return dt.datetime.fromtimestamp(moment, snap.now.tzinfo).isoformat(timespec="seconds")
+
+
+def _event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
+    """What templates see as ``event``: plain values only (it is saved with timers)."""
     if isinstance(event, SensorChanged):
-        return f"{event.sensor}={_show(event.value)} ({event.source})"
-    return "startup"
+        return {
+            "trigger": "sensor",
+            "sensor": event.sensor,
+            "value": event.value,
+            "previous": event.previous,
+            "time": _iso(event.time, snap),
+            "source": event.source,
+        }
+    assert isinstance(event, GatewayStarted)
+    return {"trigger": "startup", "time": _iso(event.time, snap), "source": "startup"}
 
 
-def _show(value: Value | None) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
+def _describe(event: dict[str, Any]) -> str:
+    if event.get("trigger") == "sensor":
+        value = event["value"]
+        shown = ("on" if value else "off") if isinstance(value, bool) else value
+        return f"{event['sensor']}={shown} ({event['source']})"
+    return str(event.get("trigger"))
 
 
-def template_context(rule: Rule, event: Event, snapshot: Snapshot) -> dict[str, Any]:
+def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
     """What templates see: ``event``, ``sensors``, ``actuators``, ``rule``, ``gateway``."""
-    moment = dt.datetime.fromtimestamp(event.time, snapshot.now.tzinfo)
-    event_vars: dict[str, Any] = {"time": moment.isoformat(timespec="seconds")}
-    if isinstance(event, SensorChanged):
-        event_vars.update(
-            sensor=event.sensor, value=event.value, previous=event.previous, source=event.source
-        )
-    else:
-        event_vars.update(sensor=None, value=None, previous=None, source="startup")
     return {
-        "event": event_vars,
-        "sensors": dict(snapshot.sensors),
-        "actuators": dict(snapshot.actuators),
+        "event": dict(event),
+        "sensors": dict(snap.sensors),
+        "actuators": dict(snap.actuators),
         "rule": {"id": rule.id, "description": rule.description},
-        "gateway": {"name": snapshot.gateway_name},
+        "gateway": {"name": snap.gateway_name},
     }
 
 
-def _actions(rule: Rule, event: Event, snapshot: Snapshot) -> list[Decision]:
-    context = template_context(rule, event, snapshot)
-    out: list[Decision] = []
-    for action in rule.then:
-        try:
-            if isinstance(action, ActuateAction):
-                out.append(SetActuator(action.actuate, action.state, action.for_, rule.id))
-            elif isinstance(action, WebhookAction):
-                data = render_tree(action.data, context)
-                out.append(SendWebhook(action.webhook, action.event, data, rule.id))
-            elif isinstance(action, LogAction):
-                level = logging.getLevelName(action.level.upper())
-                out.append(WriteLog(level, str(render(action.log, context)), rule.id))
-        except TemplateError as exc:
-            _LOG.error("rule %s: action skipped: %s", rule.id, exc)
-    return out
+def _action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None:
+    try:
+        if isinstance(action, ActuateAction):
+            return SetActuator(action.actuate, action.state, action.for_, rule.id)
+        if isinstance(action, WebhookAction):
+            data = render_tree(action.data, context)
+            return SendWebhook(action.webhook, action.event, data, rule.id)
+        if isinstance(action, LogAction):
+            level = logging.getLevelName(action.level.upper())
+            return WriteLog(level, str(render(action.log, context)), rule.id)
+    except TemplateError as exc:
+        _LOG.error("rule %s: action skipped: %s", rule.id, exc)
+    return None

@@ -13,16 +13,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from gateway.config.models import GatewayConfig, VirtualSensor
-from gateway.events import Event, SensorChanged, Value
+from gateway.events import Event, GatewayStarted, SensorChanged, Value
 from gateway.rules.engine import (
+    Cancel,
     Decision,
     RuleEngine,
+    Schedule,
     SendWebhook,
     SetActuator,
     Snapshot,
     WriteLog,
 )
-from gateway.rules.timers import Timer, TimerTable
+from gateway.rules.timers import ACTUATOR_TIMERS, Timer, TimerTable
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,6 +71,17 @@ class Runtime:
 
     # ------------------------------------------------------------------ inputs
 
+    def start(self, startup: bool = True) -> None:
+        """Take back saved timers, schedule clock triggers, fire ``startup`` rules.
+
+        Call once the inputs have reported their first values: a saved
+        ``for`` whose sensor now reads otherwise is cancelled.
+        """
+        self._apply_all(self.engine.start(self.snapshot(), list(self.timers)))
+        if startup:  # not after a reload
+            self.handle(GatewayStarted(self.clock()))
+        self.on_timers_changed()
+
     def reading(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
         """A new reading of ``sensor``; rules run when it differs from the last one."""
         previous = self.sensors.get(sensor)
@@ -82,7 +95,10 @@ class Runtime:
 
     def handle(self, event: Event) -> None:
         """Run every rule that ``event`` fires."""
-        for decision in self.engine.decide(event, self.snapshot()):
+        self._apply_all(self.engine.handle(event, self.snapshot()))
+
+    def _apply_all(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
             self._apply(decision)
 
     def snapshot(self) -> Snapshot:
@@ -98,7 +114,7 @@ class Runtime:
         new = (not current) if state == "toggle" else bool(state)
         if revert_after is not None:
             due = self.clock() + revert_after
-            self.timers.set(Timer("revert", name, not new, due, who))
+            self.timers.set(Timer("revert", name, due, {"state": not new, "by": who}))
         else:
             self.timers.cancel("revert", name)
         if new != current:
@@ -119,7 +135,7 @@ class Runtime:
         if limit is None:
             return
         if state and self.timers.get("max_on", name) is None:
-            self.timers.set(Timer("max_on", name, False, self.clock() + limit, "max_on"))
+            self.timers.set(Timer("max_on", name, self.clock() + limit, {"state": False}))
         elif not state:
             self.timers.cancel("max_on", name)
 
@@ -143,8 +159,14 @@ class Runtime:
                 )
             elif isinstance(decision, WriteLog):
                 _LOG.log(decision.level, "rule %s: %s", decision.rule, decision.message)
+            elif isinstance(decision, Schedule):
+                self.timers.set(decision.timer)
+                self.on_timers_changed()
+            elif isinstance(decision, Cancel):
+                self.timers.cancel(decision.kind, decision.key)
         except Exception:  # one failed action must not stop the others or the daemon
-            _LOG.exception("rule %s: action %s failed", decision.rule, type(decision).__name__)
+            rule = getattr(decision, "rule", "?")
+            _LOG.exception("rule %s: action %s failed", rule, type(decision).__name__)
 
     # ------------------------------------------------------------------ timers
 
@@ -154,15 +176,23 @@ class Runtime:
     def run_due(self) -> None:
         """Fire every timer whose time has come (late ones at once)."""
         now = self.clock()
-        for timer in self.timers.pop_due(now):
-            if timer.actuator not in self.config.actuators:
-                continue
-            late = now - timer.due
-            why = "max_on limit" if timer.kind == "max_on" else f"timer from {timer.rule}"
-            if late > 1:
-                why += f", {late:.0f}s late (was the gateway stopped?)"
-            self.timers.cancel("revert" if timer.kind == "max_on" else "max_on", timer.actuator)
-            if self.actuators.get(timer.actuator) != timer.state:
-                self.actuators.set(timer.actuator, timer.state)
-                _LOG.info("%s %s (%s)", timer.actuator, "on" if timer.state else "off", why)
-            self._limit_on_time(timer.actuator, timer.state)
+        while due := self.timers.pop_due(now):
+            for timer in due:
+                if timer.kind in ACTUATOR_TIMERS:
+                    self._actuator_timer(timer, now)
+                else:
+                    self._apply_all(self.engine.fire(timer, self.snapshot()))
+
+    def _actuator_timer(self, timer: Timer, now: float) -> None:
+        name, state = timer.key, bool(timer.data.get("state", False))
+        if name not in self.config.actuators:
+            return
+        late = now - timer.due
+        why = "max_on limit" if timer.kind == "max_on" else f"timer set by {timer.data.get('by')}"
+        if late > 1:
+            why += f", {late:.0f}s late (was the gateway stopped?)"
+        self.timers.cancel("revert" if timer.kind == "max_on" else "max_on", name)
+        if self.actuators.get(name) != state:
+            self.actuators.set(name, state)
+            _LOG.info("%s %s (%s)", name, "on" if state else "off", why)
+        self._limit_on_time(name, state)

@@ -13,25 +13,34 @@ import json
 import logging
 import os
 from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 _LOG = logging.getLogger(__name__)
+
+ACTUATOR_TIMERS = frozenset({"revert", "max_on"})
 
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """At ``due``, switch ``actuator`` to ``state``. ``kind`` is "revert" or "max_on"."""
+    """At ``due`` (seconds since the epoch), something of ``kind`` happens to ``key``.
+
+    Kinds: ``revert`` and ``max_on`` switch the actuator ``key`` to
+    ``data["state"]``; ``for``, ``run``, ``cooldown``, ``every`` and ``at``
+    belong to the rule engine. Timers that are not ``durable`` (clock
+    triggers, recomputed at start) are never written to disk.
+    """
 
     kind: str
-    actuator: str
-    state: bool
+    key: str
     due: float
-    rule: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    durable: bool = True
 
     @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.actuator}"
+    def slot(self) -> str:
+        return f"{self.kind}:{self.key}"
 
 
 class TimerTable:
@@ -49,15 +58,18 @@ class TimerTable:
     def __iter__(self) -> Iterator[Timer]:
         return iter(sorted(self._timers.values(), key=lambda t: t.due))
 
-    def get(self, kind: str, actuator: str) -> Timer | None:
-        return self._timers.get(f"{kind}:{actuator}")
+    def get(self, kind: str, key: str) -> Timer | None:
+        return self._timers.get(f"{kind}:{key}")
 
     def set(self, timer: Timer) -> None:
-        self._timers[timer.key] = timer
-        self._save()
+        old = self._timers.get(timer.slot)
+        self._timers[timer.slot] = timer
+        if timer.durable or (old is not None and old.durable):
+            self._save()
 
-    def cancel(self, kind: str, actuator: str) -> None:
-        if self._timers.pop(f"{kind}:{actuator}", None) is not None:
+    def cancel(self, kind: str, key: str) -> None:
+        timer = self._timers.pop(f"{kind}:{key}", None)
+        if timer is not None and timer.durable:
             self._save()
 
     def next_due(self) -> float | None:
@@ -66,14 +78,18 @@ class TimerTable:
     def pop_due(self, now: float) -> list[Timer]:
         due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: t.due)
         for timer in due:
-            del self._timers[timer.key]
-        if due:
+            del self._timers[timer.slot]
+        if any(t.durable for t in due):
             self._save()
         return due
 
     def keep_only(self, actuators: Collection[str]) -> None:
-        """Forget timers of actuators that no longer exist (after a reload)."""
-        stale = [k for k, t in self._timers.items() if t.actuator not in actuators]
+        """Forget actuator timers of actuators that no longer exist (after a reload)."""
+        stale = [
+            slot
+            for slot, t in self._timers.items()
+            if t.kind in ACTUATOR_TIMERS and t.key not in actuators
+        ]
         for key in stale:
             del self._timers[key]
         if stale:
@@ -82,7 +98,8 @@ class TimerTable:
     def _save(self) -> None:
         if self._path is None:
             return
-        data = json.dumps([asdict(t) for t in self._timers.values()], indent=0)
+        durable = [asdict(t) for t in self._timers.values() if t.durable]
+        data = json.dumps(durable, indent=0, default=str)
         tmp = self._path.with_suffix(".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -107,6 +124,7 @@ def _load(path: Path) -> dict[str, Timer]:
         try:
             timer = Timer(**item)
         except TypeError:
+            _LOG.warning("ignoring a saved timer of an older format: %r", item)
             continue
-        timers[timer.key] = timer
+        timers[timer.slot] = timer
     return timers

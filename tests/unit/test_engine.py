@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config.models import GatewayConfig, Rule
+from gateway.config.models import GatewayConfig
+from gateway.config.rules import Rule
 from gateway.events import GatewayStarted, SensorChanged
 from gateway.rules.engine import RuleEngine, SendWebhook, SetActuator, Snapshot, WriteLog
 
@@ -63,14 +64,14 @@ MOTION_LIGHT = {
 def test_motion_after_dark_window_spans_midnight(hour: int, minute: int, fires: bool) -> None:
     engine = RuleEngine(rules(MOTION_LIGHT))
     snap = at(hour, minute)
-    decisions = engine.decide(changed("motion", True, False, snap), snap)
+    decisions = engine.handle(changed("motion", True, False, snap), snap)
     assert bool(decisions) is fires
 
 
 def test_motion_turns_light_on_for_5_minutes_and_tells_the_hub() -> None:
     engine = RuleEngine(rules(MOTION_LIGHT))
     snap = at(21, 5)
-    decisions = engine.decide(changed("motion", True, False, snap), snap)
+    decisions = engine.handle(changed("motion", True, False, snap), snap)
     assert decisions == [
         SetActuator("light", True, 300.0, "motion_light"),
         SendWebhook("hub", "motion.detected", {"at": "2026-01-15T21:05:00+00:00"}, "motion_light"),
@@ -80,9 +81,9 @@ def test_motion_turns_light_on_for_5_minutes_and_tells_the_hub() -> None:
 def test_to_does_not_fire_on_the_other_edge_or_on_no_change() -> None:
     engine = RuleEngine(rules(MOTION_LIGHT))
     snap = at(21)
-    assert engine.decide(changed("motion", False, True, snap), snap) == []
-    assert engine.decide(changed("motion", True, True, snap), snap) == []
-    assert engine.decide(changed("temp", 1.0, None, snap), snap) == []
+    assert engine.handle(changed("motion", False, True, snap), snap) == []
+    assert engine.handle(changed("motion", True, True, snap), snap) == []
+    assert engine.handle(changed("temp", 1.0, None, snap), snap) == []
 
 
 def test_above_fires_on_the_crossing_not_on_every_reading_above() -> None:
@@ -93,10 +94,10 @@ def test_above_fires_on_the_crossing_not_on_every_reading_above() -> None:
     }
     engine = RuleEngine(rules(rule))
     snap = at(12)
-    assert engine.decide(changed("temp", -12.0, -15.0, snap), snap) == []
-    fired = engine.decide(changed("temp", -9.5, -12.0, snap), snap)
+    assert engine.handle(changed("temp", -12.0, -15.0, snap), snap) == []
+    fired = engine.handle(changed("temp", -9.5, -12.0, snap), snap)
     assert fired == [SendWebhook("hub", "freezer.warm", {"t": -9.5}, "warm")]  # a number, not text
-    assert engine.decide(changed("temp", -8.0, -9.5, snap), snap) == []
+    assert engine.handle(changed("temp", -8.0, -9.5, snap), snap) == []
 
 
 def test_weekdays_of_a_midnight_window_belong_to_the_evening_it_started() -> None:
@@ -107,7 +108,7 @@ def test_weekdays_of_a_midnight_window_belong_to_the_evening_it_started() -> Non
     engine = RuleEngine(rules(rule))
     friday_late, saturday_early, saturday_late = at(23, day=16), at(1, day=17), at(23, day=17)
     for snap, fires in ((friday_late, True), (saturday_early, True), (saturday_late, False)):
-        assert bool(engine.decide(changed("motion", True, False, snap), snap)) is fires
+        assert bool(engine.handle(changed("motion", True, False, snap), snap)) is fires
 
 
 def test_cooldown_suppresses_repeats() -> None:
@@ -115,9 +116,9 @@ def test_cooldown_suppresses_repeats() -> None:
     rule.pop("if")
     engine = RuleEngine(rules(rule))
     first, soon, later = at(12, 0), at(12, 5), at(12, 11)
-    assert engine.decide(changed("motion", True, False, first), first)
-    assert engine.decide(changed("motion", True, False, soon), soon) == []
-    assert engine.decide(changed("motion", True, False, later), later)
+    assert engine.handle(changed("motion", True, False, first), first)
+    assert engine.handle(changed("motion", True, False, soon), soon) == []
+    assert engine.handle(changed("motion", True, False, later), later)
 
 
 def test_sensor_condition_and_disabled_rules() -> None:
@@ -130,8 +131,8 @@ def test_sensor_condition_and_disabled_rules() -> None:
     engine = RuleEngine(rules(rule, dict(rule, id="off", enabled=False)))
     warm = Snapshot({"temp": 20.0}, {}, at(12).now)
     cold = Snapshot({"temp": 2.0}, {}, at(12).now)
-    assert engine.decide(changed("motion", True, False, warm), warm) == []
-    assert engine.decide(changed("motion", True, False, cold), cold) == [
+    assert engine.handle(changed("motion", True, False, warm), warm) == []
+    assert engine.handle(changed("motion", True, False, cold), cold) == [
         WriteLog(20, "cold and moving: 2.0", "cold_motion")
     ]
 
@@ -148,7 +149,7 @@ def test_a_template_error_at_run_time_skips_only_that_action(
         ],
     }
     engine = RuleEngine(rules(rule))
-    decisions = engine.decide(GatewayStarted(0.0), at(12))
+    decisions = engine.handle(GatewayStarted(0.0), at(12))
     assert decisions == [SetActuator("light", "toggle", None, "typo")]
     assert "rule typo: action skipped" in caplog.text
     assert "nope" in caplog.text

@@ -1,0 +1,22 @@
+"""What every config model shares: strictness and the shape of names."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="A name made of letters, digits, _ . and -",
+    ),
+]
+
+
+class Model(BaseModel):
+    """Unknown keys are errors; loaded config never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
