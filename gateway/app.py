@@ -27,6 +27,7 @@ from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
 from gateway.events import Value
 from gateway.inputs.gpio import GpioInput
+from gateway.localtime import local_zone
 from gateway.metrics import render as render_metrics
 from gateway.outbox import store as outbox_db
 from gateway.outbox.delivery import Delivery
@@ -100,7 +101,9 @@ class Gateway:
         factory = make_pin_factory(config.gpio.pin_factory, self.simulate)
         outputs = GpioOutputs(dict(config.actuators), factory, states)
         devices = Devices(factory, outputs)
-        runtime = Runtime(config, outputs, self.store, self.timers, time.time, _local_tz())
+        runtime = Runtime(
+            config, outputs, self.store, self.timers, time.time, local_zone(config.gateway.timezone)
+        )
         runtime.on_timers_changed = self._timer_wake.set
         try:
             for name, sensor in config.sensors.items():
@@ -112,6 +115,26 @@ class Gateway:
             devices.close()
             raise
         self.devices, self.runtime = devices, runtime
+
+    def _states_from_timers(self) -> dict[str, bool]:
+        """Actuators that were switched for a while when the gateway stopped or crashed.
+
+        A saved switch-back to off means the actuator was on until then: it is
+        on again until that deadline (one already passed switches it at once).
+        """
+        states = {}
+        now = time.time()
+        for timer in self.timers:
+            if timer.kind == "revert" and timer.key in self.config.actuators and timer.due > now:
+                states[timer.key] = not timer.data.get("state", False)
+                until = dt.datetime.fromtimestamp(timer.due).strftime("%H:%M:%S")
+                _LOG.info(
+                    "%s restored %s until %s (a timer saved before the restart)",
+                    timer.key,
+                    "on" if states[timer.key] else "off",
+                    until,
+                )
+        return states
 
     def _on_gpio(self, sensor: str, value: bool) -> None:
         if self.runtime is not None:
@@ -125,7 +148,7 @@ class Gateway:
         self.store.start()
         self.store.on_commit = self._committed
         try:
-            self._build(self.config)
+            self._build(self.config, self._states_from_timers())
         except GatewayError:
             self.store.stop()
             raise
@@ -410,10 +433,6 @@ def _coerce(name: str, config: GpioSensor | VirtualSensor, value: bool | float |
 
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
-
-
-def _local_tz() -> dt.tzinfo | None:
-    return dt.datetime.now().astimezone().tzinfo
 
 
 async def run_daemon(path: str, simulate: bool) -> int:

@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and print every error")
     with_config(check)
 
+    test = commands.add_parser("test", help="run rule scenarios on a virtual clock")
+    with_config(test)
+    test.add_argument(
+        "files",
+        nargs="*",
+        help="scenario files (default: the config's name with .test.yaml, e.g. gateway.test.yaml)",
+    )
+
     commands.add_parser("schema", help="print the JSON Schema of the config file")
 
     outbox = commands.add_parser("outbox", help="inspect and repair the webhook outbox")
@@ -75,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "check": _check, "schema": _schema, "outbox": _outbox}
+    handlers = {"run": _run, "check": _check, "test": _test, "schema": _schema, "outbox": _outbox}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
@@ -125,10 +133,42 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _test(args: argparse.Namespace) -> int:
+    from gateway.rules.scenarios import run_files
+
+    path = args.config or default_config_path()
+    loaded = load_config(path)
+    files = [Path(f) for f in args.files]
+    if not files:
+        default = Path(str(path).removesuffix(".yaml").removesuffix(".yml") + ".test.yaml")
+        if not default.exists():
+            print(f"error: no scenario files given and no {default}", file=sys.stderr)
+            return EXIT_USAGE
+        files = [default]
+    logging.basicConfig(level=logging.CRITICAL)  # rule logs would drown the report
+    results, problems = run_files(loaded, files)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    for result in results:
+        print(f"{'PASS' if result.passed else 'FAIL'}  {result.name}")
+        for failure in result.failures:
+            print(f"      {failure}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if problems:
+        return EXIT_USAGE
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from gateway.config.models import GatewayConfig
 
     schema = GatewayConfig.model_json_schema(by_alias=True)
+    rule = schema["$defs"]["Rule"]["properties"]
+    for key in ("when", "if", "then"):  # one item may be written without the list
+        many = rule[key]
+        one = many["items"]
+        rule[key] = {"anyOf": [one, many], "description": many.get("description", "")}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Edge Gateway config"
     print(json.dumps(schema, indent=2))

@@ -37,6 +37,23 @@ class GatewaySection(Model):
         "are taken from the config file's directory)",
     )
     simulate: bool = Field(False, description="Use simulated GPIO pins: no hardware needed")
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone for time conditions and at: triggers, e.g. Europe/Berlin "
+        "(default: the system's)",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        import zoneinfo
+
+        if name is not None:
+            try:
+                zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {name!r}: use e.g. Europe/Berlin") from None
+        return name
 
 
 class GpioSection(Model):

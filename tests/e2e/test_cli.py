@@ -49,12 +49,19 @@ def test_check_lists_every_error_and_exits_2(tmp_path: Path) -> None:
     assert lines[-1] == "2 error(s) in the config"
 
 
-def test_schema_is_json_schema_with_descriptions() -> None:
+def test_schema_is_json_schema_that_accepts_the_demo_and_rejects_typos() -> None:
+    import jsonschema
+    import yaml
+
     result = gateway("schema")
     schema = json.loads(result.stdout)
     assert schema["title"] == "Edge Gateway config"
-    assert "sensors" in schema["properties"]
-    assert "description" in json.dumps(schema)
+    assert schema["$defs"]["SensorTrigger"]["properties"]["for"]["description"]
+    demo = yaml.safe_load(Path("config/demo.yaml").read_text())
+    jsonschema.validate(demo, schema)  # editors must not flag a valid config
+    demo["rules"][0]["when"]["tpyo"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(demo, schema)
 
 
 def test_outbox_commands_work_on_a_stopped_daemons_state(tmp_path: Path) -> None:
@@ -75,3 +82,39 @@ def test_outbox_commands_work_on_a_stopped_daemons_state(tmp_path: Path) -> None
     assert retried.stdout.strip() == "1 message(s) will be sent again"
     missing = gateway("outbox", "--config", str(config), "show", "msg_nope")
     assert missing.returncode == 1
+
+
+@pytest.mark.parametrize("name", ["demo", "gateway.example", "reference"])
+def test_the_shipped_scenarios_pass(name: str) -> None:
+    result = gateway("test", "--config", f"config/{name}.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def test_a_failing_scenario_exits_1_with_a_readable_report(tmp_path: Path) -> None:
+    scenarios = tmp_path / "wrong.test.yaml"
+    scenarios.write_text(
+        "- name: the light stays on for an hour (it does not)\n"
+        "  given: [{at: 0s, sensor: hallway_motion, value: on}]\n"
+        "  expect: [{at: 1h, actuator: hallway_light, state: on}]\n"
+        "- name: motion is reported\n"
+        "  given: [{at: 0s, sensor: hallway_motion, value: on}]\n"
+        "  expect: [{at: 0s, webhook: home_hub, event: motion.detected}]\n"
+    )
+    result = gateway("test", "--config", "config/demo.yaml", str(scenarios))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "FAIL  the light stays on for an hour (it does not)",
+        "      expected hallway_light is on at 1h00m00s, but it was off"
+        " (it switched on at 0s, off at 30s)",
+        "PASS  motion is reported",
+        "1 passed, 1 failed",
+    ]
+
+
+def test_a_broken_scenario_file_is_reported_with_positions(tmp_path: Path) -> None:
+    scenarios = tmp_path / "broken.test.yaml"
+    scenarios.write_text("- name: x\n  given: [{at: soon, sensor: hallway_motion, value: on}]\n")
+    result = gateway("test", "--config", "config/demo.yaml", str(scenarios))
+    assert result.returncode == 2
+    assert f"{scenarios}:2:16: 0.given.0.at: 'soon' is not a duration" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import signal
 import time
 from collections.abc import Callable
@@ -128,3 +129,38 @@ async def test_a_daemon_with_an_invalid_config_exits_2_with_positions(
     daemon.start()
     assert daemon.wait(20) == 2
     assert "gateway.yaml:8:35: actuators.hallway_light.kind: input should be" in daemon.log()
+
+
+async def test_an_auto_off_keeps_its_deadline_across_a_kill_9(
+    tmp_path: Path, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    status, light = await daemon.request(
+        "POST", "/api/v1/actuators/hallway_light", {"state": "on", "for": "3s"}
+    )
+    deadline = time.time() + 3
+    assert light["state"] == "on"
+    await asyncio.sleep(1.0)
+    daemon.kill()  # power cut: the relay board keeps its state, the timer is on disk
+    daemon.start()
+    await daemon.wait_ready()
+    # the saved timer says the light was on until the deadline: it comes back on,
+    # and goes off at the original deadline, not 3 s after the restart
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "on"
+    until = datetime.datetime.fromisoformat(light["until"]).timestamp()
+    assert abs(until - deadline) < 1.0
+    while time.time() < deadline - 0.3:
+        await asyncio.sleep(0.05)
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "on"
+    while time.time() < deadline + 0.5:
+        await asyncio.sleep(0.05)
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "off"
+    assert light["until"] is None
+    assert "restored on until" in daemon.log()

@@ -1,0 +1,317 @@
+"""``gateway test``: rule scenarios on a virtual clock, against the real config.
+
+A scenario file is a list of scenarios. Each one starts the config's rules
+at ``start`` (local time), feeds ``given`` readings at their times, and
+checks ``expect`` and ``expect_not``. No hardware, no network, no waiting: a
+24-hour scenario takes milliseconds.
+
+``actuator`` expectations check the state at ``at``; ``webhook``
+expectations match a webhook queued within ±1 s of ``at`` (``data`` as a
+subset); without ``at``, ``expect_not`` means "never during the scenario".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
+
+from gateway.config import LoadedConfig
+from gateway.config.base import Model, Name
+from gateway.config.loader import load_yaml, locate
+from gateway.config.models import VirtualSensor
+from gateway.config.rules import NumberOrBinary
+from gateway.config.types import Duration
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.localtime import local_zone
+from gateway.rules.runtime import Runtime
+from gateway.rules.timers import TimerTable
+
+DEFAULT_START = "2026-01-15T12:00:00"
+WINDOW = 1.0  # seconds either side of `at` for webhook expectations
+
+
+class Given(Model):
+    at: Duration = Field(0.0, description="When, from the start")
+    sensor: Name = Field(description="The sensor that reads a new value")
+    value: NumberOrBinary = Field(description="The reading")
+
+
+class Expectation(Model):
+    at: Duration | None = Field(None, description="When, from the start")
+    actuator: Name | None = Field(None, description="An actuator whose state is checked")
+    state: NumberOrBinary | None = Field(None, description="The actuator's expected state")
+    webhook: Name | None = Field(None, description="An endpoint that gets a webhook")
+    event: str | None = Field(None, description="The webhook's event type")
+    data: dict[str, Any] | None = Field(None, description="A subset of the webhook's data")
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> Expectation:
+        if (self.actuator is None) == (self.webhook is None):
+            raise ValueError("an expectation names an actuator or a webhook")
+        if self.actuator is not None and (self.state is None or self.at is None):
+            raise ValueError("an actuator expectation needs at and state")
+        return self
+
+    def describe(self) -> str:
+        when = f"at {_clock(self.at)}" if self.at is not None else "at any time"
+        if self.actuator is not None:
+            return f"{self.actuator} is {_show(self.state)} {when}"
+        what = f"webhook {self.webhook}"
+        if self.event:
+            what += f" {self.event}"
+        if self.data:
+            what += f" with {self.data}"
+        return f"{what} {when}"
+
+
+class Scenario(Model):
+    name: str = Field(description="What the scenario shows")
+    start: str = Field(DEFAULT_START, description="Local start time, ISO 8601")
+    timezone: str | None = Field(None, description="IANA zone, e.g. Europe/Berlin (default: local)")
+    given: list[Given] = Field(default_factory=list, description="Readings, in time order")
+    expect: list[Expectation] = Field(default_factory=list, description="What must happen")
+    expect_not: list[Expectation] = Field(default_factory=list, description="What must not")
+
+
+ScenarioFile: TypeAdapter[list[Scenario]] = TypeAdapter(
+    Annotated[list[Scenario], Field(min_length=1)]
+)
+
+
+@dataclass
+class Sent:
+    time: float  # seconds from the start
+    endpoint: str
+    event: str
+    data: Any
+
+
+@dataclass
+class _Recorder:
+    """The outbox of a scenario: remembers what was queued and when."""
+
+    clock: _Clock
+    sent: list[Sent] = field(default_factory=list)
+
+    def submit(self, endpoint: str, event: str, data: Any) -> str:
+        self.sent.append(Sent(self.clock.now - self.clock.start, endpoint, event, data))
+        return f"msg_scenario_{len(self.sent)}"
+
+
+@dataclass
+class _Clock:
+    start: float
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Actuators:
+    """Actuators in memory; remembers every switch for failure messages."""
+
+    def __init__(self, initial: Mapping[str, bool], clock: _Clock) -> None:
+        self.states = dict(initial)
+        self.clock = clock
+        self.history: list[tuple[float, str, bool]] = []
+
+    def names(self) -> Iterable[str]:
+        return self.states.keys()
+
+    def get(self, name: str) -> bool:
+        return self.states[name]
+
+    def set(self, name: str, state: bool) -> None:
+        self.states[name] = state
+        self.history.append((self.clock.now - self.clock.start, name, state))
+
+
+@dataclass
+class Result:
+    name: str
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def load_scenarios(path: str | os.PathLike[str]) -> list[Scenario]:
+    """Read a scenario file; problems are a :class:`ConfigError` with positions."""
+    loaded = load_yaml(path)
+    if loaded.problems:
+        raise ConfigError(loaded.problems)
+    try:
+        return ScenarioFile.validate_python(loaded.data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False):
+            located = locate(loaded.data, tuple(error["loc"]), loaded.file)
+            message = error["msg"].removeprefix("Value error, ")
+            where = located.dotted
+            problems.append(located.position.problem(f"{where}: {message}" if where else message))
+        raise ConfigError(problems) from None
+
+
+def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
+    """Play one scenario against the config's rules on a virtual clock."""
+    config = loaded.config
+    tz = local_zone(scenario.timezone or config.gateway.timezone)
+    start_local = dt.datetime.fromisoformat(scenario.start)
+    if start_local.tzinfo is None:
+        start_local = start_local.replace(tzinfo=tz)
+    start = start_local.timestamp()
+    clock = _Clock(start, start)
+    actuators = _Actuators({name: a.initial for name, a in config.actuators.items()}, clock)
+    recorder = _Recorder(clock)
+    runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz)
+    failures = [
+        f"given #{i + 1}: unknown sensor {g.sensor!r}"
+        for i, g in enumerate(scenario.given)
+        if g.sensor not in config.sensors
+    ]
+    failures += [
+        f"expect: unknown {'actuator' if e.actuator else 'webhook'} {e.actuator or e.webhook!r}"
+        for e in [*scenario.expect, *scenario.expect_not]
+        if (e.actuator and e.actuator not in config.actuators)
+        or (e.webhook and e.webhook not in config.webhooks)
+    ]
+    if failures:
+        return Result(scenario.name, failures)
+    runtime.start()
+
+    def advance(to: float) -> None:
+        while (due := runtime.next_due()) is not None and due <= start + to:
+            clock.now = max(clock.now, due)
+            runtime.run_due()
+        clock.now = max(clock.now, start + to)
+
+    checks: list[tuple[float, Expectation]] = sorted(
+        ((e.at or 0.0, e) for e in scenario.expect if e.actuator is not None),
+        key=lambda item: item[0],
+    )
+    givens = sorted(scenario.given, key=lambda g: g.at)
+    moments = sorted({g.at for g in givens} | {t for t, _ in checks})
+    for moment in moments:
+        advance(moment)
+        for given in (g for g in givens if g.at == moment):
+            sensor = config.sensors[given.sensor]
+            runtime.reading(given.sensor, _reading(sensor, given.value), "scenario")
+        for _, expectation in (c for c in checks if c[0] == moment):
+            assert expectation.actuator is not None
+            actual = actuators.get(expectation.actuator)
+            if not _same(actual, expectation.state):
+                failures.append(
+                    f"expected {expectation.describe()}, but it was {_show(actual)}"
+                    + _history_hint(actuators, expectation.actuator)
+                )
+    every_at = [e.at for e in [*scenario.expect, *scenario.expect_not] if e.at is not None]
+    last = max([*moments, *every_at], default=0.0)
+    advance(last + WINDOW + 0.001)
+    for expectation in scenario.expect:
+        if expectation.webhook is not None and not _matches(recorder.sent, expectation):
+            failures.append(f"expected {expectation.describe()}, but " + _sent_hint(recorder))
+    for expectation in scenario.expect_not:
+        if expectation.actuator is not None:
+            if expectation.at is not None:
+                continue  # an actuator state at a time is checked through expect
+        elif found := _matches(recorder.sent, expectation):
+            failures.append(
+                f"expected no {expectation.describe()}, but one was sent at {_clock(found.time)}"
+                f" with {found.data}"
+            )
+    return Result(scenario.name, failures)
+
+
+def _reading(sensor: Any, value: Any) -> Any:
+    if sensor.binary:
+        return bool(value)
+    if isinstance(sensor, VirtualSensor) and sensor.type == "text":
+        return str(value)
+    return value
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return bool(actual) == bool(expected) and isinstance(expected, bool)
+    return bool(actual == expected)
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _subset(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return float(expected) == float(actual)
+    return bool(expected == actual)
+
+
+def _matches(sent: list[Sent], e: Expectation) -> Sent | None:
+    for item in sent:
+        if item.endpoint != e.webhook:
+            continue
+        if e.event is not None and item.event != e.event:
+            continue
+        if e.at is not None and abs(item.time - e.at) > WINDOW:
+            continue
+        if e.data is not None and not _subset(e.data, item.data):
+            continue
+        return item
+    return None
+
+
+def _sent_hint(recorder: _Recorder) -> str:
+    if not recorder.sent:
+        return "no webhook was sent at all"
+    shown = "; ".join(
+        f"{s.endpoint} {s.event} at {_clock(s.time)} with {s.data}" for s in recorder.sent[:5]
+    )
+    more = f" (and {len(recorder.sent) - 5} more)" if len(recorder.sent) > 5 else ""
+    return f"these were sent: {shown}{more}"
+
+
+def _history_hint(actuators: _Actuators, name: str) -> str:
+    switches = [f"{_show(state)} at {_clock(t)}" for t, n, state in actuators.history if n == name]
+    if not switches:
+        return " (it never switched)"
+    return f" (it switched {', '.join(switches[:6])}{' ...' if len(switches) > 6 else ''})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    frac = seconds - whole
+    text = f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+    return text if not frac else f"{text}+{frac * 1000:.0f}ms"
+
+
+def run_files(
+    loaded: LoadedConfig, files: Iterable[Path]
+) -> tuple[list[Result], list[ConfigProblem]]:
+    """Every scenario of every file; unreadable files become problems."""
+    results: list[Result] = []
+    problems: list[ConfigProblem] = []
+    for path in files:
+        try:
+            scenarios = load_scenarios(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        results.extend(run_scenario(loaded, s) for s in scenarios)
+    return results, problems
