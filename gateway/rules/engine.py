@@ -126,6 +126,15 @@ class RuleEngine:
         self._last_value: dict[str, float] = {}  # `changes: N` triggers: value when last fired
         self._pending: dict[str, dict[str, Any]] = {}  # `for` triggers counting: their event
         self._ids = itertools.count(1)
+        # which triggers watch which sensor: a reading looks at its own rules only
+        self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
+        self._startup: list[Rule] = []
+        for rule in self.rules.values():
+            for i, trigger in enumerate(rule.when):
+                if isinstance(trigger, SensorTrigger):
+                    self._watching.setdefault(trigger.sensor, []).append((rule, i, trigger))
+            if any(isinstance(t, StartupTrigger) for t in rule.when):
+                self._startup.append(rule)
 
     # ------------------------------------------------------------------ entry points
 
@@ -144,17 +153,12 @@ class RuleEngine:
     def handle(self, event: Event, snapshot: Snapshot) -> list[Decision]:
         """Every decision of every rule that ``event`` fires, in rule order."""
         out: list[Decision] = []
-        for rule in self.rules.values():
-            for i, trigger in enumerate(rule.when):
-                if isinstance(trigger, StartupTrigger) and isinstance(event, GatewayStarted):
-                    out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
-                    break
-                if (
-                    isinstance(trigger, SensorTrigger)
-                    and isinstance(event, SensorChanged)
-                    and trigger.sensor == event.sensor
-                ):
-                    out.extend(self._sensor(rule, i, trigger, event, snapshot))
+        if isinstance(event, GatewayStarted):
+            for rule in self._startup:
+                out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+        elif isinstance(event, SensorChanged):
+            for rule, index, trigger in self._watching.get(event.sensor, ()):
+                out.extend(self._sensor(rule, index, trigger, event, snapshot))
         return out
 
     def fire(self, timer: Timer, snapshot: Snapshot) -> list[Decision]:
