@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,13 +20,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
+from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.server import NotFound, Refused, make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
+from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
-from gateway.events import Value
+from gateway.events import HookReceived, Value
 from gateway.inputs.gpio import GpioInput
 from gateway.localtime import local_zone
 from gateway.metrics import render as render_metrics
@@ -86,6 +89,7 @@ class Gateway:
         )
         self.delivery = Delivery(self.store, loaded.config.webhooks)
         self.tokens = TokenTable(loaded.config.server.tokens)
+        self.access = AccessPolicy.from_config(loaded.config.server)
         self.devices: Devices | None = None
         self.runtime: Runtime | None = None
 
@@ -142,8 +146,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit code."""
+    async def run(self, handle_signals: bool = True) -> int:
+        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code."""
         self._loop = asyncio.get_running_loop()
         self.store.start()
         self.store.on_commit = self._committed
@@ -153,15 +157,17 @@ class Gateway:
             self.store.stop()
             raise
         runner = await self._start_server()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
+        for signum in signals[:2]:
             self._loop.add_signal_handler(signum, self._stop.set)
-        self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if signals:
+            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self._serve()
         finally:
             self.notifier.stopping()
             _LOG.info("stopping")
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in signals:
                 self._loop.remove_signal_handler(signum)
             await runner.cleanup()
             if self.devices is not None:
@@ -195,9 +201,17 @@ class Gateway:
 
     async def _start_server(self) -> web.AppRunner:
         server = self.config.server
-        runner = web.AppRunner(make_app(self, self.tokens), access_log=None)
+        runner = web.AppRunner(make_app(self, self.tokens, self.access), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, server.host, server.port)
+        ssl_context = None
+        if server.tls is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(server.tls.cert, server.tls.key)
+            except (OSError, ssl.SSLError) as exc:
+                await runner.cleanup()
+                raise GatewayError(f"cannot load the TLS certificate or key: {exc}") from exc
+        site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -253,6 +267,7 @@ class Gateway:
         self.loaded = new
         self.delivery.update(new.config.webhooks)
         self.tokens.replace(new.config.server.tokens)
+        self.access.update(new.config.server)
         self._timer_wake.set()
         _LOG.info("reloaded: %s", self._status_line())
 
@@ -392,6 +407,25 @@ class Gateway:
                 name, {"pending": 0, "dead": 0, "oldest_age": None}
             ).update(state)
         return stats
+
+    def hook_config(self, name: str) -> HookConfig | None:
+        return self.config.server.hooks.get(name)
+
+    async def hook_seen(self, hook: str, msg_id: str) -> bool:
+        return await self.store.call(partial(outbox_db.hook_seen, hook=hook, msg_id=msg_id))
+
+    async def hook_received(self, event: HookReceived) -> None:
+        """Run the hook's rules, commit what they queued, remember the delivery id."""
+        assert self.runtime is not None
+        _LOG.info("hook %s: %s accepted from %s", event.hook, event.id, event.source)
+        if not self.runtime.engine.watches_hook(event.hook):
+            _LOG.warning("hook %s: no rule has `when: {hook: %s}`", event.hook, event.hook)
+        self.runtime.handle(event)
+        await self.store.flushed()
+        now = time.time()
+        await self.store.call(
+            partial(outbox_db.remember_hook, hook=event.hook, msg_id=event.id, now=now)
+        )
 
     async def enable_endpoint(self, endpoint: str) -> bool:
         if endpoint not in self.config.webhooks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 Value = bool | float | int | str
 """A sensor reading: on/off as a bool, a number, or a text."""
@@ -20,10 +21,23 @@ class SensorChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class HookReceived:
+    """A verified request arrived at ``POST /hooks/{hook}``."""
+
+    hook: str
+    id: str  # the sender's webhook-id / delivery id, or one we made up
+    payload: Any  # the JSON body
+    query: dict[str, str]
+    headers: dict[str, str]  # only the headers the hook's config selects
+    time: float
+    source: str  # the client address
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayStarted:
     """The gateway finished starting up (fires ``when: {startup: true}`` rules)."""
 
     time: float
 
 
-Event = SensorChanged | GatewayStarted
+Event = SensorChanged | HookReceived | GatewayStarted

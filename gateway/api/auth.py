@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.config.models import TokenConfig
+from gateway.config.server import TokenConfig
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from gateway.api.access import AccessPolicy
 from gateway.api.auth import Client, FailureLimiter, TokenTable
-from gateway.config.types import BinaryState, Duration
+from gateway.api.hooks import HookSink, Unverified, check_request, parse_body
+from gateway.api.models import ActuatorWrite, SensorWrite
+from gateway.api.openapi import openapi_document
 from gateway.errors import GatewayError
+from gateway.events import HookReceived
 
 _LOG = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ class Refused(GatewayError, ValueError):
     """The request is understood but cannot be done (e.g. writing a GPIO sensor)."""
 
 
-class Control(Protocol):
+class Control(HookSink, Protocol):
     """What the API may see and do in the running gateway."""
 
     async def status(self) -> dict[str, Any]: ...
@@ -55,24 +60,10 @@ class Control(Protocol):
 
 CONTROL_KEY = web.AppKey("control", Control)
 TOKENS_KEY = web.AppKey("tokens", TokenTable)
+HOOKS_KEY = web.AppKey("hooks", HookSink)
+ACCESS_KEY = web.AppKey("access", AccessPolicy)
+HOOK_IDS_KEY = web.AppKey("hook_ids", set[tuple[str, str]])
 LIMITER_KEY = web.AppKey("limiter", FailureLimiter)
-
-
-class SensorWrite(BaseModel):
-    """Body of ``POST /api/v1/sensors/{id}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    value: bool | float | str = Field(description="on/off for binary sensors, else a number")
-
-
-class ActuatorWrite(BaseModel):
-    """Body of ``POST /api/v1/actuators/{id}``."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    state: BinaryState | Literal["toggle"] = Field(description="on, off or toggle")
-    for_: Annotated[Duration | None, Field(alias="for")] = Field(
-        None, description="Switch back after this long, e.g. 30s"
-    )
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -92,6 +83,7 @@ _CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "rate_limited",
+    503: "busy",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -109,7 +101,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         if exc.status == 413:
             message = f"the body is larger than {MAX_BODY // 1024} KiB"
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        headers = {
+            k: v
+            for k, v in exc.headers.items()
+            if k in ("Allow", "Retry-After", "WWW-Authenticate")
+        }
         return error(exc.status, code, message, **headers)
     except NotFound as exc:
         return error(404, "not_found", str(exc.args[0]))
@@ -120,13 +116,45 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(500, "internal", "internal error (see the gateway log)")
 
 
+ADDRESS_KEY = web.RequestKey("address", str)
+
+
+@web.middleware
+async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Client networks, the per-client rate limit and the bound on requests in flight."""
+    policy = request.app[ACCESS_KEY]
+    client = policy.client(request.remote, request.headers.get("X-Forwarded-For"))
+    request[ADDRESS_KEY] = client
+    if not policy.allowed(client):
+        _LOG.warning(
+            "API: refused %s %s from %s (not in server.allow)", request.method, request.path, client
+        )
+        return error(403, "forbidden", "this address may not use the gateway's API")
+    if request.path != "/healthz":
+        wait = policy.retry_after(client)
+        if wait:
+            return error(
+                429,
+                "rate_limited",
+                "too many requests; slow down",
+                **{"Retry-After": str(int(wait + 0.999))},
+            )
+    if policy.in_flight >= policy.max_in_flight:
+        return error(503, "busy", "too many requests in flight", **{"Retry-After": "1"})
+    policy.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        policy.in_flight -= 1
+
+
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
     if not request.path.startswith(("/api/v1", "/metrics")):
         return await handler(request)
     tokens, limiter = request.app[TOKENS_KEY], request.app[LIMITER_KEY]
-    address = request.remote or "unknown"
+    address = request[ADDRESS_KEY]
     wait = limiter.retry_after(address)
     if wait:
         return error(
@@ -184,7 +212,7 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 def _who(request: web.Request) -> str:
-    return f"token {request[CLIENT_KEY].name} from {request.remote}"
+    return f"token {request[CLIENT_KEY].name} from {request[ADDRESS_KEY]}"
 
 
 # ---------------------------------------------------------------------- handlers
@@ -281,12 +309,67 @@ async def enable_endpoint(request: web.Request) -> web.Response:
     return web.json_response({"endpoint": name, "disabled": False})
 
 
-def make_app(control: Control, tokens: TokenTable) -> web.Application:
+async def post_hook(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    sink, limiter = request.app[HOOKS_KEY], request.app[LIMITER_KEY]
+    config = sink.hook_config(name)
+    if config is None:
+        raise NotFound(f"no hook named {name!r}")
+    address = request[ADDRESS_KEY]
+    wait = limiter.retry_after(address)
+    if wait:
+        return error(
+            429,
+            "rate_limited",
+            "too many failed attempts; wait",
+            **{"Retry-After": str(int(wait + 0.999))},
+        )
+    body = await request.read()
+    try:
+        msg_id = check_request(config, request.headers, body, time.time())
+    except Unverified as exc:
+        limiter.failed(address)
+        _LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
+        return error(401, "unauthorized", f"verification failed: {exc}")
+    payload = parse_body(body, request.content_type if request.body_exists else "")
+    busy = request.app[HOOK_IDS_KEY]
+    if (name, msg_id) in busy or await sink.hook_seen(name, msg_id):
+        _LOG.info(
+            "hook %s: %s from %s was already handled: not acted on again", name, msg_id, address
+        )
+        return web.json_response({"id": msg_id, "duplicate": True})
+    busy.add((name, msg_id))
+    try:
+        event = HookReceived(
+            hook=name,
+            id=msg_id,
+            payload=payload,
+            query=dict(request.query),
+            headers={h: request.headers[h] for h in config.headers if h in request.headers},
+            time=time.time(),
+            source=address,
+        )
+        await sink.hook_received(event)
+    finally:
+        busy.discard((name, msg_id))
+    return web.json_response({"id": msg_id}, status=202)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def make_app(
+    control: Control, tokens: TokenTable, policy: AccessPolicy | None = None
+) -> web.Application:
     """The aiohttp application; the caller runs it (``web.AppRunner``)."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, access, bearer_auth])
     app[CONTROL_KEY] = control
+    app[HOOKS_KEY] = control
     app[TOKENS_KEY] = tokens
+    app[ACCESS_KEY] = policy or AccessPolicy()
     app[LIMITER_KEY] = FailureLimiter()
+    app[HOOK_IDS_KEY] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -300,4 +383,6 @@ def make_app(control: Control, tokens: TokenTable) -> web.Application:
     app.router.add_get("/api/v1/outbox", outbox)
     app.router.add_post("/api/v1/outbox/{id}/retry", retry_message)
     app.router.add_post("/api/v1/outbox/endpoints/{name}/enable", enable_endpoint)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_post("/hooks/{name}", post_hook)
     return app

@@ -6,7 +6,6 @@ completion) and the documentation. No raw dict travels past ``config/``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,7 @@ from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,
 )
+from gateway.config.server import ServerSection
 from gateway.config.types import BinaryState, ByteSize, Duration
 
 # --------------------------------------------------------------------------- gateway
@@ -239,55 +239,6 @@ class OutboxSection(Model):
     when_full: Literal["drop_oldest", "reject_new"] = Field(
         "drop_oldest", description="What gives when a cap is reached (every drop is counted)"
     )
-
-
-class TokenConfig(Model):
-    token: SecretStr = Field(description="The bearer token (at least 16 characters)")
-    actuators: list[Name] | None = Field(
-        None, description="Actuators this token may switch (default: all)"
-    )
-    read_only: bool = Field(False, description="Only GET requests")
-
-    @field_validator("token")
-    @classmethod
-    def _long_enough(cls, token: SecretStr) -> SecretStr:
-        if len(token.get_secret_value()) < 16:
-            raise ValueError("a token must be at least 16 characters long")
-        return token
-
-
-class ServerSection(Model):
-    listen: str = Field(
-        "127.0.0.1:8080", description="HOST:PORT to listen on; non-loopback requires tokens"
-    )
-    tokens: dict[Name, TokenConfig] = Field(
-        default_factory=dict, description="Bearer tokens for /api/v1, by client name"
-    )
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, listen: str) -> str:
-        _, sep, port = listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:8080")
-        return listen
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
-
-    @property
-    def loopback_only(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
 
 
 # --------------------------------------------------------------------------- root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 
 from gateway.config.models import GatewayConfig, GpioSensor
@@ -9,6 +10,7 @@ from gateway.config.rules import (
     ActuateAction,
     AnyCondition,
     Condition,
+    HookTrigger,
     NotCondition,
     SensorCondition,
     SensorTrigger,
@@ -33,6 +35,12 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
         for t, trigger in enumerate(rule.when):
             if isinstance(trigger, SensorTrigger):
                 yield from _check_sensor_use(config, (*where, "when", t), trigger)
+            elif isinstance(trigger, HookTrigger) and trigger.hook not in config.server.hooks:
+                yield (
+                    (*where, "when", t, "hook"),
+                    _unknown("hook", trigger.hook, config.server.hooks)
+                    + " (declare it under server.hooks)",
+                )
         for c, condition in enumerate(rule.if_):
             yield from _check_condition(config, (*where, "if", c), condition)
         for a, action in enumerate(rule.then):
@@ -61,6 +69,11 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                     ("server", "tokens", name, "actuators", i),
                     _unknown("actuator", actuator, config.actuators),
                 )
+    tls = config.server.tls
+    if tls is not None:
+        for key in ("cert", "key"):
+            if not os.path.isfile(getattr(tls, key)):
+                yield ("server", "tls", key), f"no such file: {getattr(tls, key)}"
     if not config.server.loopback_only and not config.server.tokens:
         yield (
             ("server", "listen"),

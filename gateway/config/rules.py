@@ -113,6 +113,10 @@ class SensorTrigger(Model):
         return self
 
 
+class HookTrigger(Model):
+    hook: Name = Field(description="Fires on each verified request to POST /hooks/NAME")
+
+
 class StartupTrigger(Model):
     startup: Literal[True] = Field(description="Fires once when the gateway starts")
 
@@ -129,13 +133,14 @@ class AtTrigger(Model):
 
 Trigger = Annotated[
     Annotated[SensorTrigger, Tag("sensor")]
+    | Annotated[HookTrigger, Tag("hook")]
     | Annotated[StartupTrigger, Tag("startup")]
     | Annotated[EveryTrigger, Tag("every")]
     | Annotated[AtTrigger, Tag("at")],
     Discriminator(
-        _tagged("sensor", "startup", "every", "at"),
+        _tagged("sensor", "hook", "startup", "every", "at"),
         custom_error_type="trigger_kind",
-        custom_error_message="a trigger needs one of: sensor, every, at, startup",
+        custom_error_message="a trigger needs one of: sensor, hook, every, at, startup",
     ),
 ]
 
@@ -314,6 +319,7 @@ class Rule(Model):
 
 
 TAGGED_RULE_MODELS: dict[str, type[Model]] = {
+    "hook": HookTrigger,
     "startup": StartupTrigger,
     "every": EveryTrigger,
     "at": AtTrigger,

@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     disabled INTEGER NOT NULL DEFAULT 0,
     reason TEXT
 );
+CREATE TABLE IF NOT EXISTS seen_hooks (
+    id TEXT PRIMARY KEY,
+    hook TEXT NOT NULL,
+    time REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -484,10 +489,25 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
                 _bump(db, "dead", 1)
 
 
+def hook_seen(db: sqlite_utils.Database, hook: str, msg_id: str) -> bool:
+    """Whether an inbound webhook with this id was already acted on."""
+    row = db.conn.execute("SELECT 1 FROM seen_hooks WHERE id = ?", (f"{hook}:{msg_id}",))
+    return row.fetchone() is not None
+
+
+def remember_hook(db: sqlite_utils.Database, hook: str, msg_id: str, now: float) -> None:
+    with transaction(db):
+        db.conn.execute(
+            "INSERT OR IGNORE INTO seen_hooks (id, hook, time) VALUES (?, ?, ?)",
+            (f"{hook}:{msg_id}", hook, now),
+        )
+
+
 def prune_attempts(db: sqlite_utils.Database, before: float) -> int:
-    """Delete attempt logs older than ``before`` and give freed pages back to the disk."""
+    """Delete attempt logs and seen inbound ids older than ``before``; free the pages."""
     with transaction(db):
         count = db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+        db.conn.execute("DELETE FROM seen_hooks WHERE time < ?", (before,))
     db.conn.execute("PRAGMA incremental_vacuum")
     return int(count)
 

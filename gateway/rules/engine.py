@@ -23,6 +23,7 @@ from gateway.config.rules import (
     Condition,
     DelayAction,
     EveryTrigger,
+    HookTrigger,
     LogAction,
     NotCondition,
     Rule,
@@ -33,7 +34,7 @@ from gateway.config.rules import (
     TimeCondition,
     WebhookAction,
 )
-from gateway.events import Event, GatewayStarted, SensorChanged, Value
+from gateway.events import Event, GatewayStarted, HookReceived, SensorChanged, Value
 from gateway.rules.templates import TemplateError, render, render_tree
 from gateway.rules.timers import Timer
 
@@ -129,10 +130,13 @@ class RuleEngine:
         # which triggers watch which sensor: a reading looks at its own rules only
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
+        self._hooks: dict[str, list[Rule]] = {}
         for rule in self.rules.values():
             for i, trigger in enumerate(rule.when):
                 if isinstance(trigger, SensorTrigger):
                     self._watching.setdefault(trigger.sensor, []).append((rule, i, trigger))
+                elif isinstance(trigger, HookTrigger):
+                    self._hooks.setdefault(trigger.hook, []).append(rule)
             if any(isinstance(t, StartupTrigger) for t in rule.when):
                 self._startup.append(rule)
 
@@ -159,7 +163,13 @@ class RuleEngine:
         elif isinstance(event, SensorChanged):
             for rule, index, trigger in self._watching.get(event.sensor, ()):
                 out.extend(self._sensor(rule, index, trigger, event, snapshot))
+        elif isinstance(event, HookReceived):
+            for rule in self._hooks.get(event.hook, ()):
+                out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
         return out
+
+    def watches_hook(self, hook: str) -> bool:
+        return hook in self._hooks
 
     def fire(self, timer: Timer, snapshot: Snapshot) -> list[Decision]:
         """A timer of ours is due."""
@@ -459,11 +469,23 @@ def _event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
             "time": _iso(event.time, snap),
             "source": event.source,
         }
-    assert isinstance(event, GatewayStarted)
+    if isinstance(event, HookReceived):
+        return {
+            "trigger": "hook",
+            "hook": event.hook,
+            "id": event.id,
+            "payload": event.payload,
+            "query": dict(event.query),
+            "headers": dict(event.headers),
+            "time": _iso(event.time, snap),
+            "source": event.source,
+        }
     return {"trigger": "startup", "time": _iso(event.time, snap), "source": "startup"}
 
 
 def _describe(event: dict[str, Any]) -> str:
+    if event.get("trigger") == "hook":
+        return f"hook {event['hook']} from {event['source']}"
     if event.get("trigger") == "sensor":
         value = event["value"]
         shown = ("on" if value else "off") if isinstance(value, bool) else value

@@ -28,6 +28,7 @@ from gateway.config.models import VirtualSensor
 from gateway.config.rules import NumberOrBinary
 from gateway.config.types import Duration
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.events import HookReceived
 from gateway.localtime import local_zone
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
@@ -38,8 +39,20 @@ WINDOW = 1.0  # seconds either side of `at` for webhook expectations
 
 class Given(Model):
     at: Duration = Field(0.0, description="When, from the start")
-    sensor: Name = Field(description="The sensor that reads a new value")
-    value: NumberOrBinary = Field(description="The reading")
+    sensor: Name | None = Field(None, description="A sensor that reads a new value ...")
+    value: NumberOrBinary | None = Field(None, description="... this reading")
+    hook: Name | None = Field(None, description="Or an inbound webhook that arrives ...")
+    payload: Any = Field(None, description="... with this JSON body")
+    query: dict[str, str] = Field(default_factory=dict, description="... and query string")
+    headers: dict[str, str] = Field(default_factory=dict, description="... and headers")
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> Given:
+        if (self.sensor is None) == (self.hook is None):
+            raise ValueError("a given names a sensor (with value) or a hook (with payload)")
+        if self.sensor is not None and self.value is None:
+            raise ValueError("a sensor reading needs a value")
+        return self
 
 
 class Expectation(Model):
@@ -174,7 +187,12 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     failures = [
         f"given #{i + 1}: unknown sensor {g.sensor!r}"
         for i, g in enumerate(scenario.given)
-        if g.sensor not in config.sensors
+        if g.sensor is not None and g.sensor not in config.sensors
+    ]
+    failures += [
+        f"given #{i + 1}: unknown hook {g.hook!r}"
+        for i, g in enumerate(scenario.given)
+        if g.hook is not None and g.hook not in config.server.hooks
     ]
     failures += [
         f"expect: unknown {'actuator' if e.actuator else 'webhook'} {e.actuator or e.webhook!r}"
@@ -200,9 +218,21 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     moments = sorted({g.at for g in givens} | {t for t, _ in checks})
     for moment in moments:
         advance(moment)
-        for given in (g for g in givens if g.at == moment):
-            sensor = config.sensors[given.sensor]
-            runtime.reading(given.sensor, _reading(sensor, given.value), "scenario")
+        for n, given in enumerate(g for g in givens if g.at == moment):
+            if given.sensor is not None:
+                sensor = config.sensors[given.sensor]
+                runtime.reading(given.sensor, _reading(sensor, given.value), "scenario")
+            elif given.hook is not None:
+                event = HookReceived(
+                    given.hook,
+                    f"evt_scenario_{moment:g}_{n}",
+                    given.payload,
+                    given.query,
+                    given.headers,
+                    clock.now,
+                    "scenario",
+                )
+                runtime.handle(event)
         for _, expectation in (c for c in checks if c[0] == moment):
             assert expectation.actuator is not None
             actual = actuators.get(expectation.actuator)

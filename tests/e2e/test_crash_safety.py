@@ -27,6 +27,7 @@ def counter_config(tmp: Path, port: int, url: str) -> Path:
           sink: {{url: {url}, secret: {SECRET}, retry: [50ms, 100ms], concurrency: 4}}
         server:
           listen: 127.0.0.1:{port}
+          rate_limit: {{requests: 100000, per: 1s}}
           tokens: {{t: {{token: {TOKEN}}}}}
         rules:
           - id: every_reading

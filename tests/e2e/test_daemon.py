@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.outbox.signing import verify
@@ -164,3 +165,43 @@ async def test_an_auto_off_keeps_its_deadline_across_a_kill_9(
     assert light["state"] == "off"
     assert light["until"] is None
     assert "restored on until" in daemon.log()
+
+
+async def test_a_signed_hook_from_a_local_client_switches_the_relay_through_a_rule(
+    tmp_path: Path, daemon_factory: MakeDaemon
+) -> None:
+    from gateway.outbox.signing import sign
+
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(
+        config.read_text()
+        .replace(
+            "  tokens:\n",
+            f"  hooks:\n    hub: {{verify: standard-webhooks, secret: {SECRET}}}\n  tokens:\n",
+        )
+        .replace(
+            "rules:\n",
+            "rules:\n  - {id: hub, when: {hook: hub}, then: "
+            "[{actuate: hallway_light, state: on}]}\n",
+        )
+    )
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    body = b'{"door": "front"}'
+    stamp = int(time.time())
+    headers = {
+        "webhook-id": "msg_e2e",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(SECRET, "msg_e2e", stamp, body),
+        "content-type": "application/json",
+    }
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{daemon.base}/hooks/hub", data=body, headers=headers) as r:
+            assert r.status == 202
+        async with s.post(f"{daemon.base}/hooks/hub", data=body, headers=headers) as r:
+            assert (r.status, (await r.json())["duplicate"]) == (200, True)
+    status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
+    assert light["state"] == "on"
+    assert "hook hub: msg_e2e accepted from 127.0.0.1" in daemon.log()

@@ -1,0 +1,144 @@
+"""The ``server:`` section: where the HTTP API listens and who may call it."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+
+from gateway.config.base import Model, Name
+from gateway.config.types import Duration
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or network (e.g. 192.168.1.0/24)") from None
+    return value
+
+
+NetworkText = Annotated[str, AfterValidator(_network)]
+
+
+def _long_enough(secret: SecretStr) -> SecretStr:
+    if len(secret.get_secret_value()) < 16:
+        raise ValueError("must be at least 16 characters long")
+    return secret
+
+
+LongSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
+
+
+class TokenConfig(Model):
+    token: LongSecret = Field(description="The bearer token (at least 16 characters)")
+    actuators: list[Name] | None = Field(
+        None, description="Actuators this token may switch (default: all)"
+    )
+    read_only: bool = Field(False, description="Only GET requests")
+
+
+class HookConfig(Model):
+    """An inbound webhook, ``POST /hooks/NAME``, firing rules with ``when: {hook: NAME}``."""
+
+    verify: Literal["standard-webhooks", "github", "token"] = Field(
+        description="standard-webhooks (webhook-id/-timestamp/-signature), github "
+        "(X-Hub-Signature-256) or token (a shared secret in a header)"
+    )
+    secret: LongSecret | list[LongSecret] | None = Field(
+        None,
+        description="The signing secret (whsec_... for standard-webhooks); a list accepts "
+        "any of them (rotation)",
+    )
+    token: LongSecret | None = Field(None, description="For verify: token")
+    header: str = Field(
+        "Authorization",
+        description="For verify: token, the header carrying it (Authorization takes "
+        "'Bearer <token>')",
+    )
+    headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers templates may read as event.headers (e.g. X-GitHub-Event)",
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> HookConfig:
+        if self.verify == "token" and self.token is None:
+            raise ValueError("verify: token needs token")
+        if self.verify != "token" and self.secret is None:
+            raise ValueError(f"verify: {self.verify} needs secret")
+        if self.verify == "standard-webhooks":
+            for secret in self.secrets:
+                if not secret.startswith("whsec_"):
+                    raise ValueError("a standard-webhooks secret starts with whsec_")
+        return self
+
+    @property
+    def secrets(self) -> list[str]:
+        if self.secret is None:
+            return []
+        items = self.secret if isinstance(self.secret, list) else [self.secret]
+        return [s.get_secret_value() for s in items]
+
+
+class TlsConfig(Model):
+    cert: str = Field(description="PEM certificate (chain) file")
+    key: str = Field(description="PEM private key file")
+
+
+class RateLimit(Model):
+    requests: int = Field(600, ge=1, description="Requests allowed per client ...")
+    per: Duration = Field(60.0, gt=0, description="... in this window")
+
+
+class ServerSection(Model):
+    listen: str = Field(
+        "127.0.0.1:8080", description="HOST:PORT to listen on; non-loopback requires tokens"
+    )
+    tokens: dict[Name, TokenConfig] = Field(
+        default_factory=dict, description="Bearer tokens for /api/v1, by client name"
+    )
+    hooks: dict[Name, HookConfig] = Field(
+        default_factory=dict, description="Inbound webhooks (POST /hooks/NAME), by name"
+    )
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS with this certificate")
+    allow: list[NetworkText] | None = Field(
+        None, description="Client addresses or networks allowed to connect (default: all)"
+    )
+    trusted_proxies: list[NetworkText] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For names the real client",
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=RateLimit,
+        description="Requests per client (429 beyond)",
+    )
+    max_in_flight: int = Field(64, ge=1, description="Requests handled at once (503 beyond)")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        _, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("listen must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
