@@ -24,12 +24,13 @@ from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.server import NotFound, Refused, make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
-from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
+from gateway.config.models import GatewayConfig, GpioSensor, Sensor, VirtualSensor
 from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
 from gateway.events import HookReceived, Value
 from gateway.inputs.gpio import GpioInput
+from gateway.inputs.links import Connections
 from gateway.localtime import local_zone
 from gateway.metrics import render as render_metrics
 from gateway.outbox import store as outbox_db
@@ -77,6 +78,9 @@ class Gateway:
         self._timer_wake = asyncio.Event()
         self._ready = False
         self._outbox_rows: int | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._connections_task: asyncio.Task[None] | None = None
+        self.connections = Connections(loaded.config, [], self._on_reading, lambda event: None)
         self._loop: asyncio.AbstractEventLoop | None = None
         state_dir = loaded.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +112,10 @@ class Gateway:
         runtime = Runtime(
             config, outputs, self.store, self.timers, time.time, local_zone(config.gateway.timezone)
         )
+        self.connections = Connections(
+            config, runtime.engine.topics, self._on_reading, lambda event: runtime.handle(event)
+        )
+        runtime.links = self.connections
         runtime.on_timers_changed = self._timer_wake.set
         try:
             for name, sensor in config.sensors.items():
@@ -139,6 +147,10 @@ class Gateway:
                     until,
                 )
         return states
+
+    def _on_reading(self, sensor: str, value: Value, source: str) -> None:
+        if self.runtime is not None:
+            self.runtime.reading(sensor, value, source)
 
     def _on_gpio(self, sensor: str, value: bool) -> None:
         if self.runtime is not None:
@@ -185,6 +197,8 @@ class Gateway:
                 group.create_task(self.delivery.run(), name="delivery")
                 group.create_task(self._run_timers(), name="timers")
                 group.create_task(self._housekeeping(), name="housekeeping")
+                self._group = group
+                self._start_connections()
                 interval = watchdog_interval()
                 if interval:
                     group.create_task(self._watchdog(interval), name="watchdog")
@@ -231,6 +245,14 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
 
+    def _start_connections(self) -> None:
+        if self._connections_task is not None:
+            self._connections_task.cancel()
+        if self._group is not None:
+            self._connections_task = self._group.create_task(
+                self.connections.run(), name="connections"
+            )
+
     def reload(self) -> None:
         """SIGHUP: load the config again; keep the old one if the new one is bad."""
         self.notifier.reloading()
@@ -264,6 +286,7 @@ class Gateway:
                 self.runtime.sensors.setdefault(name, value)
         if self.runtime is not None:
             self.runtime.start(startup=False)
+        self._start_connections()
         self.loaded = new
         self.delivery.update(new.config.webhooks)
         self.tokens.replace(new.config.server.tokens)
@@ -323,7 +346,10 @@ class Gateway:
 
     async def status(self) -> dict[str, Any]:
         outbox = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
-        inputs = {name: {"type": "gpio", "state": "connected"} for name in self._gpio_inputs()}
+        inputs: dict[str, dict[str, Any]] = {
+            name: {"type": "gpio", "state": "connected"} for name in self._gpio_inputs()
+        }
+        inputs.update(self.connections.states())
         return {
             "name": self.config.gateway.name,
             "version": __version__,
@@ -383,6 +409,8 @@ class Gateway:
                 raise Refused(f"sensor {sensor!r} is a real GPIO input: it cannot be set")
             self.devices.inputs[sensor].simulate(bool(reading))
             await asyncio.sleep(0)  # the pin's edge reaches the rules via call_soon_threadsafe
+        elif not isinstance(config, VirtualSensor) and not self.simulate:
+            raise Refused(f"sensor {sensor!r} reads a device: it can be set only in simulation")
         else:
             self.runtime.reading(sensor, reading, who)
         await self.store.flushed()  # the answer means: webhooks it caused are on disk
@@ -444,6 +472,7 @@ class Gateway:
             "uptime": time.time() - self.started,
         }
         connections = {name: "connected" for name in self._gpio_inputs()}
+        connections.update({k: v["state"] for k, v in self.connections.states().items()})
         return render_metrics(info, stats, self.delivery.metrics, connections)
 
     async def retry_message(self, msg_id: str) -> bool:
@@ -452,11 +481,12 @@ class Gateway:
         return found > 0
 
 
-def _coerce(name: str, config: GpioSensor | VirtualSensor, value: bool | float | str) -> Value:
+def _coerce(name: str, config: Sensor, value: bool | float | str) -> Value:
     try:
         if config.binary:
             return parse_binary(value)
-        if isinstance(config, VirtualSensor) and config.type == "number":
+        numeric = config.type if isinstance(config, VirtualSensor) else config.kind
+        if numeric == "number":
             if isinstance(value, bool):
                 raise ValueError("expected a number")
             return float(value)

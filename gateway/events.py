@@ -34,10 +34,30 @@ class HookReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttReceived:
+    """A message arrived on a subscribed MQTT topic."""
+
+    topic: str
+    payload: Any  # JSON-decoded when it parses, else the text
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayStarted:
     """The gateway finished starting up (fires ``when: {startup: true}`` rules)."""
 
     time: float
 
 
-Event = SensorChanged | HookReceived | GatewayStarted
+Event = SensorChanged | HookReceived | MqttReceived | GatewayStarted
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching: ``+`` is one level, ``#`` the rest."""
+    parts, levels = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(parts):
+        if part == "#":
+            return True
+        if i >= len(levels) or (part != "+" and part != levels[i]):
+            return False
+    return len(parts) == len(levels)

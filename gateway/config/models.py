@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from gateway.config.base import Model, Name
+from gateway.config.links import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,
@@ -124,20 +125,24 @@ class VirtualSensor(Model):
 
 def _sensor_tag(value: Any) -> str:
     if isinstance(value, dict):
-        if "gpio" in value:
-            return "gpio"
+        for key in ("gpio", "serial", "mqtt"):
+            if key in value:
+                return key
         if value.get("kind") == "virtual":
             return "virtual"
-        return "gpio" if "kind" in value and value["kind"] != "virtual" else "unknown"
     return "unknown"
 
 
 Sensor = Annotated[
-    Annotated[GpioSensor, Tag("gpio")] | Annotated[VirtualSensor, Tag("virtual")],
+    Annotated[GpioSensor, Tag("gpio")]
+    | Annotated[SerialSensor, Tag("serial")]
+    | Annotated[MqttSensor, Tag("mqtt")]
+    | Annotated[VirtualSensor, Tag("virtual")],
     Discriminator(
         _sensor_tag,
         custom_error_type="sensor_source",
-        custom_error_message="a sensor needs a source: gpio: PIN, or kind: virtual",
+        custom_error_message="a sensor needs a source: gpio: PIN, serial: PORT, mqtt: TOPIC, "
+        "or kind: virtual",
     ),
 ]
 
@@ -249,6 +254,10 @@ class GatewayConfig(Model):
 
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     gpio: GpioSection = Field(default_factory=GpioSection)
+    mqtt: MqttSection | None = Field(None, description="MQTT broker (optional)")
+    serial: dict[Name, SerialPort] = Field(
+        default_factory=dict, description="Serial ports, by name"
+    )
     sensors: dict[Name, Sensor] = Field(default_factory=dict, description="Inputs, by name")
     actuators: dict[Name, Actuator] = Field(default_factory=dict, description="Outputs, by name")
     webhooks: dict[Name, WebhookEndpoint] = Field(
@@ -261,6 +270,8 @@ class GatewayConfig(Model):
 
 TAGGED_MODELS: dict[str, type[Model]] = {
     "gpio": GpioSensor,
+    "serial": SerialSensor,
+    "mqtt": MqttSensor,
     "virtual": VirtualSensor,
     **TAGGED_RULE_MODELS,
 }

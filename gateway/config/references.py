@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
+from gateway.config.links import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig, GpioSensor
 from gateway.config.rules import (
     ActuateAction,
     AnyCondition,
     Condition,
     HookTrigger,
+    MqttPublishAction,
+    MqttTrigger,
     NotCondition,
     SensorCondition,
     SensorTrigger,
+    SerialWriteAction,
     WebhookAction,
 )
 
@@ -23,6 +27,22 @@ Loc = tuple[int | str, ...]
 def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
     """Yield ``(location, message)`` for every dangling or conflicting name."""
     yield from _check_pins(config)
+    for name, sensor in config.sensors.items():
+        if isinstance(sensor, SerialSensor):
+            if sensor.serial not in config.serial:
+                yield (
+                    ("sensors", name, "serial"),
+                    _unknown("serial port", sensor.serial, config.serial),
+                )
+            elif config.serial[sensor.serial].format == "raw" and sensor.field not in (
+                None,
+                "line",
+            ):
+                yield ("sensors", name, "field"), "a raw port has one field: line (or none)"
+            elif config.serial[sensor.serial].format != "raw" and sensor.field is None:
+                yield ("sensors", name), "missing required key 'field' (which value of a line)"
+        if isinstance(sensor, MqttSensor) and config.mqtt is None:
+            yield ("sensors", name, "mqtt"), "an MQTT sensor needs an mqtt: section (the broker)"
     seen_ids: dict[str, int] = {}
     for index, rule in enumerate(config.rules):
         where: Loc = ("rules", index)
@@ -35,6 +55,8 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
         for t, trigger in enumerate(rule.when):
             if isinstance(trigger, SensorTrigger):
                 yield from _check_sensor_use(config, (*where, "when", t), trigger)
+            elif isinstance(trigger, MqttTrigger) and config.mqtt is None:
+                yield (*where, "when", t, "mqtt"), "an mqtt trigger needs an mqtt: section"
             elif isinstance(trigger, HookTrigger) and trigger.hook not in config.server.hooks:
                 yield (
                     (*where, "when", t, "hook"),
@@ -60,6 +82,13 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                         f"unreachable: {action.actuate!r} has max_on {target.max_on:g}s, "
                         f"so it is switched off before for ({action.for_:g}s) ends",
                     )
+            if isinstance(action, SerialWriteAction) and action.serial_write not in config.serial:
+                yield (
+                    (*at, "serial_write"),
+                    _unknown("serial port", action.serial_write, config.serial),
+                )
+            if isinstance(action, MqttPublishAction) and config.mqtt is None:
+                yield (*at, "mqtt_publish"), "mqtt_publish needs an mqtt: section (the broker)"
             if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
                 yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
     for name, token in config.server.tokens.items():

@@ -117,6 +117,10 @@ class HookTrigger(Model):
     hook: Name = Field(description="Fires on each verified request to POST /hooks/NAME")
 
 
+class MqttTrigger(Model):
+    mqtt: str = Field(description="Fires on every message on this topic filter (+ and # work)")
+
+
 class StartupTrigger(Model):
     startup: Literal[True] = Field(description="Fires once when the gateway starts")
 
@@ -134,13 +138,14 @@ class AtTrigger(Model):
 Trigger = Annotated[
     Annotated[SensorTrigger, Tag("sensor")]
     | Annotated[HookTrigger, Tag("hook")]
+    | Annotated[MqttTrigger, Tag("mqtt")]
     | Annotated[StartupTrigger, Tag("startup")]
     | Annotated[EveryTrigger, Tag("every")]
     | Annotated[AtTrigger, Tag("at")],
     Discriminator(
-        _tagged("sensor", "hook", "startup", "every", "at"),
+        _tagged("sensor", "hook", "mqtt", "startup", "every", "at"),
         custom_error_type="trigger_kind",
-        custom_error_message="a trigger needs one of: sensor, hook, every, at, startup",
+        custom_error_message="a trigger needs one of: sensor, hook, mqtt, every, at, startup",
     ),
 ]
 
@@ -262,6 +267,32 @@ class LogAction(Model):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
 
+class MqttPublishAction(Model):
+    """Publishes a message (also while the broker is away: sent when it is back)."""
+
+    mqtt_publish: str = Field(description="The topic (a template)")
+    payload: Annotated[Any, AfterValidator(_template)] = Field(
+        "", description="Text, or a mapping/list sent as JSON; strings may be templates"
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS")
+    retain: bool = Field(False, description="Retained message")
+
+    @field_validator("mqtt_publish")
+    @classmethod
+    def _topic(cls, topic: str) -> str:
+        check_template_tree(topic)
+        if "+" in topic or "#" in topic:
+            raise ValueError("a topic to publish to has no wildcards")
+        return topic
+
+
+class SerialWriteAction(Model):
+    serial_write: Name = Field(description="The port, from serial:")
+    data: Template = Field(
+        description='What to write (a template), e.g. "LED {{ event.value }}\\n"'
+    )
+
+
 class DelayAction(Model):
     delay: Duration = Field(
         gt=0, description="Wait this long before the next action (survives a restart)"
@@ -272,11 +303,14 @@ Action = Annotated[
     Annotated[ActuateAction, Tag("actuate")]
     | Annotated[WebhookAction, Tag("webhook")]
     | Annotated[LogAction, Tag("log")]
+    | Annotated[MqttPublishAction, Tag("mqtt_publish")]
+    | Annotated[SerialWriteAction, Tag("serial_write")]
     | Annotated[DelayAction, Tag("delay")],
     Discriminator(
-        _tagged("actuate", "webhook", "log", "delay"),
+        _tagged("actuate", "webhook", "log", "mqtt_publish", "serial_write", "delay"),
         custom_error_type="action_kind",
-        custom_error_message="an action needs one of: actuate, webhook, log, delay",
+        custom_error_message="an action needs one of: actuate, webhook, log, mqtt_publish, "
+        "serial_write, delay",
     ),
 ]
 
@@ -330,6 +364,8 @@ TAGGED_RULE_MODELS: dict[str, type[Model]] = {
     "actuate": ActuateAction,
     "webhook": WebhookAction,
     "log": LogAction,
+    "mqtt_publish": MqttPublishAction,
+    "serial_write": SerialWriteAction,
     "delay": DelayAction,
 }
 """Union members by their tag, for error hints ("did you mean ...")."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,16 +26,27 @@ from gateway.config.rules import (
     EveryTrigger,
     HookTrigger,
     LogAction,
+    MqttPublishAction,
+    MqttTrigger,
     NotCondition,
     Rule,
     SensorCondition,
     SensorTrigger,
+    SerialWriteAction,
     StartupTrigger,
     TemplateCondition,
     TimeCondition,
     WebhookAction,
 )
-from gateway.events import Event, GatewayStarted, HookReceived, SensorChanged, Value
+from gateway.events import (
+    Event,
+    GatewayStarted,
+    HookReceived,
+    MqttReceived,
+    SensorChanged,
+    Value,
+    topic_matches,
+)
 from gateway.rules.templates import TemplateError, render, render_tree
 from gateway.rules.timers import Timer
 
@@ -69,6 +81,22 @@ class WriteLog:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishMqtt:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSerial:
+    port: str
+    data: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """Keep ``timer`` (replacing one of the same kind and key) and hand it back when due."""
 
@@ -81,7 +109,7 @@ class Cancel:
     key: str
 
 
-Decision = SetActuator | SendWebhook | WriteLog | Schedule | Cancel
+Decision = SetActuator | SendWebhook | WriteLog | PublishMqtt | WriteSerial | Schedule | Cancel
 
 ENGINE_TIMERS = frozenset({"for", "run", "every", "at", "cooldown"})
 
@@ -131,12 +159,15 @@ class RuleEngine:
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
         self._hooks: dict[str, list[Rule]] = {}
+        self._topics: list[tuple[str, Rule]] = []
         for rule in self.rules.values():
             for i, trigger in enumerate(rule.when):
                 if isinstance(trigger, SensorTrigger):
                     self._watching.setdefault(trigger.sensor, []).append((rule, i, trigger))
                 elif isinstance(trigger, HookTrigger):
                     self._hooks.setdefault(trigger.hook, []).append(rule)
+                elif isinstance(trigger, MqttTrigger):
+                    self._topics.append((trigger.mqtt, rule))
             if any(isinstance(t, StartupTrigger) for t in rule.when):
                 self._startup.append(rule)
 
@@ -166,7 +197,16 @@ class RuleEngine:
         elif isinstance(event, HookReceived):
             for rule in self._hooks.get(event.hook, ()):
                 out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+        elif isinstance(event, MqttReceived):
+            for pattern, rule in self._topics:
+                if topic_matches(pattern, event.topic):
+                    out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
         return out
+
+    @property
+    def topics(self) -> list[str]:
+        """Topic filters of ``mqtt:`` triggers (the MQTT link subscribes to them)."""
+        return sorted({pattern for pattern, _ in self._topics})
 
     def watches_hook(self, hook: str) -> bool:
         return hook in self._hooks
@@ -469,6 +509,14 @@ def _event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
             "time": _iso(event.time, snap),
             "source": event.source,
         }
+    if isinstance(event, MqttReceived):
+        return {
+            "trigger": "mqtt",
+            "topic": event.topic,
+            "payload": event.payload,
+            "time": _iso(event.time, snap),
+            "source": "mqtt",
+        }
     if isinstance(event, HookReceived):
         return {
             "trigger": "hook",
@@ -484,6 +532,8 @@ def _event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
 
 
 def _describe(event: dict[str, Any]) -> str:
+    if event.get("trigger") == "mqtt":
+        return f"mqtt {event['topic']}"
     if event.get("trigger") == "hook":
         return f"hook {event['hook']} from {event['source']}"
     if event.get("trigger") == "sensor":
@@ -514,6 +564,13 @@ def _action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None
         if isinstance(action, LogAction):
             level = logging.getLevelName(action.level.upper())
             return WriteLog(level, str(render(action.log, context)), rule.id)
+        if isinstance(action, MqttPublishAction):
+            topic = str(render(action.mqtt_publish, context))
+            payload = render_tree(action.payload, context)
+            text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+            return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
+        if isinstance(action, SerialWriteAction):
+            return WriteSerial(action.serial_write, str(render(action.data, context)), rule.id)
     except TemplateError as exc:
         _LOG.error("rule %s: action skipped: %s", rule.id, exc)
     return None

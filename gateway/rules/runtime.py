@@ -17,12 +17,14 @@ from gateway.events import Event, GatewayStarted, SensorChanged, Value
 from gateway.rules.engine import (
     Cancel,
     Decision,
+    PublishMqtt,
     RuleEngine,
     Schedule,
     SendWebhook,
     SetActuator,
     Snapshot,
     WriteLog,
+    WriteSerial,
 )
 from gateway.rules.timers import ACTUATOR_TIMERS, Timer, TimerTable
 
@@ -43,6 +45,23 @@ class WebhookSink(Protocol):
     def submit(self, endpoint: str, event: str, data: Any) -> str: ...
 
 
+class Links(Protocol):
+    """MQTT and serial ports, for mqtt_publish and serial_write."""
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None: ...
+    def write_serial(self, port: str, data: str) -> None: ...
+
+
+class NoLinks:
+    """For a config without MQTT or serial ports (references are checked at load)."""
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+        _LOG.error("no MQTT broker is configured: %s not published", topic)
+
+    def write_serial(self, port: str, data: str) -> None:
+        _LOG.error("no serial port %s is configured", port)
+
+
 class Runtime:
     """Sensor values, the engine, and the timers of one loaded config."""
 
@@ -54,6 +73,7 @@ class Runtime:
         timers: TimerTable,
         clock: Callable[[], float],
         tz: dt.tzinfo | None = None,
+        links: Links | None = None,
     ) -> None:
         self.config = config
         self.actuators = actuators
@@ -61,6 +81,7 @@ class Runtime:
         self.timers = timers
         self.clock = clock
         self.tz = tz
+        self.links: Links = links or NoLinks()
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
         for name, sensor in config.sensors.items():
@@ -159,6 +180,10 @@ class Runtime:
                 )
             elif isinstance(decision, WriteLog):
                 _LOG.log(decision.level, "rule %s: %s", decision.rule, decision.message)
+            elif isinstance(decision, PublishMqtt):
+                self.links.publish(decision.topic, decision.payload, decision.qos, decision.retain)
+            elif isinstance(decision, WriteSerial):
+                self.links.write_serial(decision.port, decision.data)
             elif isinstance(decision, Schedule):
                 self.timers.set(decision.timer)
                 self.on_timers_changed()

@@ -29,6 +29,7 @@ from gateway.config.rules import NumberOrBinary
 from gateway.config.types import Duration
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.events import HookReceived
+from gateway.inputs.mqtt import decode
 from gateway.localtime import local_zone
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
@@ -62,11 +63,14 @@ class Expectation(Model):
     webhook: Name | None = Field(None, description="An endpoint that gets a webhook")
     event: str | None = Field(None, description="The webhook's event type")
     data: dict[str, Any] | None = Field(None, description="A subset of the webhook's data")
+    mqtt: str | None = Field(None, description="A topic that gets a message")
+    payload: Any = Field(None, description="The message (a subset when it is a mapping)")
 
     @model_validator(mode="after")
     def _one_thing(self) -> Expectation:
-        if (self.actuator is None) == (self.webhook is None):
-            raise ValueError("an expectation names an actuator or a webhook")
+        named = [x for x in (self.actuator, self.webhook, self.mqtt) if x is not None]
+        if len(named) != 1:
+            raise ValueError("an expectation names one actuator, webhook or mqtt topic")
         if self.actuator is not None and (self.state is None or self.at is None):
             raise ValueError("an actuator expectation needs at and state")
         return self
@@ -75,6 +79,9 @@ class Expectation(Model):
         when = f"at {_clock(self.at)}" if self.at is not None else "at any time"
         if self.actuator is not None:
             return f"{self.actuator} is {_show(self.state)} {when}"
+        if self.mqtt is not None:
+            what = f"mqtt {self.mqtt}" + (f" {self.payload}" if self.payload is not None else "")
+            return f"{what} {when}"
         what = f"webhook {self.webhook}"
         if self.event:
             what += f" {self.event}"
@@ -107,14 +114,23 @@ class Sent:
 
 @dataclass
 class _Recorder:
-    """The outbox of a scenario: remembers what was queued and when."""
+    """The outbox and the links of a scenario: remembers what was sent and when."""
 
     clock: _Clock
     sent: list[Sent] = field(default_factory=list)
+    published: list[Sent] = field(default_factory=list)
 
     def submit(self, endpoint: str, event: str, data: Any) -> str:
         self.sent.append(Sent(self.clock.now - self.clock.start, endpoint, event, data))
         return f"msg_scenario_{len(self.sent)}"
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+        self.published.append(
+            Sent(self.clock.now - self.clock.start, topic, "", decode(payload.encode()))
+        )
+
+    def write_serial(self, port: str, data: str) -> None:
+        pass
 
 
 @dataclass
@@ -183,7 +199,7 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     clock = _Clock(start, start)
     actuators = _Actuators({name: a.initial for name, a in config.actuators.items()}, clock)
     recorder = _Recorder(clock)
-    runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz)
+    runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz, recorder)
     failures = [
         f"given #{i + 1}: unknown sensor {g.sensor!r}"
         for i, g in enumerate(scenario.given)
@@ -247,10 +263,24 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     for expectation in scenario.expect:
         if expectation.webhook is not None and not _matches(recorder.sent, expectation):
             failures.append(f"expected {expectation.describe()}, but " + _sent_hint(recorder))
+        if expectation.mqtt is not None and not _published(recorder.published, expectation):
+            shown = (
+                "; ".join(
+                    f"{p.endpoint} {p.data} at {_clock(p.time)}" for p in recorder.published[:5]
+                )
+                or "nothing was published"
+            )
+            failures.append(f"expected {expectation.describe()}, but: {shown}")
     for expectation in scenario.expect_not:
         if expectation.actuator is not None:
             if expectation.at is not None:
                 continue  # an actuator state at a time is checked through expect
+        elif expectation.mqtt is not None:
+            if found := _published(recorder.published, expectation):
+                failures.append(
+                    f"expected no {expectation.describe()}, but one was published at "
+                    f"{_clock(found.time)}: {found.data}"
+                )
         elif found := _matches(recorder.sent, expectation):
             failures.append(
                 f"expected no {expectation.describe()}, but one was sent at {_clock(found.time)}"
@@ -292,6 +322,18 @@ def _matches(sent: list[Sent], e: Expectation) -> Sent | None:
         if e.at is not None and abs(item.time - e.at) > WINDOW:
             continue
         if e.data is not None and not _subset(e.data, item.data):
+            continue
+        return item
+    return None
+
+
+def _published(published: list[Sent], e: Expectation) -> Sent | None:
+    for item in published:
+        if item.endpoint != e.mqtt:
+            continue
+        if e.at is not None and abs(item.time - e.at) > WINDOW:
+            continue
+        if e.payload is not None and not _subset(e.payload, item.data):
             continue
         return item
     return None

@@ -285,3 +285,61 @@ async def test_per_client_rate_limit_and_in_flight_bound() -> None:
         assert statuses == [200, 200, 429]  # 5 allowed per minute: 3 + 2 before
         limited = await client.get("/slow")
         assert int(limited.headers["Retry-After"]) > 50
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_serves_https(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(
+        config.read_text().replace(
+            "  tokens:\n", f"  tls: {{cert: {cert}, key: {key}}}\n  tokens:\n"
+        )
+    )
+    gateway = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gateway.run())
+    try:
+        async with asyncio.timeout(5):
+            while not gateway.ready():
+                await asyncio.sleep(0.01)
+        context = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"https://127.0.0.1:{port}/healthz", ssl=context) as r:
+                assert r.status == 200
+            with pytest.raises(aiohttp.ClientError):
+                async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    await r.read()
+    finally:
+        gateway.stop()
+        await task

@@ -1,0 +1,121 @@
+"""The long-running connections (serial ports, the MQTT broker) of one config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from gateway.config.links import MqttSensor, SerialSensor
+from gateway.config.models import GatewayConfig
+from gateway.events import MqttReceived, Value
+from gateway.inputs.mqtt import MqttLink
+from gateway.inputs.serial import SerialInput
+
+_LOG = logging.getLogger(__name__)
+
+
+class Connections:
+    """Serial inputs and the MQTT link; also the runtime's ``Links`` for publishing."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        trigger_topics: list[str],
+        on_reading: Callable[[str, Value, str], None],
+        on_mqtt: Callable[[MqttReceived], None],
+    ) -> None:
+        self.serial: dict[str, SerialInput] = {}
+        for port_name, port in config.serial.items():
+            wanted = {
+                name: sensor.field
+                for name, sensor in config.sensors.items()
+                if isinstance(sensor, SerialSensor) and sensor.serial == port_name
+            }
+            reading = partial(_report, on_reading, config, f"serial:{port_name}")
+            self.serial[port_name] = SerialInput(port_name, port, wanted, reading)
+        self.mqtt: MqttLink | None = None
+        if config.mqtt is not None:
+            sensors = {name: s for name, s in config.sensors.items() if isinstance(s, MqttSensor)}
+            self.mqtt = MqttLink(
+                config.mqtt,
+                config.gateway.name,
+                sensors,
+                trigger_topics,
+                lambda sensor, value: on_reading(sensor, value, "mqtt"),
+                lambda topic, payload: on_mqtt(MqttReceived(topic, payload, time.time())),
+            )
+
+    async def run(self) -> None:
+        """Keep every connection up until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for port in self.serial.values():
+                group.create_task(port.run(), name=f"serial:{port.name}")
+            if self.mqtt is not None:
+                group.create_task(self.mqtt.run(), name="mqtt")
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, port in self.serial.items():
+            out[f"serial:{name}"] = {
+                "type": "serial",
+                "state": port.state,
+                "port": port.config.port,
+                "lines": port.lines,
+                "malformed": port.malformed,
+                "reconnects": port.reconnects,
+            }
+        if self.mqtt is not None:
+            out["mqtt"] = {
+                "type": "mqtt",
+                "state": self.mqtt.state,
+                "broker": f"{self.mqtt.config.host}:{self.mqtt.config.port}",
+                "messages": self.mqtt.messages,
+                "bad_values": self.mqtt.bad_values,
+                "reconnects": self.mqtt.reconnects,
+            }
+        return out
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+        if self.mqtt is None:
+            _LOG.error("no mqtt: section: %s not published", topic)
+            return
+        self.mqtt.publish(topic, payload, qos, retain)
+
+    def write_serial(self, port: str, data: str) -> None:
+        target = self.serial.get(port)
+        if target is None:
+            _LOG.error("no serial port %s", port)
+            return
+        try:
+            target.write(data)
+        except OSError as exc:
+            _LOG.error("serial_write to %s failed: %s", port, exc)
+
+
+def _report(
+    on_reading: Callable[[str, Value, str], None],
+    config: GatewayConfig,
+    source: str,
+    sensor: str,
+    value: Value,
+) -> None:
+    on_reading(sensor, _typed(value, config.sensors[sensor]), source)
+
+
+def _typed(value: Value, sensor: Any) -> Value:
+    """A serial field as the sensor's kind wants it (numbers stay numbers)."""
+    kind = getattr(sensor, "kind", "number")
+    if kind == "text":
+        return str(value)
+    if kind == "binary":
+        from gateway.config.types import parse_binary
+
+        try:
+            return parse_binary(value)
+        except ValueError:
+            return value
+    return value

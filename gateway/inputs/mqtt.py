@@ -1,0 +1,222 @@
+"""The MQTT link: sensor topics and ``mqtt:`` triggers in, ``mqtt_publish`` out.
+
+aiomqtt does not reconnect by itself: the client is re-entered in a loop
+with a capped backoff, forever, and every topic is subscribed again on each
+connection. The session is persistent (``clean_session: false``, or on
+MQTT 5 ``clean_start: false`` with a session expiry) with QoS 1
+subscriptions and a fixed client id, so messages published while the
+gateway was away arrive when it is back. A retained ``online``/``offline``
+status topic (the last will) tells others whether the gateway runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config.links import MqttSection, MqttSensor
+from gateway.events import Value, topic_matches
+from gateway.rules.templates import TemplateError, render
+
+_LOG = logging.getLogger(__name__)
+
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+PENDING_MAX = 1000  # publishes kept while the broker is away
+
+
+def decode(payload: bytes) -> Any:
+    """JSON when it parses, else the text."""
+    text = payload.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class MqttLink:
+    """One connection to the broker for every MQTT sensor, trigger and publish."""
+
+    def __init__(
+        self,
+        config: MqttSection,
+        gateway_name: str,
+        sensors: dict[str, MqttSensor],
+        trigger_topics: list[str],
+        on_reading: Callable[[str, Value], None],
+        on_message: Callable[[str, Any], None],
+    ) -> None:
+        self.config = config
+        self.sensors = sensors
+        self.trigger_topics = trigger_topics
+        self.on_reading = on_reading
+        self.on_message = on_message
+        self.client_id = config.client_id or f"edge-gateway-{gateway_name}"
+        self.status_topic = config.status_topic or f"gateway/{gateway_name}/status"
+        self.state = "disconnected"
+        self.messages = 0
+        self.bad_values = 0
+        self.reconnects = 0
+        self._client: aiomqtt.Client | None = None
+        self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=PENDING_MAX)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def filters(self) -> dict[str, int]:
+        wanted: dict[str, int] = {s.mqtt: s.qos for s in self.sensors.values()}
+        for topic in self.trigger_topics:
+            wanted[topic] = max(wanted.get(topic, 1), 1)
+        return wanted
+
+    def _client_args(self) -> dict[str, Any]:
+        c = self.config
+        args: dict[str, Any] = {
+            "identifier": self.client_id,
+            "username": c.username,
+            "password": c.password.get_secret_value() if c.password else None,
+            "keepalive": c.keepalive,
+            "will": aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            "timeout": 10,
+        }
+        if c.version == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = int(c.session_expiry)
+            args.update(
+                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=properties
+            )
+        else:
+            args.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+        if c.tls:
+            tls = c.tls if not isinstance(c.tls, bool) else None
+            context = ssl.create_default_context(cafile=tls.ca if tls else None)
+            if tls and tls.cert:
+                context.load_cert_chain(tls.cert, tls.key)
+            if tls and tls.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            args["tls_context"] = context
+        return args
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; publish ``offline`` on the way out."""
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.config.host, self.config.port, **self._client_args()
+                ) as client:
+                    self._client = client
+                    delay = BACKOFF_FIRST
+                    await self._connected(client)
+                    try:
+                        async for message in client.messages:
+                            self._handle(str(message.topic), message.payload)
+                    except asyncio.CancelledError:  # a clean shutdown: say so before leaving
+                        self._client = None
+                        await _say_offline(client, self.status_topic)
+                        raise
+                    finally:
+                        self._client = None
+                        self.state = "disconnected"
+            except aiomqtt.MqttError as exc:
+                self._client = None
+                if self.state == "connected" or self.reconnects == 0:
+                    _LOG.warning(
+                        "mqtt: %s:%d: %s; reconnecting", self.config.host, self.config.port, exc
+                    )
+                self.state = "disconnected"
+                self.reconnects += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        self.state = "connected"
+        _LOG.info(
+            "mqtt: connected to %s:%d as %s", self.config.host, self.config.port, self.client_id
+        )
+        await client.publish(self.status_topic, b"online", qos=1, retain=True)
+        for topic, qos in self.filters.items():
+            await client.subscribe(topic, qos=qos)
+        while self._pending:
+            topic, payload, qos, retain = self._pending[0]
+            await client.publish(topic, payload.encode(), qos=qos, retain=retain)
+            self._pending.popleft()
+
+    def _handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
+        self.messages += 1
+        payload = decode(bytes(raw)) if isinstance(raw, bytes | bytearray) else raw
+        for name, sensor in self.sensors.items():
+            if not topic_matches(sensor.mqtt, topic):
+                continue
+            value: Any = payload
+            if sensor.value is not None:
+                try:
+                    value = render(sensor.value, {"payload": payload, "topic": topic})
+                except TemplateError as exc:
+                    self.bad_values += 1
+                    _LOG.warning("mqtt: sensor %s: %s (payload %r)", name, exc, str(payload)[:80])
+                    continue
+            reading = _as_reading(value, sensor)
+            if reading is None:
+                self.bad_values += 1
+                _LOG.warning(
+                    "mqtt: sensor %s: %r on %s is not a %s value",
+                    name,
+                    str(value)[:80],
+                    topic,
+                    sensor.kind,
+                )
+                continue
+            self.on_reading(name, reading)
+        if any(topic_matches(t, topic) for t in self.trigger_topics):
+            self.on_message(topic, payload)
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
+        """Publish now, or as soon as the broker is back (at most 1,000 kept)."""
+        client = self._client
+        if client is None:
+            self._pending.append((topic, payload, qos, retain))
+            return
+
+        async def send() -> None:
+            try:
+                await client.publish(topic, payload.encode(), qos=qos, retain=retain)
+            except aiomqtt.MqttError as exc:
+                _LOG.warning("mqtt: publish to %s failed (%s); kept for the reconnect", topic, exc)
+                self._pending.append((topic, payload, qos, retain))
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _say_offline(client: aiomqtt.Client, topic: str) -> None:
+    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+        await asyncio.wait_for(client.publish(topic, b"offline", qos=1, retain=True), 2)
+
+
+def _as_reading(value: Any, sensor: MqttSensor) -> Value | None:
+    if sensor.kind == "number":
+        if isinstance(value, bool):
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    if sensor.kind == "binary":
+        from gateway.config.types import parse_binary
+
+        try:
+            return parse_binary(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,155 @@
+"""The MQTT link against a real mosquitto: wildcards, payloads, publishes, status,
+broker restarts and messages sent while the gateway was away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gateway.config.links import MqttSection, MqttSensor
+from gateway.events import Value
+from gateway.inputs.mqtt import MqttLink
+from tests.conftest import Mosquitto
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.readings: list[tuple[str, Value]] = []
+        self.messages: list[tuple[str, Any]] = []
+
+    def reading(self, sensor: str, value: Value) -> None:
+        self.readings.append((sensor, value))
+
+    def message(self, topic: str, payload: Any) -> None:
+        self.messages.append((topic, payload))
+
+    async def wait(self, count: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.readings) + len(self.messages) < count:
+                await asyncio.sleep(0.01)
+
+
+SENSORS = {
+    "room_temp": MqttSensor(
+        mqtt="home/+/temperature", value="{{ payload.celsius }}", kind="number"
+    ),
+    "garage_door": MqttSensor(mqtt="home/garage/door", kind="text"),
+}
+
+
+def link(broker: Mosquitto, seen: Seen, **kw: Any) -> MqttLink:
+    config = MqttSection(host="127.0.0.1", port=broker.port, client_id="test-gw", **kw)
+    return MqttLink(config, "test", SENSORS, ["alarm/#"], seen.reading, seen.message)
+
+
+@contextlib.asynccontextmanager
+async def running(mqtt: MqttLink) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(mqtt.run())
+    async with asyncio.timeout(10):
+        while mqtt.state != "connected":
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # subscriptions done
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def publish(broker: Mosquitto, topic: str, payload: str, retain: bool = False) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="tester") as client:
+        await client.publish(topic, payload.encode(), qos=1, retain=retain)
+
+
+async def test_wildcards_json_and_raw_payloads_and_triggers(mosquitto: Mosquitto) -> None:
+    seen = Seen()
+    async with running(link(mosquitto, seen)):
+        await publish(mosquitto, "home/kitchen/temperature", '{"celsius": 21.5}')
+        await publish(mosquitto, "home/garage/door", "open")
+        await publish(mosquitto, "home/kitchen/temperature", "not json at all")
+        await publish(mosquitto, "alarm/front", '{"armed": true}')
+        await seen.wait(3)
+        await asyncio.sleep(0.2)
+    assert seen.readings == [("room_temp", 21.5), ("garage_door", "open")]
+    assert seen.messages == [("alarm/front", {"armed": True})]
+
+
+@pytest.mark.parametrize("version", ["3.1.1", "5"])
+async def test_messages_sent_while_the_gateway_was_away_arrive_after_it_starts(
+    mosquitto: Mosquitto, version: str
+) -> None:
+    seen = Seen()
+    async with running(link(mosquitto, seen, version=version)):
+        pass  # the first run creates the persistent session and its subscriptions
+    await publish(mosquitto, "home/garage/door", "closed")  # while we are away
+    async with running(link(mosquitto, seen, version=version)):
+        await seen.wait(1)
+    assert seen.readings == [("garage_door", "closed")]
+
+
+async def test_a_broker_restart_loses_no_qos1_message(mosquitto: Mosquitto) -> None:
+    seen = Seen()
+    mqtt = link(mosquitto, seen)
+    async with running(mqtt):
+        await publish(mosquitto, "home/garage/door", "one")
+        await seen.wait(1)
+        mosquitto.stop()
+        async with asyncio.timeout(5):
+            while mqtt.state == "connected":
+                await asyncio.sleep(0.01)
+        mosquitto.start()
+        await publish(mosquitto, "home/garage/door", "two")  # before we are back
+        async with asyncio.timeout(15):
+            while mqtt.state != "connected":
+                await asyncio.sleep(0.05)
+        await seen.wait(2, timeout=10)
+    assert seen.readings == [("garage_door", "one"), ("garage_door", "two")]
+    assert mqtt.reconnects >= 1
+
+
+async def test_publish_status_topic_and_last_will(mosquitto: Mosquitto) -> None:
+    got: list[tuple[str, str, bool]] = []
+
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="watcher") as watcher:
+        await watcher.subscribe("gateway/test/status", qos=1)
+        await watcher.subscribe("siren/set", qos=1)
+
+        async def collect() -> None:
+            async for message in watcher.messages:
+                got.append((str(message.topic), bytes(message.payload).decode(), message.retain))
+
+        collector = asyncio.create_task(collect())
+        seen = Seen()
+        mqtt = link(mosquitto, seen)
+        mqtt.publish("siren/set", "on", 1, False)  # before connecting: kept, sent on connect
+        async with running(mqtt):
+            mqtt.publish("siren/set", "off", 1, False)
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)
+        collector.cancel()
+    assert ("gateway/test/status", "online", False) in got
+    assert [p for t, p, _ in got if t == "siren/set"] == ["on", "off"]
+    assert got[-1][:2] == ("gateway/test/status", "offline")  # said on a clean stop
+
+
+async def test_no_broker_is_reported_and_retried(mosquitto: Mosquitto) -> None:
+    mosquitto.stop()
+    seen = Seen()
+    mqtt = link(mosquitto, seen)
+    task = asyncio.create_task(mqtt.run())
+    await asyncio.sleep(1.5)
+    assert mqtt.state == "disconnected"
+    assert mqtt.reconnects >= 1
+    mosquitto.start()
+    async with asyncio.timeout(10):
+        while mqtt.state != "connected":
+            await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
