@@ -28,7 +28,7 @@ from gateway.config.models import GatewayConfig, GpioSensor, Sensor, VirtualSens
 from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary
 from gateway.errors import GatewayError, HardwareError
-from gateway.events import HookReceived, Value
+from gateway.events import HookReceived, MqttReceived, Value
 from gateway.inputs.gpio import GpioInput
 from gateway.inputs.links import Connections
 from gateway.localtime import local_zone
@@ -36,7 +36,7 @@ from gateway.metrics import render as render_metrics
 from gateway.outbox import store as outbox_db
 from gateway.outbox.delivery import Delivery
 from gateway.outbox.store import OutboxStore
-from gateway.outputs.gpio import GpioOutputs
+from gateway.outputs.bank import Actuators
 from gateway.pins import make_pin_factory
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
@@ -57,7 +57,7 @@ class Devices:
     """The pin factory and the devices built from one config."""
 
     factory: Any
-    outputs: GpioOutputs
+    outputs: Actuators
     inputs: dict[str, GpioInput] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -80,7 +80,7 @@ class Gateway:
         self._outbox_rows: int | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connections_task: asyncio.Task[None] | None = None
-        self.connections = Connections(loaded.config, [], self._on_reading, lambda event: None)
+        self.connections = Connections(loaded.config, self._on_reading, self._on_mqtt)
         self._loop: asyncio.AbstractEventLoop | None = None
         state_dir = loaded.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -103,17 +103,15 @@ class Gateway:
 
     # ------------------------------------------------------------------ building
 
-    def _build(self, config: GatewayConfig, states: dict[str, bool] | None = None) -> None:
+    def _build(self, config: GatewayConfig, states: dict[str, bool | float] | None = None) -> None:
         """Devices and runtime for ``config`` (the old ones must be closed already)."""
         assert self._loop is not None
         factory = make_pin_factory(config.gpio.pin_factory, self.simulate)
-        outputs = GpioOutputs(dict(config.actuators), factory, states)
+        self.connections = Connections(config, self._on_reading, self._on_mqtt)
+        outputs = Actuators(dict(config.actuators), factory, self.connections, states)
         devices = Devices(factory, outputs)
         runtime = Runtime(
             config, outputs, self.store, self.timers, time.time, local_zone(config.gateway.timezone)
-        )
-        self.connections = Connections(
-            config, runtime.engine.topics, self._on_reading, lambda event: runtime.handle(event)
         )
         runtime.links = self.connections
         runtime.on_timers_changed = self._timer_wake.set
@@ -128,13 +126,13 @@ class Gateway:
             raise
         self.devices, self.runtime = devices, runtime
 
-    def _states_from_timers(self) -> dict[str, bool]:
+    def _states_from_timers(self) -> dict[str, bool | float]:
         """Actuators that were switched for a while when the gateway stopped or crashed.
 
         A saved switch-back to off means the actuator was on until then: it is
         on again until that deadline (one already passed switches it at once).
         """
-        states = {}
+        states: dict[str, bool | float] = {}
         now = time.time()
         for timer in self.timers:
             if timer.kind == "revert" and timer.key in self.config.actuators and timer.due > now:
@@ -151,6 +149,10 @@ class Gateway:
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
         if self.runtime is not None:
             self.runtime.reading(sensor, value, source)
+
+    def _on_mqtt(self, event: MqttReceived) -> None:
+        if self.runtime is not None:
+            self.runtime.handle(event)
 
     def _on_gpio(self, sensor: str, value: bool) -> None:
         if self.runtime is not None:
@@ -385,16 +387,19 @@ class Gateway:
         assert self.devices is not None
         out = {}
         for name, actuator in self.config.actuators.items():
-            on = self.devices.outputs.get(name)
+            state = self.devices.outputs.get(name)
             revert = self.timers.get("revert", name)
-            out[name] = {
+            view: dict[str, Any] = {
                 "id": name,
                 "kind": actuator.kind,
-                "gpio": actuator.gpio,
-                "state": "on" if on else "off",
-                "on": on,
+                "gpio": getattr(actuator, "gpio", None),
+                "state": "on" if state else "off",
+                "on": bool(state),
                 "until": _iso(revert.due) if revert else None,
             }
+            if isinstance(state, float):
+                view["level"] = state
+            out[name] = view
         return out
 
     async def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]:
@@ -418,7 +423,7 @@ class Gateway:
         return {"id": sensor, "value": reading, "accepted": True}
 
     def actuate(
-        self, actuator: str, state: bool | str, revert_after: float | None, who: str
+        self, actuator: str, state: bool | float | str, revert_after: float | None, who: str
     ) -> dict[str, Any]:
         assert self.runtime is not None
         if actuator not in self.config.actuators:

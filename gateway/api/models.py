@@ -24,7 +24,9 @@ class ActuatorWrite(BaseModel):
     """Body of ``POST /api/v1/actuators/{id}``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, title="ActuatorWrite")
-    state: BinaryState | Literal["toggle"] = Field(description="on, off or toggle")
+    state: BinaryState | Literal["toggle"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        description="on, off, toggle, or a level 0..1 for pwm outputs"
+    )
     for_: Annotated[Duration | None, Field(alias="for")] = Field(
         None, description="Switch back after this long, e.g. 30s"
     )
@@ -47,9 +49,10 @@ class SensorAccepted(BaseModel):
 class ActuatorView(BaseModel):
     id: str
     kind: str
-    gpio: int
+    gpio: int | None = None
     state: Literal["on", "off"]
     on: bool
+    level: float | None = Field(None, description="pwm outputs: the level 0..1")
     until: str | None = Field(description="When a pending switch-back happens (ISO 8601)")
 
 

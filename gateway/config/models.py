@@ -154,9 +154,12 @@ class GpioActuator(Model):
     """An output on a GPIO pin: a relay module, an LED, any on/off load."""
 
     gpio: GpioPin
-    kind: Literal["relay", "led", "digital"] = Field(
-        "digital", description="relay, led or digital (any on/off output)"
+    kind: Literal["relay", "led", "digital", "buzzer", "pwm"] = Field(
+        "digital",
+        description="relay, led, buzzer, digital (any on/off output) or pwm (a level 0..1: "
+        "a dimmable LED, a fan)",
     )
+    frequency: float = Field(100.0, gt=0, description="pwm: the frequency in Hz")
     active_high: bool = Field(
         True,
         description="false for boards that switch on when the pin is low (most cheap relay "
@@ -168,7 +171,56 @@ class GpioActuator(Model):
     )
 
 
-Actuator = GpioActuator
+class MqttActuator(Model):
+    """An output somewhere else, switched by an MQTT message (a smart plug, a siren)."""
+
+    mqtt: str = Field(description="The topic to publish the state to")
+    payload: str = Field(
+        "{{ state }}", description="The message, a template over state (on/off) and actuator"
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS")
+    retain: bool = Field(True, description="Retained, so the device gets it when it reconnects")
+    initial: BinaryState = Field(False, description="State at start-up (published then)")
+    max_on: Duration | None = Field(None, description="Switch off after this long")
+
+    @property
+    def kind(self) -> str:
+        return "mqtt"
+
+
+class SerialActuator(Model):
+    """An output on a serial device, switched by a command line."""
+
+    serial: Name = Field(description="The port, from serial:")
+    command: str = Field(
+        "{{ state }}\n", description="What to write, a template over state and actuator"
+    )
+    initial: BinaryState = Field(False, description="State at start-up (written then)")
+    max_on: Duration | None = Field(None, description="Switch off after this long")
+
+    @property
+    def kind(self) -> str:
+        return "serial"
+
+
+def _actuator_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("gpio", "mqtt", "serial"):
+            if key in value:
+                return key
+    return "unknown"
+
+
+Actuator = Annotated[
+    Annotated[GpioActuator, Tag("gpio")]
+    | Annotated[MqttActuator, Tag("mqtt")]
+    | Annotated[SerialActuator, Tag("serial")],
+    Discriminator(
+        _actuator_tag,
+        custom_error_type="actuator_target",
+        custom_error_message="an actuator needs a target: gpio: PIN, mqtt: TOPIC or serial: PORT",
+    ),
+]
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -6,7 +6,13 @@ import os
 from collections.abc import Iterator, Mapping
 
 from gateway.config.links import MqttSensor, SerialSensor
-from gateway.config.models import GatewayConfig, GpioSensor
+from gateway.config.models import (
+    GatewayConfig,
+    GpioActuator,
+    GpioSensor,
+    MqttActuator,
+    SerialActuator,
+)
 from gateway.config.rules import (
     ActuateAction,
     AnyCondition,
@@ -43,6 +49,14 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield ("sensors", name), "missing required key 'field' (which value of a line)"
         if isinstance(sensor, MqttSensor) and config.mqtt is None:
             yield ("sensors", name, "mqtt"), "an MQTT sensor needs an mqtt: section (the broker)"
+    for name, actuator in config.actuators.items():
+        if isinstance(actuator, SerialActuator) and actuator.serial not in config.serial:
+            yield (
+                ("actuators", name, "serial"),
+                _unknown("serial port", actuator.serial, config.serial),
+            )
+        if isinstance(actuator, MqttActuator) and config.mqtt is None:
+            yield ("actuators", name, "mqtt"), "an MQTT actuator needs an mqtt: section"
     seen_ids: dict[str, int] = {}
     for index, rule in enumerate(config.rules):
         where: Loc = ("rules", index)
@@ -92,11 +106,11 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
             if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
                 yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
     for name, token in config.server.tokens.items():
-        for i, actuator in enumerate(token.actuators or ()):
-            if actuator not in config.actuators:
+        for i, allowed in enumerate(token.actuators or ()):
+            if allowed not in config.actuators:
                 yield (
                     ("server", "tokens", name, "actuators", i),
-                    _unknown("actuator", actuator, config.actuators),
+                    _unknown("actuator", allowed, config.actuators),
                 )
     tls = config.server.tls
     if tls is not None:
@@ -155,7 +169,11 @@ def _check_pins(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
     devices: list[tuple[str, str, int]] = [
         ("sensors", name, s.gpio) for name, s in config.sensors.items() if isinstance(s, GpioSensor)
     ]
-    devices += [("actuators", name, a.gpio) for name, a in config.actuators.items()]
+    devices += [
+        ("actuators", name, a.gpio)
+        for name, a in config.actuators.items()
+        if isinstance(a, GpioActuator)
+    ]
     for section, name, pin in devices:
         if pin in used:
             yield (section, name, "gpio"), f"GPIO {pin} is already used by {used[pin]}"

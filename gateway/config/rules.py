@@ -235,7 +235,10 @@ class ActuateAction(Model):
     """Switches an actuator; with ``for`` it switches back after that long."""
 
     actuate: Name = Field(description="The actuator to switch")
-    state: Annotated[BinaryState | Literal["toggle"], Field(description="on, off or toggle")]
+    state: Annotated[
+        BinaryState | Literal["toggle"] | Annotated[float, Field(ge=0, le=1)],
+        Field(description="on, off, toggle, or a level 0..1 for pwm outputs"),
+    ]
     for_: Duration | None = Field(
         None,
         alias="for",

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.config.links import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig
+from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
@@ -24,10 +25,12 @@ class Connections:
     def __init__(
         self,
         config: GatewayConfig,
-        trigger_topics: list[str],
         on_reading: Callable[[str, Value, str], None],
         on_mqtt: Callable[[MqttReceived], None],
     ) -> None:
+        trigger_topics = sorted(
+            {t.mqtt for rule in config.rules for t in rule.when if isinstance(t, MqttTrigger)}
+        )
         self.serial: dict[str, SerialInput] = {}
         for port_name, port in config.serial.items():
             wanted = {

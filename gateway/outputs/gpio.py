@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from gpiozero import DigitalOutputDevice
+from gpiozero import DigitalOutputDevice, PWMOutputDevice
 
 from gateway.config.models import GpioActuator
 from gateway.errors import HardwareError
@@ -22,25 +22,40 @@ class GpioOutput:
     means the load is on, whatever the pin level.
     """
 
-    def __init__(self, name: str, config: GpioActuator, factory: Any, state: bool) -> None:
+    def __init__(self, name: str, config: GpioActuator, factory: Any, state: bool | float) -> None:
         self.name = name
         self.config = config
+        self.pwm = config.kind == "pwm"
         try:
-            self.device = DigitalOutputDevice(
-                config.gpio,
-                active_high=config.active_high,
-                initial_value=state,
-                pin_factory=factory,
-            )
+            if self.pwm:
+                self.device: Any = PWMOutputDevice(
+                    config.gpio,
+                    active_high=config.active_high,
+                    initial_value=float(state),
+                    frequency=config.frequency,
+                    pin_factory=factory,
+                )
+            else:
+                self.device = DigitalOutputDevice(
+                    config.gpio,
+                    active_high=config.active_high,
+                    initial_value=bool(state),
+                    pin_factory=factory,
+                )
         except Exception as exc:
             raise HardwareError(f"actuator {name!r} on GPIO {config.gpio}: {exc}") from exc
 
     @property
-    def state(self) -> bool:
+    def state(self) -> bool | float:
+        """on/off, or the level 0..1 of a pwm output."""
+        if self.pwm:
+            return round(float(self.device.value), 4)
         return bool(self.device.is_active)
 
-    def set(self, state: bool) -> None:
-        if state:
+    def set(self, state: bool | float) -> None:
+        if self.pwm:
+            self.device.value = min(max(float(state), 0.0), 1.0)
+        elif state:
             self.device.on()
         else:
             self.device.off()
@@ -56,7 +71,7 @@ class GpioOutputs:
         self,
         configs: dict[str, GpioActuator],
         factory: Any,
-        states: dict[str, bool] | None = None,
+        states: Mapping[str, bool | float] | None = None,
     ) -> None:
         self._outputs: dict[str, GpioOutput] = {}
         states = states or {}
@@ -74,13 +89,13 @@ class GpioOutputs:
     def names(self) -> Iterable[str]:
         return self._outputs.keys()
 
-    def get(self, name: str) -> bool:
+    def get(self, name: str) -> bool | float:
         return self._outputs[name].state
 
-    def set(self, name: str, state: bool) -> None:
+    def set(self, name: str, state: bool | float) -> None:
         self._outputs[name].set(state)
 
-    def states(self) -> dict[str, bool]:
+    def states(self) -> dict[str, bool | float]:
         return {name: out.state for name, out in self._outputs.items()}
 
     def safe_state(self) -> None:

@@ -58,7 +58,7 @@ class SetActuator:
     """Switch ``actuator`` to ``state``; with ``revert_after``, switch back after that long."""
 
     actuator: str
-    state: bool | str  # True/False or "toggle"
+    state: bool | float | str  # True/False, a pwm level, or "toggle"
     revert_after: float | None
     rule: str
 
@@ -202,11 +202,6 @@ class RuleEngine:
                 if topic_matches(pattern, event.topic):
                     out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
         return out
-
-    @property
-    def topics(self) -> list[str]:
-        """Topic filters of ``mqtt:`` triggers (the MQTT link subscribes to them)."""
-        return sorted({pattern for pattern, _ in self._topics})
 
     def watches_hook(self, hook: str) -> bool:
         return hook in self._hooks

@@ -35,8 +35,8 @@ class ActuatorBank(Protocol):
     """The actuators, whatever drives them."""
 
     def names(self) -> Iterable[str]: ...
-    def get(self, name: str) -> bool: ...
-    def set(self, name: str, state: bool) -> None: ...
+    def get(self, name: str) -> bool | float: ...
+    def set(self, name: str, state: bool | float) -> None: ...
 
 
 class WebhookSink(Protocol):
@@ -129,13 +129,23 @@ class Runtime:
 
     # ------------------------------------------------------------------ actions
 
-    def actuate(self, name: str, state: bool | str, revert_after: float | None, who: str) -> bool:
-        """Switch an actuator (``state`` may be "toggle"); returns the new state."""
+    def actuate(
+        self, name: str, state: bool | float | str, revert_after: float | None, who: str
+    ) -> bool | float:
+        """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state."""
         current = self.actuators.get(name)
-        new = (not current) if state == "toggle" else bool(state)
+        level = isinstance(current, float)
+        new: bool | float
+        if state == "toggle":
+            new = (0.0 if current else 1.0) if level else not current
+        elif isinstance(state, float) and not isinstance(state, bool):
+            new = min(max(state, 0.0), 1.0) if level else state > 0
+        else:
+            new = (1.0 if state else 0.0) if level else bool(state)
         if revert_after is not None:
+            back: bool | float = (0.0 if new else 1.0) if level else not new
             due = self.clock() + revert_after
-            self.timers.set(Timer("revert", name, due, {"state": not new, "by": who}))
+            self.timers.set(Timer("revert", name, due, {"state": back, "by": who}))
         else:
             self.timers.cancel("revert", name)
         if new != current:
@@ -143,11 +153,11 @@ class Runtime:
             _LOG.info(
                 "%s %s by %s%s",
                 name,
-                "on" if new else "off",
+                _shown(new),
                 who,
                 f" for {revert_after:g}s" if revert_after is not None else "",
             )
-        self._limit_on_time(name, new)
+        self._limit_on_time(name, bool(new))
         self.on_timers_changed()
         return new
 
@@ -209,9 +219,11 @@ class Runtime:
                     self._apply_all(self.engine.fire(timer, self.snapshot()))
 
     def _actuator_timer(self, timer: Timer, now: float) -> None:
-        name, state = timer.key, bool(timer.data.get("state", False))
+        name, state = timer.key, timer.data.get("state", False)
         if name not in self.config.actuators:
             return
+        if isinstance(self.actuators.get(name), float):
+            state = float(state)
         late = now - timer.due
         why = "max_on limit" if timer.kind == "max_on" else f"timer set by {timer.data.get('by')}"
         if late > 1:
@@ -219,5 +231,11 @@ class Runtime:
         self.timers.cancel("revert" if timer.kind == "max_on" else "max_on", name)
         if self.actuators.get(name) != state:
             self.actuators.set(name, state)
-            _LOG.info("%s %s (%s)", name, "on" if state else "off", why)
-        self._limit_on_time(name, state)
+            _LOG.info("%s %s (%s)", name, _shown(state), why)
+        self._limit_on_time(name, bool(state))
+
+
+def _shown(state: bool | float) -> str:
+    if isinstance(state, bool):
+        return "on" if state else "off"
+    return f"at {state:g}"

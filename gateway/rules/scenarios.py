@@ -145,18 +145,18 @@ class _Clock:
 class _Actuators:
     """Actuators in memory; remembers every switch for failure messages."""
 
-    def __init__(self, initial: Mapping[str, bool], clock: _Clock) -> None:
+    def __init__(self, initial: Mapping[str, bool | float], clock: _Clock) -> None:
         self.states = dict(initial)
         self.clock = clock
-        self.history: list[tuple[float, str, bool]] = []
+        self.history: list[tuple[float, str, bool | float]] = []
 
     def names(self) -> Iterable[str]:
         return self.states.keys()
 
-    def get(self, name: str) -> bool:
+    def get(self, name: str) -> bool | float:
         return self.states[name]
 
-    def set(self, name: str, state: bool) -> None:
+    def set(self, name: str, state: bool | float) -> None:
         self.states[name] = state
         self.history.append((self.clock.now - self.clock.start, name, state))
 
@@ -197,7 +197,11 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
         start_local = start_local.replace(tzinfo=tz)
     start = start_local.timestamp()
     clock = _Clock(start, start)
-    actuators = _Actuators({name: a.initial for name, a in config.actuators.items()}, clock)
+    initial = {
+        name: (float(a.initial) if getattr(a, "kind", "") == "pwm" else a.initial)
+        for name, a in config.actuators.items()
+    }
+    actuators = _Actuators(initial, clock)
     recorder = _Recorder(clock)
     runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz, recorder)
     failures = [

@@ -24,7 +24,9 @@ class _NativeSandbox(SandboxedEnvironment):
     concat = staticmethod(native_concat)  # type: ignore[assignment]
 
 
-_ENV = _NativeSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV = _NativeSandbox(
+    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
 
 
 class TemplateError(ValueError):

@@ -106,3 +106,23 @@ async def test_a_change_hidden_inside_the_bounce_window_is_not_lost() -> None:
     await asyncio.sleep(0.12)
     assert edges.values == [True, False]
     sensor.close()
+
+
+async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Path) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(
+        config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
+    )
+    gw = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gw.run())
+    await wait_until(gw.ready)
+    assert gw.devices is not None
+    pin = gw.devices.factory.pin(18)
+    assert gw.actuate("fan", 0.25, None, "test")["level"] == 0.25
+    assert pin.state == pytest.approx(0.25)
+    assert gw.actuate("fan", "toggle", None, "test")["level"] == 0.0
+    assert gw.actuate("fan", True, 0.2, "test")["level"] == 1.0
+    await wait_until(lambda: pin.state == 0, timeout=3)
+    gw.stop()
+    assert await task == 0

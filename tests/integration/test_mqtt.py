@@ -153,3 +153,59 @@ async def test_no_broker_is_reported_and_retried(mosquitto: Mosquitto) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_mqtt_and_serial_actuators_send_their_state(
+    tmp_path: Any, mosquitto: Mosquitto
+) -> None:
+    import os
+    import tty
+
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from tests.conftest import demo_like_config, free_port
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    device = tmp_path / "board"
+    device.symlink_to(os.ttyname(slave))
+    os.close(slave)
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(
+        config.read_text()
+        .replace(
+            "sensors:\n",
+            f"mqtt: {{host: 127.0.0.1, port: {mosquitto.port}}}\n"
+            f"serial: {{board: {{port: {device}, format: raw}}}}\nsensors:\n",
+        )
+        .replace(
+            "actuators:\n",
+            'actuators:\n  siren: {mqtt: home/siren/set, payload: \'{"state": "{{ state }}"}\'}\n'
+            '  display: {serial: board, command: "SHOW {{ state }}\\n"}\n',
+        )
+    )
+    got: list[str] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="siren") as siren:
+        await siren.subscribe("home/siren/set", qos=1)
+        gw = Gateway(load_config(config), simulate=True)
+        task = asyncio.create_task(gw.run())
+        try:
+            async with asyncio.timeout(10):
+                while (
+                    not gw.ready()
+                    or gw.connections.states()["serial:board"]["state"] != ("connected")
+                    or gw.connections.states()["mqtt"]["state"] != "connected"
+                ):
+                    await asyncio.sleep(0.05)
+            assert gw.actuate("siren", True, None, "test")["state"] == "on"
+            assert gw.actuate("display", True, None, "test")["state"] == "on"
+            async with asyncio.timeout(5):
+                message = await anext(aiter(siren.messages))
+            got.append(bytes(message.payload).decode())
+            assert os.read(master, 100) == b"SHOW on\n"
+        finally:
+            gw.stop()
+            await task
+            os.close(master)
+    assert got == ['{"state": "on"}']
