@@ -179,6 +179,13 @@ def _check_pins(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
             yield (section, name, "gpio"), f"GPIO {pin} is already used by {used[pin]}"
         else:
             used[pin] = f"{section[:-1]} {name!r}"
+    for name, sensor in config.sensors.items():
+        if isinstance(sensor, GpioSensor) and sensor.gpio in (2, 3) and not sensor.pulled_up:
+            yield (
+                ("sensors", name, "gpio"),
+                f"GPIO {sensor.gpio} has a fixed 1.8 kΩ pull-up on every Pi (it is I2C): "
+                "wire the input to ground and use pull_up: true, or choose another pin",
+            )
     names = set(config.sensors) & set(config.actuators)
     for name in sorted(names):
         yield ("actuators", name), f"{name!r} names both a sensor and an actuator"

@@ -205,3 +205,37 @@ webhooks:
     assert hub.secrets == ["whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"]
     assert hub.headers["Authorization"].get_secret_value() == "Bearer abc"
     assert "abc" not in repr(hub)
+
+
+def test_a_pulled_down_input_on_an_i2c_pin_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, "sensors:\n  pir: {gpio: 2, kind: motion}\n")
+    assert found == [
+        "gateway.yaml:2:15: GPIO 2 has a fixed 1.8 kΩ pull-up on every Pi (it is I2C): wire the"
+        " input to ground and use pull_up: true, or choose another pin"
+    ]
+
+
+def test_an_unavailable_pin_factory_names_the_package_to_install() -> None:
+    from gateway.errors import HardwareError
+    from gateway.pins import make_pin_factory
+
+    with pytest.raises(HardwareError) as info:
+        make_pin_factory("rpigpio", simulate=False)
+    message = str(info.value)
+    assert "rpigpio" in message
+    assert "sudo apt install python3-rpi.gpio" in message or "not a Raspberry Pi" in message
+    assert "--simulate" in message
+
+
+def test_mqtt_and_serial_parts_need_their_sections(tmp_path: Path) -> None:
+    text = (
+        "sensors:\n  door: {mqtt: home/door}\n  temp: {serial: board, field: t}\n"
+        "rules:\n  - {id: r, when: {mqtt: 'a/#'}, then: [{serial_write: board, data: x}]}\n"
+    )
+    found = problems(tmp_path, text)
+    assert found == [
+        "gateway.yaml:2:16: an MQTT sensor needs an mqtt: section (the broker)",
+        "gateway.yaml:3:18: unknown serial port 'board': none is declared",
+        "gateway.yaml:5:26: an mqtt trigger needs an mqtt: section",
+        "gateway.yaml:5:56: unknown serial port 'board': none is declared",
+    ]
