@@ -236,19 +236,22 @@ async def list_sensors(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTROL_KEY].sensors())
 
 
-async def get_sensor(request: web.Request) -> web.Response:
+def _named(request: web.Request, items: dict[str, dict[str, Any]], what: str) -> str:
+    """The ``{id}`` of the request, which must be one of ``items`` (else 404)."""
     name = request.match_info["id"]
+    if name not in items:
+        raise NotFound(f"no {what} named {name!r}")
+    return name
+
+
+async def get_sensor(request: web.Request) -> web.Response:
     sensors = request.app[CONTROL_KEY].sensors()
-    if name not in sensors:
-        raise NotFound(f"no sensor named {name!r}")
-    return web.json_response(sensors[name])
+    return web.json_response(sensors[_named(request, sensors, "sensor")])
 
 
 async def post_sensor(request: web.Request) -> web.Response:
-    name = request.match_info["id"]
     control = request.app[CONTROL_KEY]
-    if name not in control.sensors():
-        raise NotFound(f"no sensor named {name!r}")
+    name = _named(request, control.sensors(), "sensor")
     body = await read_json(request, SensorWrite)
     return web.json_response(await control.inject(name, body.value, _who(request)))
 
@@ -258,18 +261,13 @@ async def list_actuators(request: web.Request) -> web.Response:
 
 
 async def get_actuator(request: web.Request) -> web.Response:
-    name = request.match_info["id"]
     actuators = request.app[CONTROL_KEY].actuators()
-    if name not in actuators:
-        raise NotFound(f"no actuator named {name!r}")
-    return web.json_response(actuators[name])
+    return web.json_response(actuators[_named(request, actuators, "actuator")])
 
 
 async def post_actuator(request: web.Request) -> web.Response:
-    name = request.match_info["id"]
     control = request.app[CONTROL_KEY]
-    if name not in control.actuators():
-        raise NotFound(f"no actuator named {name!r}")
+    name = _named(request, control.actuators(), "actuator")
     client = request[CLIENT_KEY]
     if not client.may_switch(name):
         return error(403, "forbidden", f"token {client.name!r} may not switch {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 Name = Annotated[
     str,
@@ -20,3 +20,11 @@ class Model(BaseModel):
     """Unknown keys are errors; loaded config never changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def secret_values(secret: SecretStr | list[SecretStr] | None) -> list[str]:
+    """One secret or a list of them (key rotation) as plain strings."""
+    if secret is None:
+        return []
+    items = secret if isinstance(secret, list) else [secret]
+    return [s.get_secret_value() for s in items]

@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.config.base import Model, Name
+from gateway.config.base import Model, Name, secret_values
 from gateway.config.links import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
@@ -279,10 +279,7 @@ class WebhookEndpoint(Model):
 
     @property
     def secrets(self) -> list[str]:
-        if self.secret is None:
-            return []
-        items = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [s.get_secret_value() for s in items]
+        return secret_values(self.secret)
 
 
 # --------------------------------------------------------------------------- outbox & server

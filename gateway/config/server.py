@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
-from gateway.config.base import Model, Name
+from gateway.config.base import Model, Name, secret_values
 from gateway.config.types import Duration
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,10 +78,7 @@ class HookConfig(Model):
 
     @property
     def secrets(self) -> list[str]:
-        if self.secret is None:
-            return []
-        items = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [s.get_secret_value() for s in items]
+        return secret_values(self.secret)
 
 
 class TlsConfig(Model):
