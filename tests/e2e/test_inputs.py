@@ -81,3 +81,35 @@ async def test_serial_and_mqtt_readings_fire_rules_that_send_webhooks(
             assert os.read(master, 100) == b"BEEP\n"
     finally:
         os.close(master)
+
+
+async def test_the_last_will_says_offline_when_the_daemon_is_killed(
+    tmp_path: Path, mosquitto: Mosquitto, daemon_factory: Callable[[Path, int], Daemon]
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        f"""
+        gateway: {{name: porch, state_dir: {tmp_path / "state"}, simulate: true}}
+        mqtt: {{host: 127.0.0.1, port: {mosquitto.port}}}
+        server: {{listen: 127.0.0.1:{port}, tokens: {{t: {{token: {TOKEN}}}}}}}
+        """,
+    )
+    daemon = daemon_factory(config, port)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="watcher") as watcher:
+        await watcher.subscribe("gateway/porch/status", qos=1)
+        daemon.start()
+        await daemon.wait_ready()
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            async for message in watcher.messages:
+                seen.append(bytes(message.payload).decode())
+                if seen[-1] == "online":
+                    break
+        daemon.kill()  # no clean goodbye: the broker publishes the last will
+        async with asyncio.timeout(10):
+            async for message in watcher.messages:
+                seen.append(bytes(message.payload).decode())
+                if seen[-1] == "offline":
+                    break
+    assert seen[-2:] == ["online", "offline"]
