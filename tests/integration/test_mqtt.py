@@ -209,3 +209,33 @@ async def test_mqtt_and_serial_actuators_send_their_state(
             await task
             os.close(master)
     assert got == ['{"state": "on"}']
+
+
+async def test_tls_to_the_broker(tmp_path: Any) -> None:
+    from tests.conftest import free_port
+    from tests.integration.test_hooks import self_signed
+
+    cert, key = self_signed(tmp_path)
+    broker = Mosquitto(tmp_path)
+    tls_port = free_port()
+    broker.conf.write_text(
+        broker.conf.read_text() + f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+    )
+    broker.start()
+    try:
+        seen = Seen()
+        for tls in ({"ca": str(cert)}, {"insecure": True}):
+            config = MqttSection(host="127.0.0.1", port=tls_port, client_id="tls-gw", tls=tls)
+            mqtt = MqttLink(config, "tls", SENSORS, [], seen.reading, seen.message)
+            async with running(mqtt):
+                assert mqtt.state == "connected"
+        wrong = MqttSection(host="127.0.0.1", port=tls_port, client_id="tls-gw", tls=True)
+        mqtt = MqttLink(wrong, "tls", SENSORS, [], seen.reading, seen.message)
+        task = asyncio.create_task(mqtt.run())
+        await asyncio.sleep(1.0)  # the self-signed certificate is not trusted by default
+        assert mqtt.state == "disconnected"
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        broker.stop()
