@@ -33,9 +33,9 @@ from gateway.inputs.gpio import GpioInput
 from gateway.inputs.links import Connections
 from gateway.localtime import local_zone
 from gateway.metrics import render as render_metrics
-from gateway.outbox import store as outbox_db
+from gateway.outbox import queries
 from gateway.outbox.delivery import Delivery
-from gateway.outbox.store import OutboxStore
+from gateway.outbox.store import OutboxStore, outbox_size
 from gateway.outputs.bank import Actuators
 from gateway.pins import make_pin_factory
 from gateway.rules.runtime import Runtime
@@ -320,9 +320,9 @@ class Gateway:
             try:
                 if time.monotonic() - last_prune > 3600:
                     cutoff = time.time() - ATTEMPT_LOG_DAYS * 86400
-                    await self.store.call(partial(outbox_db.prune_attempts, before=cutoff))
+                    await self.store.call(partial(queries.prune_attempts, before=cutoff))
                     last_prune = time.monotonic()
-                rows, _ = await self.store.call(outbox_db.outbox_size)
+                rows, _ = await self.store.call(outbox_size)
                 self._outbox_rows = rows
                 self.notifier.status(self._status_line())
             except Exception as exc:
@@ -347,7 +347,7 @@ class Gateway:
         return self._ready
 
     async def status(self) -> dict[str, Any]:
-        outbox = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        outbox = await self.store.call(lambda db: queries.stats(db, time.time()))
         inputs: dict[str, dict[str, Any]] = {
             name: {"type": "gpio", "state": "connected"} for name in self._gpio_inputs()
         }
@@ -432,7 +432,7 @@ class Gateway:
         return self.actuators()[actuator]
 
     async def outbox(self) -> dict[str, Any]:
-        stats = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        stats = await self.store.call(lambda db: queries.stats(db, time.time()))
         live = self.delivery.describe()
         stats["link"] = live["link"]
         for name, state in live["endpoints"].items():
@@ -445,7 +445,7 @@ class Gateway:
         return self.config.server.hooks.get(name)
 
     async def hook_seen(self, hook: str, msg_id: str) -> bool:
-        return await self.store.call(partial(outbox_db.hook_seen, hook=hook, msg_id=msg_id))
+        return await self.store.call(partial(queries.hook_seen, hook=hook, msg_id=msg_id))
 
     async def hook_received(self, event: HookReceived) -> None:
         """Run the hook's rules, commit what they queued, remember the delivery id."""
@@ -457,20 +457,20 @@ class Gateway:
         await self.store.flushed()
         now = time.time()
         await self.store.call(
-            partial(outbox_db.remember_hook, hook=event.hook, msg_id=event.id, now=now)
+            partial(queries.remember_hook, hook=event.hook, msg_id=event.id, now=now)
         )
 
     async def enable_endpoint(self, endpoint: str) -> bool:
         if endpoint not in self.config.webhooks:
             return False
         now = time.time()
-        if await self.store.call(partial(outbox_db.enable_endpoint, endpoint=endpoint, now=now)):
+        if await self.store.call(partial(queries.enable_endpoint, endpoint=endpoint, now=now)):
             _LOG.info("endpoint %s re-enabled", endpoint)
         self.delivery.wake([endpoint])
         return True
 
     async def metrics(self) -> str:
-        stats = await self.store.call(lambda db: outbox_db.stats(db, time.time()))
+        stats = await self.store.call(lambda db: queries.stats(db, time.time()))
         info = {
             "name": self.config.gateway.name,
             "version": __version__,
@@ -481,7 +481,7 @@ class Gateway:
         return render_metrics(info, stats, self.delivery.metrics, connections)
 
     async def retry_message(self, msg_id: str) -> bool:
-        found = await self.store.call(lambda db: outbox_db.retry(db, time.time(), msg_id=msg_id))
+        found = await self.store.call(lambda db: queries.retry(db, time.time(), msg_id=msg_id))
         self.delivery.wake_all()
         return found > 0
 

@@ -176,7 +176,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
-    from gateway.outbox import store
+    from gateway.outbox import queries
+    from gateway.outbox.store import open_database
 
     if args.state_dir:
         state_dir = Path(args.state_dir)
@@ -186,19 +187,19 @@ def _outbox(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"error: no outbox at {path}", file=sys.stderr)
         return EXIT_FAILURE
-    db = store.open_database(path)
+    db = open_database(path)
     now = time.time()
     try:
         if args.action == "stats":
-            _print(store.stats(db, now))
+            _print(queries.stats(db, now))
         elif args.action in ("list", "dead"):
-            rows = store.list_messages(db, "dead" if args.action == "dead" else None, args.limit)
+            rows = queries.list_messages(db, "dead" if args.action == "dead" else None, args.limit)
             for row in rows:
                 print(_message_line(row, now))
             if not rows:
                 print("(none)")
         elif args.action == "show":
-            message = store.show_message(db, args.id)
+            message = queries.show_message(db, args.id)
             if message is None:
                 print(f"error: no message {args.id!r}", file=sys.stderr)
                 return EXIT_FAILURE
@@ -207,12 +208,12 @@ def _outbox(args: argparse.Namespace) -> int:
             if not args.id and not args.dead:
                 print("error: give a message id or --dead", file=sys.stderr)
                 return EXIT_USAGE
-            count = store.retry(db, now, msg_id=args.id, dead=args.dead, endpoint=args.endpoint)
+            count = queries.retry(db, now, msg_id=args.id, dead=args.dead, endpoint=args.endpoint)
             print(f"{count} message(s) will be sent again")
         elif args.action == "purge":
-            print(f"{store.purge_dead(db, args.endpoint)} dead letter(s) deleted")
+            print(f"{queries.purge_dead(db, args.endpoint)} dead letter(s) deleted")
         elif args.action == "enable":
-            changed = store.enable_endpoint(db, args.endpoint, now)
+            changed = queries.enable_endpoint(db, args.endpoint, now)
             print(f"endpoint {args.endpoint} " + ("re-enabled" if changed else "was not disabled"))
     finally:
         db.conn.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.config.models import WebhookEndpoint
-from gateway.outbox import store as db_ops
+from gateway.outbox import queries as db_ops
 from gateway.outbox.delivery import Delivery
 from gateway.outbox.signing import verify
 from gateway.outbox.store import OutboxStore

@@ -1,0 +1,154 @@
+"""Reading and repairing the outbox: for the API, the CLI and housekeeping.
+
+Plain functions of a database connection: the daemon runs them on the
+outbox thread (``OutboxStore.call``), ``gateway outbox`` on its own
+connection while the daemon runs or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+
+from gateway.outbox.store import PENDING, transaction
+
+
+def counters(db: sqlite_utils.Database) -> dict[str, int]:
+    return {name: value for name, value in db.conn.execute("SELECT name, value FROM counters")}
+
+
+def hook_seen(db: sqlite_utils.Database, hook: str, msg_id: str) -> bool:
+    """Whether an inbound webhook with this id was already acted on."""
+    row = db.conn.execute("SELECT 1 FROM seen_hooks WHERE id = ?", (f"{hook}:{msg_id}",))
+    return row.fetchone() is not None
+
+
+def remember_hook(db: sqlite_utils.Database, hook: str, msg_id: str, now: float) -> None:
+    with transaction(db):
+        db.conn.execute(
+            "INSERT OR IGNORE INTO seen_hooks (id, hook, time) VALUES (?, ?, ?)",
+            (f"{hook}:{msg_id}", hook, now),
+        )
+
+
+def prune_attempts(db: sqlite_utils.Database, before: float) -> int:
+    """Delete attempt logs and seen inbound ids older than ``before``; free the pages."""
+    with transaction(db):
+        count = db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+        db.conn.execute("DELETE FROM seen_hooks WHERE time < ?", (before,))
+    db.conn.execute("PRAGMA incremental_vacuum")
+    return int(count)
+
+
+def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
+    """Depth, oldest age and dead letters, overall and per endpoint."""
+    per: dict[str, dict[str, Any]] = {}
+    for endpoint, state, count, oldest in db.conn.execute(
+        "SELECT endpoint, state, count(*), min(created) FROM messages GROUP BY endpoint, state"
+    ):
+        entry = per.setdefault(endpoint, {"pending": 0, "dead": 0, "oldest_age": None})
+        entry[state] = count
+        if state == PENDING and oldest is not None:
+            entry["oldest_age"] = round(now - oldest, 3)
+    for name, disabled, reason in db.conn.execute("SELECT name, disabled, reason FROM endpoints"):
+        entry = per.setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
+        entry["disabled"] = bool(disabled)
+        entry["disabled_reason"] = reason if disabled else None
+    ages = [e["oldest_age"] for e in per.values() if e["oldest_age"] is not None]
+    recent = db.conn.execute(
+        "SELECT msg_id, endpoint, time, status, error FROM attempts WHERE error IS NOT NULL"
+        " ORDER BY time DESC LIMIT 10"
+    )
+    failures = [
+        dict(zip(("id", "endpoint", "time", "status", "error"), r, strict=True)) for r in recent
+    ]
+    return {
+        "pending": sum(e["pending"] for e in per.values()),
+        "dead": sum(e["dead"] for e in per.values()),
+        "oldest_age": max(ages) if ages else None,
+        "endpoints": per,
+        "counters": counters(db),
+        "recent_failures": failures,
+    }
+
+
+def list_messages(
+    db: sqlite_utils.Database, state: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    where, params = ("WHERE state = ?", [state]) if state else ("", [])
+    rows = db.conn.execute(
+        "SELECT seq, id, endpoint, event, created, attempts, next_try, state, last_status,"
+        f" last_error FROM messages {where} ORDER BY seq LIMIT ?",
+        (*params, limit),
+    )
+    names = [d[0] for d in rows.description]
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def show_message(db: sqlite_utils.Database, msg_id: str) -> dict[str, Any] | None:
+    cursor = db.conn.execute("SELECT * FROM messages WHERE id = ?", (msg_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    message = dict(zip([d[0] for d in cursor.description], row, strict=True))
+    message["body"] = bytes(message["body"]).decode("utf-8", "replace")
+    attempts = db.conn.execute(
+        "SELECT time, duration, status, error, response FROM attempts WHERE msg_id = ?"
+        " ORDER BY time",
+        (msg_id,),
+    )
+    message["attempts_log"] = [
+        dict(zip(("time", "duration", "status", "error", "response"), a, strict=True))
+        for a in attempts
+    ]
+    return message
+
+
+def retry(
+    db: sqlite_utils.Database,
+    now: float,
+    msg_id: str | None = None,
+    dead: bool = False,
+    endpoint: str | None = None,
+) -> int:
+    """Make messages due now: one by id, or every dead letter (of one endpoint)."""
+    clauses, params = [], []
+    if msg_id is not None:
+        clauses.append("id = ?")
+        params.append(msg_id)
+    if dead:
+        clauses.append("state = 'dead'")
+    if endpoint is not None:
+        clauses.append("endpoint = ?")
+        params.append(endpoint)
+    if not clauses:
+        return 0
+    with transaction(db):
+        return db.conn.execute(
+            "UPDATE messages SET state = 'pending', next_try = ?, first_try = NULL,"
+            f" attempts = 0 WHERE {' AND '.join(clauses)}",
+            (now, *params),
+        ).rowcount
+
+
+def purge_dead(db: sqlite_utils.Database, endpoint: str | None = None) -> int:
+    with transaction(db):
+        if endpoint is None:
+            return db.conn.execute("DELETE FROM messages WHERE state = 'dead'").rowcount
+        return db.conn.execute(
+            "DELETE FROM messages WHERE state = 'dead' AND endpoint = ?", (endpoint,)
+        ).rowcount
+
+
+def enable_endpoint(db: sqlite_utils.Database, endpoint: str, now: float) -> bool:
+    with transaction(db):
+        changed = db.conn.execute(
+            "UPDATE endpoints SET disabled = 0, reason = NULL WHERE name = ? AND disabled = 1",
+            (endpoint,),
+        ).rowcount
+        db.conn.execute(
+            "UPDATE messages SET next_try = ? WHERE endpoint = ? AND state = 'pending'",
+            (now, endpoint),
+        )
+    return bool(changed)
