@@ -13,7 +13,7 @@ import datetime as dt
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,88 +44,26 @@ from gateway.events import (
     HookReceived,
     MqttReceived,
     SensorChanged,
-    Value,
     topic_matches,
+)
+from gateway.rules.decisions import (
+    Cancel,
+    Decision,
+    PublishMqtt,
+    Schedule,
+    SendWebhook,
+    SetActuator,
+    Snapshot,
+    WriteLog,
+    WriteSerial,
 )
 from gateway.rules.templates import TemplateError, render, render_tree
 from gateway.rules.timers import Timer
+from gateway.rules.values import equal, in_range, next_local_time, rearmed, trigger_holds
 
 _LOG = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class SetActuator:
-    """Switch ``actuator`` to ``state``; with ``revert_after``, switch back after that long."""
-
-    actuator: str
-    state: bool | float | str  # True/False, a pwm level, or "toggle"
-    revert_after: float | None
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendWebhook:
-    """Queue a webhook of type ``event`` with ``data`` for ``endpoint``."""
-
-    endpoint: str
-    event: str
-    data: Any
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class WriteLog:
-    level: int
-    message: str
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class PublishMqtt:
-    topic: str
-    payload: str
-    qos: int
-    retain: bool
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class WriteSerial:
-    port: str
-    data: str
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """Keep ``timer`` (replacing one of the same kind and key) and hand it back when due."""
-
-    timer: Timer
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    kind: str
-    key: str
-
-
-Decision = SetActuator | SendWebhook | WriteLog | PublishMqtt | WriteSerial | Schedule | Cancel
-
 ENGINE_TIMERS = frozenset({"for", "run", "every", "at", "cooldown"})
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the engine may look at: current values and the local time."""
-
-    sensors: Mapping[str, Value]
-    actuators: Mapping[str, Value]
-    now: dt.datetime  # aware, local time
-    gateway_name: str = "edge-gateway"
-
-    @property
-    def time(self) -> float:
-        return self.now.timestamp()
 
 
 @dataclass
@@ -239,13 +177,13 @@ class RuleEngine:
         self, rule: Rule, index: int, trigger: SensorTrigger, event: SensorChanged, snap: Snapshot
     ) -> list[Decision]:
         key = f"{rule.id}#{index}"
-        if event.previous is not None and _equal(event.value, event.previous):
+        if event.previous is not None and equal(event.value, event.previous):
             return []  # a repeated reading is not a change
         if trigger.above is not None or trigger.below is not None:
             crossed, holds = self._level(key, trigger, event)
         elif trigger.to is not None or trigger.from_ is not None:
-            holds = trigger.to is None or _equal(event.value, trigger.to)
-            crossed = holds and (trigger.from_ is None or _equal(event.previous, trigger.from_))
+            holds = trigger.to is None or equal(event.value, trigger.to)
+            crossed = holds and (trigger.from_ is None or equal(event.previous, trigger.from_))
         else:
             crossed, holds = self._changed(key, trigger, event), False
         if trigger.for_ is None:
@@ -264,15 +202,15 @@ class RuleEngine:
 
     def _level(self, key: str, trigger: SensorTrigger, event: SensorChanged) -> tuple[bool, bool]:
         """Crossing into above/below (with hysteresis): (fires now, still inside)."""
-        inside = _in_range(event.value, trigger.above, trigger.below)
+        inside = in_range(event.value, trigger.above, trigger.below)
         armed = self._armed.get(key)
         if armed is None:  # no crossing is seen from an unknown previous value
-            armed = event.previous is not None and not _in_range(
+            armed = event.previous is not None and not in_range(
                 event.previous, trigger.above, trigger.below
             )
         if inside:
             self._armed[key] = False
-        elif _rearmed(event.value, trigger):
+        elif rearmed(event.value, trigger):
             self._armed[key] = True
         return inside and armed, inside
 
@@ -399,10 +337,10 @@ class RuleEngine:
         value = snap.sensors.get(condition.sensor)
         if value is None:
             return False
-        if condition.is_ is not None and not _equal(value, condition.is_):
+        if condition.is_ is not None and not equal(value, condition.is_):
             return False
         if condition.above is not None or condition.below is not None:
-            return _in_range(value, condition.above, condition.below)
+            return in_range(value, condition.above, condition.below)
         return True
 
     # ------------------------------------------------------------------ restoring
@@ -424,7 +362,7 @@ class RuleEngine:
             if not isinstance(trigger, SensorTrigger) or trigger.for_ is None:
                 return [Cancel(timer.kind, timer.key)]
             value = snap.sensors.get(trigger.sensor)
-            if value is not None and not _trigger_holds(trigger, value):
+            if value is not None and not trigger_holds(trigger, value):
                 _LOG.info(
                     "rule %s: %s changed while stopped, `for` cancelled", rule.id, trigger.sensor
                 )
@@ -437,56 +375,6 @@ class RuleEngine:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _trigger_holds(trigger: SensorTrigger, value: Value) -> bool:
-    if trigger.above is not None or trigger.below is not None:
-        return _in_range(value, trigger.above, trigger.below)
-    return trigger.to is None or _equal(value, trigger.to)
-
-
-def _rearmed(value: Value, trigger: SensorTrigger) -> bool:
-    """Whether the value left the range far enough to fire again (hysteresis)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    margin = trigger.hysteresis or 0.0
-    if margin == 0.0:
-        return not _in_range(value, trigger.above, trigger.below)
-    low_ok = trigger.above is not None and value <= trigger.above - margin
-    high_ok = trigger.below is not None and value >= trigger.below + margin
-    return low_ok or high_ok
-
-
-def _equal(value: Value | None, target: Value) -> bool:
-    if isinstance(target, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(target, bool) and value == target
-    if isinstance(target, int | float) and isinstance(value, int | float):
-        return float(value) == float(target)
-    return value == target
-
-
-def _in_range(value: Value | None, above: float | None, below: float | None) -> bool:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    return (above is None or value > above) and (below is None or value < below)
-
-
-def next_local_time(now: dt.datetime, at: dt.time) -> float:
-    """The next moment after ``now`` when the local clock shows ``at`` (DST-safe).
-
-    On the day clocks spring forward, a time inside the gap happens at the
-    same offset as before the change (02:30 becomes 03:30); on the day they
-    fall back, a repeated time happens once, the first time.
-    """
-    tz = now.tzinfo
-    day = now.date()
-    for _ in range(3):
-        candidate = dt.datetime.combine(day, at, tzinfo=tz)
-        moment = candidate.timestamp()
-        if moment > now.timestamp():
-            return moment
-        day += dt.timedelta(days=1)
-    raise AssertionError("unreachable: one of three days has the time")  # pragma: no cover
 
 
 def _iso(moment: float, snap: Snapshot) -> str:

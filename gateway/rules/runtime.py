@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 from gateway.config.models import GatewayConfig, VirtualSensor
 from gateway.events import Event, GatewayStarted, SensorChanged, Value
-from gateway.rules.engine import (
+from gateway.rules.decisions import (
     Cancel,
     Decision,
     PublishMqtt,
-    RuleEngine,
     Schedule,
     SendWebhook,
     SetActuator,
@@ -26,6 +25,7 @@ from gateway.rules.engine import (
     WriteLog,
     WriteSerial,
 )
+from gateway.rules.engine import RuleEngine
 from gateway.rules.timers import ACTUATOR_TIMERS, Timer, TimerTable
 
 _LOG = logging.getLogger(__name__)

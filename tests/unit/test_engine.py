@@ -10,7 +10,8 @@ import pytest
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import Rule
 from gateway.events import GatewayStarted, SensorChanged
-from gateway.rules.engine import RuleEngine, SendWebhook, SetActuator, Snapshot, WriteLog
+from gateway.rules.decisions import SendWebhook, SetActuator, Snapshot, WriteLog
+from gateway.rules.engine import RuleEngine
 
 TZ = dt.UTC
 

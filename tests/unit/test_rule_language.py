@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from gateway.config import load_config
-from gateway.rules.engine import next_local_time
 from gateway.rules.scenarios import Scenario, run_scenario
+from gateway.rules.values import next_local_time
 from tests.conftest import write_config
 
 DEVICES = """

@@ -1,0 +1,84 @@
+"""What the rule engine decides: plain values the runtime carries out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.events import Value
+from gateway.rules.timers import Timer
+
+
+@dataclass(frozen=True, slots=True)
+class SetActuator:
+    """Switch ``actuator`` to ``state``; with ``revert_after``, switch back after that long."""
+
+    actuator: str
+    state: bool | float | str  # True/False, a pwm level, or "toggle"
+    revert_after: float | None
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendWebhook:
+    """Queue a webhook of type ``event`` with ``data`` for ``endpoint``."""
+
+    endpoint: str
+    event: str
+    data: Any
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLog:
+    level: int
+    message: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublishMqtt:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSerial:
+    port: str
+    data: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Keep ``timer`` (replacing one of the same kind and key) and hand it back when due."""
+
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    kind: str
+    key: str
+
+
+Decision = SetActuator | SendWebhook | WriteLog | PublishMqtt | WriteSerial | Schedule | Cancel
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the engine may look at: current values and the local time."""
+
+    sensors: Mapping[str, Value]
+    actuators: Mapping[str, Value]
+    now: dt.datetime  # aware, local time
+    gateway_name: str = "edge-gateway"
+
+    @property
+    def time(self) -> float:
+        return self.now.timestamp()
