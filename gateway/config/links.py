@@ -12,6 +12,16 @@ from gateway.config.base import Model, Name
 from gateway.config.types import Duration
 
 
+def check_topic_filter(topic: str) -> str:
+    """An MQTT topic filter: ``+`` a whole level, ``#`` only as the last level."""
+    parts = topic.split("/")
+    bad_hash = any(p == "#" for p in parts[:-1]) or any("#" in p and p != "#" for p in parts)
+    bad_plus = any("+" in p and p != "+" for p in parts)
+    if not topic or bad_hash or bad_plus:
+        raise ValueError("not a valid topic filter: + stands for one level, # only at the end")
+    return topic
+
+
 class SerialPort(Model):
     """A serial device that prints one reading per line (an Arduino, a sensor board)."""
 
@@ -125,12 +135,7 @@ class MqttSensor(Model):
     @field_validator("mqtt")
     @classmethod
     def _topic_filter(cls, topic: str) -> str:
-        parts = topic.split("/")
-        bad_hash = any(p == "#" for p in parts[:-1]) or any("#" in p and p != "#" for p in parts)
-        bad_plus = any("+" in p and p != "+" for p in parts)
-        if not topic or bad_hash or bad_plus:
-            raise ValueError("not a valid topic filter: + stands for one level, # only at the end")
-        return topic
+        return check_topic_filter(topic)
 
     @property
     def binary(self) -> bool:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from gateway.config.base import Model, Name
+from gateway.config.links import check_topic_filter
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
 from gateway.rules.templates import check_template_tree
 
@@ -118,7 +119,9 @@ class HookTrigger(Model):
 
 
 class MqttTrigger(Model):
-    mqtt: str = Field(description="Fires on every message on this topic filter (+ and # work)")
+    mqtt: Annotated[str, AfterValidator(check_topic_filter)] = Field(
+        description="Fires on every message on this topic filter (+ and # work)"
+    )
 
 
 class StartupTrigger(Model):
