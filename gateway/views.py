@@ -92,24 +92,24 @@ class GatewayViews:
         return out
 
     def actuators(self) -> dict[str, dict[str, Any]]:
-        assert self.runtime is not None
+        return {name: self._actuator_view(name) for name in self.config.actuators}
+
+    def _actuator_view(self, name: str) -> dict[str, Any]:
         assert self.devices is not None
-        out = {}
-        for name, actuator in self.config.actuators.items():
-            state = self.devices.outputs.get(name)
-            revert = self.timers.get("revert", name)
-            view: dict[str, Any] = {
-                "id": name,
-                "kind": actuator.kind,
-                "gpio": getattr(actuator, "gpio", None),
-                "state": "on" if state else "off",
-                "on": bool(state),
-                "until": _iso(revert.due) if revert else None,
-            }
-            if isinstance(state, float):
-                view["level"] = state
-            out[name] = view
-        return out
+        actuator = self.config.actuators[name]
+        state = self.devices.outputs.get(name)
+        revert = self.timers.get("revert", name)
+        view: dict[str, Any] = {
+            "id": name,
+            "kind": actuator.kind,
+            "gpio": getattr(actuator, "gpio", None),
+            "state": "on" if state else "off",
+            "on": bool(state),
+            "until": _iso(revert.due) if revert else None,
+        }
+        if isinstance(state, float):
+            view["level"] = state
+        return view
 
     async def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]:
         assert self.runtime is not None
@@ -138,7 +138,7 @@ class GatewayViews:
         if actuator not in self.config.actuators:
             raise NotFound(f"no actuator named {actuator!r}")
         self.runtime.actuate(actuator, state, revert_after, who)
-        return self.actuators()[actuator]
+        return self._actuator_view(actuator)
 
     async def outbox(self) -> dict[str, Any]:
         stats = await self.store.call(lambda db: queries.stats(db, time.time()))

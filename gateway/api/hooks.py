@@ -25,8 +25,6 @@ from gateway.outbox.signing import SignatureError, verify
 
 _LOG = logging.getLogger(__name__)
 
-REPLAY_WINDOW = 7 * 86400
-
 
 class HookSink(Protocol):
     """What the hook endpoint needs from the running gateway."""

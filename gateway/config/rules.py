@@ -353,10 +353,6 @@ class Rule(Model):
     def _one_or_list(cls, value: Any) -> Any:
         return _as_list(value)
 
-    @property
-    def has_delay(self) -> bool:
-        return any(isinstance(a, DelayAction) for a in self.then)
-
 
 TAGGED_RULE_MODELS: dict[str, type[Model]] = {
     "hook": HookTrigger,
