@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # `gateway schema | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def setup_logging(level: str) -> None:

@@ -118,3 +118,15 @@ def test_a_broken_scenario_file_is_reported_with_positions(tmp_path: Path) -> No
     result = gateway("test", "--config", "config/demo.yaml", str(scenarios))
     assert result.returncode == 2
     assert f"{scenarios}:2:16: 0.given.0.at: 'soon' is not a duration" in result.stderr
+
+
+def test_output_piped_into_head_ends_quietly() -> None:
+    result = subprocess.run(
+        f"{sys.executable} -m gateway schema | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout == '{\n  "$defs'
+    assert "Traceback" not in result.stderr
