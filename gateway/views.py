@@ -189,6 +189,16 @@ class GatewayViews:
         connections.update({k: v["state"] for k, v in self.connections.states().items()})
         return render_metrics(info, stats, self.delivery.metrics, connections)
 
+    async def messages(
+        self, state: str | None, endpoint: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self.store.call(
+            partial(queries.list_messages, state=state, endpoint=endpoint, limit=limit)
+        )
+
+    async def message(self, msg_id: str) -> dict[str, Any] | None:
+        return await self.store.call(partial(queries.show_message, msg_id=msg_id))
+
     async def retry_message(self, msg_id: str) -> bool:
         found = await self.store.call(lambda db: queries.retry(db, time.time(), msg_id=msg_id))
         self.delivery.wake_all()

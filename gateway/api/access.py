@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.api.auth import FailureLimiter
 from gateway.config.server import ServerSection
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,6 +37,7 @@ class AccessPolicy:
     max_in_flight: int = 64
     clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
+    failures: FailureLimiter = field(default_factory=FailureLimiter)
     _windows: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict)
 
     @classmethod
@@ -50,6 +52,8 @@ class AccessPolicy:
         self.requests = server.rate_limit.requests
         self.per = server.rate_limit.per
         self.max_in_flight = server.max_in_flight
+        self.failures.limit = server.failed_auth.requests
+        self.failures.window = server.failed_auth.per
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str:
         """The real client: the peer, or behind a trusted proxy the last untrusted
@@ -87,6 +91,11 @@ class AccessPolicy:
         if count > self.requests:
             return max(start + self.per - now, 1.0)
         return 0.0
+
+    def local(self, client: str) -> bool:
+        """Whether ``client`` (as :meth:`client` found it) is this machine."""
+        address = _address(client)
+        return address is not None and address.is_loopback
 
     def _trusted(self, address: Address) -> bool:
         return any(address in net for net in self.proxies)

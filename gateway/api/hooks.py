@@ -70,14 +70,34 @@ def _made_up_id() -> str:
     return "evt_" + secrets.token_urlsafe(12)
 
 
+def check_payload(config: HookConfig, payload: Any) -> None:
+    """422 naming the fields when the body does not match the hook's ``schema``."""
+    if config.validator is None:
+        return
+    errors = sorted(config.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
+    if errors:
+        text = "; ".join(
+            f"{'.'.join(['body', *(str(p) for p in e.absolute_path)])}: {e.message}"
+            for e in errors[:5]
+        )
+        raise web.HTTPUnprocessableEntity(text=text)
+
+
 def parse_body(body: bytes, content_type: str) -> Any:
     if content_type not in ("application/json", "") and not content_type.endswith("+json"):
         raise web.HTTPUnsupportedMediaType(
             text="send JSON (Content-Type: application/json); for GitHub choose that content type"
         )
-    if not body.strip():
-        return {}
+    return parse_json(body) if body.strip() else {}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON document in ``raw``; 400 when it is not (NaN and Infinity are not JSON)."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise web.HTTPBadRequest(text="the body is not valid JSON") from None

@@ -76,9 +76,63 @@ class OutboxView(BaseModel):
     recent_failures: list[dict[str, Any]]
 
 
+class MessageQuery(BaseModel):
+    """Query of ``GET /api/v1/outbox/messages``."""
+
+    model_config = ConfigDict(extra="forbid", title="MessageQuery")
+    state: Literal["pending", "dead"] | None = None
+    endpoint: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class MessageSummary(BaseModel):
+    seq: int
+    id: str
+    endpoint: str
+    event: str
+    created: float = Field(description="Unix time it was queued")
+    attempts: int
+    next_try: float = Field(description="Unix time of the next attempt")
+    state: Literal["pending", "dead"]
+    last_status: int | None = Field(description="HTTP status of the last attempt (0: no answer)")
+    last_error: str | None
+
+
+class MessageList(BaseModel):
+    messages: list[MessageSummary]
+
+
+class Attempt(BaseModel):
+    time: float
+    duration: float
+    status: int
+    error: str | None
+    response: str | None
+
+
+class MessageDetail(MessageSummary):
+    body: str = Field(description="The exact bytes sent, as text")
+    first_try: float | None
+    attempts_log: list[Attempt] = Field(description="Failed attempts and a final success")
+
+
 class HookAccepted(BaseModel):
     id: str = Field(description="The delivery's id (webhook-id, X-GitHub-Delivery, or ours)")
     duplicate: bool = Field(False, description="true: seen before, not acted on again")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
+
+
+class RetryAccepted(BaseModel):
+    id: str
+    state: Literal["pending"]
+
+
+class EndpointEnabled(BaseModel):
+    endpoint: str
+    disabled: Literal[False]
 
 
 class ErrorDetail(BaseModel):

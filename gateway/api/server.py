@@ -6,7 +6,6 @@ Errors are ``{"error": {"code": ..., "message": ...}}`` with the fitting
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,10 +15,18 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.access import AccessPolicy
-from gateway.api.auth import Client, FailureLimiter, TokenTable
-from gateway.api.hooks import HookSink, Unverified, check_request, parse_body
-from gateway.api.models import ActuatorWrite, SensorWrite
+from gateway.api.auth import Client, TokenTable
+from gateway.api.hooks import (
+    HookSink,
+    Unverified,
+    check_payload,
+    check_request,
+    parse_body,
+    parse_json,
+)
+from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
 from gateway.api.openapi import openapi_document
+from gateway.config.models import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.events import HookReceived
 
@@ -53,9 +60,15 @@ class Control(HookSink, Protocol):
     ) -> dict[str, Any]: ...
     async def outbox(self) -> dict[str, Any]: ...
     async def metrics(self) -> str: ...
+    async def messages(
+        self, state: str | None, endpoint: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+    async def message(self, msg_id: str) -> dict[str, Any] | None: ...
     async def retry_message(self, msg_id: str) -> bool: ...
     async def enable_endpoint(self, endpoint: str) -> bool: ...
     def ready(self) -> bool: ...
+    @property
+    def config(self) -> GatewayConfig: ...
 
 
 CONTROL_KEY = web.AppKey("control", Control)
@@ -63,7 +76,6 @@ TOKENS_KEY = web.AppKey("tokens", TokenTable)
 HOOKS_KEY = web.AppKey("hooks", HookSink)
 ACCESS_KEY = web.AppKey("access", AccessPolicy)
 HOOK_IDS_KEY = web.AppKey("hook_ids", set[tuple[str, str]])
-LIMITER_KEY = web.AppKey("limiter", FailureLimiter)
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -111,6 +123,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(404, "not_found", str(exc.args[0]))
     except Refused as exc:
         return error(409, "conflict", str(exc))
+    except ConnectionResetError:  # the client went away in the middle of its body
+        _LOG.debug("API: %s %s: the client disconnected", request.method, request.path)
+        return error(400, "bad_request", "the request ended early")
     except Exception:
         _LOG.exception("API: unexpected error in %s %s", request.method, request.path)
         return error(500, "internal", "internal error (see the gateway log)")
@@ -148,34 +163,43 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         policy.in_flight -= 1
 
 
+def blocked(request: web.Request) -> web.Response | None:
+    """429 for a client with too many failed verifications in the window."""
+    wait = request.app[ACCESS_KEY].failures.retry_after(request[ADDRESS_KEY])
+    if not wait:
+        return None
+    return error(
+        429,
+        "rate_limited",
+        "too many failed verifications from this address; wait",
+        **{"Retry-After": str(int(wait + 0.999))},
+    )
+
+
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
     if not request.path.startswith(("/api/v1", "/metrics")):
         return await handler(request)
-    tokens, limiter = request.app[TOKENS_KEY], request.app[LIMITER_KEY]
-    address = request[ADDRESS_KEY]
-    wait = limiter.retry_after(address)
-    if wait:
-        return error(
-            429,
-            "rate_limited",
-            "too many failed logins; wait",
-            **{"Retry-After": str(int(wait + 0.999))},
-        )
-    if not tokens:  # loopback without tokens: trusted local use
-        request[CLIENT_KEY] = Client("local", None, False)
+    if (refusal := blocked(request)) is not None:
+        return refusal
+    tokens, policy, address = request.app[TOKENS_KEY], request.app[ACCESS_KEY], request[ADDRESS_KEY]
+    if not tokens and policy.local(address):
+        request[CLIENT_KEY] = Client("local", None, False)  # no tokens: this machine only
         return await handler(request)
     client = tokens.client(request.headers.get("Authorization"))
     if client is None:
-        limiter.failed(address)
+        policy.failures.failed(address)
         _LOG.warning(
             "API: rejected request from %s to %s: bad or missing token", address, request.path
         )
+        message = "a valid 'Authorization: Bearer <token>' is required"
+        if not tokens:
+            message = "no server.tokens are configured: the API answers this machine only"
         return error(
             401,
             "unauthorized",
-            "a valid 'Authorization: Bearer <token>' is required",
+            message,
             **{"WWW-Authenticate": 'Bearer realm="edge-gateway"'},
         )
     if client.read_only and request.method not in ("GET", "HEAD"):
@@ -188,22 +212,18 @@ async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     ctype = request.content_type if request.body_exists else ""
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise web.HTTPUnsupportedMediaType(text="send a JSON body (Content-Type: application/json)")
-    raw = await request.read()
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
+    doc = parse_json(await request.read())
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
         raise web.HTTPUnprocessableEntity(text=describe_errors(exc)) from None
 
 
-def describe_errors(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError, where: str = "body") -> str:
     """``field: message`` for each field, without pydantic's union and validator names."""
     by_field: dict[str, str] = {}
     for e in exc.errors(include_input=False):
-        field = ".".join(str(p) for p in e["loc"] if "[" not in str(p)) or "body"
+        field = ".".join(str(p) for p in e["loc"] if "[" not in str(p)) or where
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = "unknown field"
@@ -289,6 +309,23 @@ async def outbox(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CONTROL_KEY].outbox())
 
 
+async def list_messages(request: web.Request) -> web.Response:
+    try:
+        query = MessageQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise web.HTTPUnprocessableEntity(text=describe_errors(exc, "query")) from None
+    found = await request.app[CONTROL_KEY].messages(query.state, query.endpoint, query.limit)
+    return web.json_response({"messages": found})
+
+
+async def get_message(request: web.Request) -> web.Response:
+    msg_id = request.match_info["id"]
+    message = await request.app[CONTROL_KEY].message(msg_id)
+    if message is None:
+        raise NotFound(f"no message {msg_id!r} in the outbox")
+    return web.json_response(message)
+
+
 async def retry_message(request: web.Request) -> web.Response:
     msg_id = request.match_info["id"]
     if request[CLIENT_KEY].read_only:
@@ -309,27 +346,22 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 
 async def post_hook(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    sink, limiter = request.app[HOOKS_KEY], request.app[LIMITER_KEY]
+    sink = request.app[HOOKS_KEY]
     config = sink.hook_config(name)
     if config is None:
         raise NotFound(f"no hook named {name!r}")
     address = request[ADDRESS_KEY]
-    wait = limiter.retry_after(address)
-    if wait:
-        return error(
-            429,
-            "rate_limited",
-            "too many failed attempts; wait",
-            **{"Retry-After": str(int(wait + 0.999))},
-        )
+    if (refusal := blocked(request)) is not None:
+        return refusal
     body = await request.read()
     try:
         msg_id = check_request(config, request.headers, body, time.time())
     except Unverified as exc:
-        limiter.failed(address)
+        request.app[ACCESS_KEY].failures.failed(address)
         _LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
         return error(401, "unauthorized", f"verification failed: {exc}")
     payload = parse_body(body, request.content_type if request.body_exists else "")
+    check_payload(config, payload)
     busy = request.app[HOOK_IDS_KEY]
     if (name, msg_id) in busy or await sink.hook_seen(name, msg_id):
         _LOG.info(
@@ -354,7 +386,7 @@ async def post_hook(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(request.app[CONTROL_KEY].config))
 
 
 def make_app(
@@ -366,7 +398,6 @@ def make_app(
     app[HOOKS_KEY] = control
     app[TOKENS_KEY] = tokens
     app[ACCESS_KEY] = policy or AccessPolicy()
-    app[LIMITER_KEY] = FailureLimiter()
     app[HOOK_IDS_KEY] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -379,6 +410,8 @@ def make_app(
     app.router.add_get("/api/v1/actuators/{id}", get_actuator)
     app.router.add_post("/api/v1/actuators/{id}", post_actuator)
     app.router.add_get("/api/v1/outbox", outbox)
+    app.router.add_get("/api/v1/outbox/messages", list_messages)  # before {id}
+    app.router.add_get("/api/v1/outbox/{id}", get_message)
     app.router.add_post("/api/v1/outbox/{id}/retry", retry_message)
     app.router.add_post("/api/v1/outbox/endpoints/{name}/enable", enable_endpoint)
     app.router.add_get("/api/v1/openapi.json", openapi)

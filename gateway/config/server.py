@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal
 
+from jsonschema import Draft202012Validator, SchemaError
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from gateway.config.base import Model, Name, secret_values
@@ -63,6 +65,31 @@ class HookConfig(Model):
         default_factory=list,
         description="Request headers templates may read as event.headers (e.g. X-GitHub-Event)",
     )
+    schema_: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="A JSON Schema the body must match (422 naming the field otherwise), "
+        'e.g. {type: object, required: [door]} (quote "on" and "off" in it: YAML reads '
+        "them as true and false)",
+    )
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                where = "/".join(str(p) for p in exc.absolute_path)
+                raise ValueError(
+                    f"not a valid JSON Schema: {f'{where}: ' if where else ''}{exc.message}"
+                ) from None
+        return schema
+
+    @cached_property
+    def validator(self) -> Draft202012Validator | None:
+        """Checks bodies against ``schema`` (None: any JSON is accepted)."""
+        return Draft202012Validator(self.schema_) if self.schema_ is not None else None
 
     @model_validator(mode="after")
     def _credentials(self) -> HookConfig:
@@ -112,6 +139,11 @@ class ServerSection(Model):
     rate_limit: RateLimit = Field(
         default_factory=RateLimit,
         description="Requests per client (429 beyond)",
+    )
+    failed_auth: RateLimit = Field(
+        default_factory=lambda: RateLimit(requests=10, per=60.0),
+        description="Failed verifications (bad token, bad hook signature) allowed per client "
+        "before it is blocked for the rest of the window (429)",
     )
     max_in_flight: int = Field(64, ge=1, description="Requests handled at once (503 beyond)")
 

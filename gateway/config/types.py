@@ -12,6 +12,9 @@ from gateway.config.loader import shown
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION = 366 * 86400.0
+"""The longest duration anywhere (a year): longer is a typo, and times past
+year 9999 cannot even be written down."""
 
 
 def parse_duration(value: Any) -> float:
@@ -38,8 +41,12 @@ def parse_duration(value: Any) -> float:
                 ) from None
     else:
         raise ValueError(f"expected a duration like 30s, 5m or 1h30m, got {shown(value)}")
+    if seconds != seconds:  # NaN
+        raise ValueError(f"{shown(value)} is not a duration: write e.g. 30s, 5m or 1h30m")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{shown(value)} is too long: a duration is at most 366d")
     return seconds
 
 
@@ -131,9 +138,10 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d)\s*)+$"},
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
             ],
-            "description": "A duration: 250ms, 30s, 5m, 1h30m, 2d or a number of seconds",
+            "description": "A duration: 250ms, 30s, 5m, 1h30m, 2d or a number of seconds "
+            "(at most 366d)",
         }
     ),
 ]

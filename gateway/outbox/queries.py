@@ -74,9 +74,18 @@ def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
 
 
 def list_messages(
-    db: sqlite_utils.Database, state: str | None = None, limit: int = 100
+    db: sqlite_utils.Database,
+    state: str | None = None,
+    limit: int = 100,
+    endpoint: str | None = None,
 ) -> list[dict[str, Any]]:
-    where, params = ("WHERE state = ?", [state]) if state else ("", [])
+    """Messages in queue order, optionally of one state and endpoint."""
+    clauses, params = [], []
+    for column, value in (("state", state), ("endpoint", endpoint)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = db.conn.execute(
         "SELECT seq, id, endpoint, event, created, attempts, next_try, state, last_status,"
         f" last_error FROM messages {where} ORDER BY seq LIMIT ?",

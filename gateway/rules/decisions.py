@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.events import Value
@@ -19,6 +19,8 @@ class SetActuator:
     state: bool | float | str  # True/False, a pwm level, or "toggle"
     revert_after: float | None
     rule: str
+    cause: str = field(default="", compare=False)
+    """What fired the rule, for the audit line: ``hook hub msg_1 from 10.0.0.5``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -418,7 +418,7 @@ def _describe(event: dict[str, Any]) -> str:
     if event.get("trigger") == "mqtt":
         return f"mqtt {event['topic']}"
     if event.get("trigger") == "hook":
-        return f"hook {event['hook']} from {event['source']}"
+        return f"hook {event['hook']} {event['id']} from {event['source']}"
     if event.get("trigger") == "sensor":
         value = event["value"]
         shown = ("on" if value else "off") if isinstance(value, bool) else value
@@ -440,7 +440,8 @@ def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[
 def _action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None:
     try:
         if isinstance(action, ActuateAction):
-            return SetActuator(action.actuate, action.state, action.for_, rule.id)
+            cause = _describe(context["event"])
+            return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
         if isinstance(action, WebhookAction):
             data = render_tree(action.data, context)
             return SendWebhook(action.webhook, action.event, data, rule.id)

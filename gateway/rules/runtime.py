@@ -150,13 +150,14 @@ class Runtime:
             self.timers.cancel("revert", name)
         if new != current:
             self.actuators.set(name, new)
-            _LOG.info(
-                "%s %s by %s%s",
-                name,
-                _shown(new),
-                who,
-                f" for {revert_after:g}s" if revert_after is not None else "",
-            )
+        _LOG.info(  # the audit line: every actuation, also one that changes nothing
+            "%s %s by %s%s%s",
+            name,
+            _shown(new),
+            who,
+            f" for {revert_after:g}s" if revert_after is not None else "",
+            "" if new != current else f" (already {_shown(new)})",
+        )
         self._limit_on_time(name, bool(new))
         self.on_timers_changed()
         return new
@@ -177,7 +178,7 @@ class Runtime:
                     decision.actuator,
                     decision.state,
                     decision.revert_after,
-                    f"rule {decision.rule}",
+                    f"rule {decision.rule}" + (f" ({decision.cause})" if decision.cause else ""),
                 )
             elif isinstance(decision, SendWebhook):
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)

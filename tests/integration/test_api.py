@@ -227,3 +227,26 @@ async def test_outbox_view_and_endpoint_enable(api: tuple[str, Gateway]) -> None
     assert status == 404
     status, body = await call(base, "POST", "/api/v1/outbox/msg_nope/retry")
     assert status == 404
+
+
+async def test_a_real_device_cannot_be_set(tmp_path: Path) -> None:
+    """Outside simulation a GPIO input is read from its pin: setting it is 409."""
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    text = config.read_text().replace("simulate: true", "simulate: false")
+    config.write_text(text + "gpio: {pin_factory: mock}\n")
+    gw = Gateway(load_config(config))
+    task = asyncio.create_task(gw.run())
+    try:
+        async with asyncio.timeout(5):
+            while not gw.ready():
+                await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{port}"
+        status, body = await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+        assert (status, body["error"]["code"]) == (409, "conflict")
+        assert "real GPIO input" in body["error"]["message"]
+        status, sensor = await call(base, "GET", "/api/v1/sensors/hallway_motion")
+        assert sensor["value"] is False  # unchanged
+    finally:
+        gw.stop()
+        await task

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -340,6 +341,139 @@ async def test_tls_serves_https(tmp_path: Path) -> None:
             with pytest.raises(aiohttp.ClientError):
                 async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
                     await r.read()
+    finally:
+        gateway.stop()
+        await task
+
+
+async def started(config: Path) -> tuple[Gateway, asyncio.Task[int]]:
+    gateway = Gateway(load_config(config), simulate=True)
+    task = asyncio.create_task(gateway.run())
+    async with asyncio.timeout(5):
+        while not gateway.ready():
+            await asyncio.sleep(0.01)
+    return gateway, task
+
+
+async def test_a_replay_after_a_restart_is_still_not_acted_on(tmp_path: Path) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(config_text(config.read_text()))
+    base, headers = f"http://127.0.0.1:{port}", signed(BODY, msg_id="msg_restart")
+    gateway, task = await started(config)
+    assert (await post(base, "/hooks/hub", BODY, headers))[0] == 202
+    gateway.stop()
+    await task
+    gateway, task = await started(config)  # same state directory
+    try:
+        assert await post(base, "/hooks/hub", BODY, headers) == (
+            200,
+            {"id": "msg_restart", "duplicate": True},
+        )
+        assert await light(gateway) == "off"  # off after the restart, and not switched again
+    finally:
+        gateway.stop()
+        await task
+
+
+async def test_a_github_redelivery_is_not_acted_on_twice(gw: tuple[str, Gateway]) -> None:
+    base, gateway = gw
+    body = b'{"ref": "refs/heads/main"}'
+    mac = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Hub-Signature-256": f"sha256={mac}",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "Content-Type": "application/json",
+    }
+    assert (await post(base, "/hooks/ci", body, headers))[0] == 202
+    assert await light(gateway) == "on"  # toggled once
+    assert (await post(base, "/hooks/ci", body, headers))[0] == 200
+    assert await light(gateway) == "on"  # not toggled back
+
+
+async def test_a_token_hook_takes_a_bearer_token_and_templates_see_the_query(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    hook = f"  hooks:\n    phone: {{verify: token, token: {SHORTCUT}}}\n"
+    rule = (
+        "  - id: phone\n    when: {hook: phone}\n"
+        "    if: [{template: \"{{ event.query.room == 'hallway' }}\"}]\n"
+        "    then: [{actuate: hallway_light, state: on}]\n"
+    )
+    config.write_text(
+        config.read_text()
+        .replace("  tokens:\n", hook + "  tokens:\n")
+        .replace("rules:\n", "rules:\n" + rule)
+    )
+    gateway, task = await started(config)
+    base = f"http://127.0.0.1:{port}"
+    bearer = {"Authorization": f"Bearer {SHORTCUT}", "Content-Type": "application/json"}
+    try:
+        caplog.set_level(logging.INFO, logger="gateway")
+        assert (await post(base, "/hooks/phone?room=kitchen", b"", bearer))[0] == 202
+        assert await light(gateway) == "off"  # the condition on the query does not hold
+        status, answer = await post(base, "/hooks/phone?room=hallway", b"", bearer)
+        assert status == 202
+        assert await light(gateway) == "on"
+        # the audit line says which hook, which delivery and from where
+        assert (
+            f"hallway_light on by rule phone (hook phone {answer['id']} from 127.0.0.1)"
+            in caplog.text
+        )
+        wrong = {"Authorization": f"Token {SHORTCUT}", "Content-Type": "application/json"}
+        assert (await post(base, "/hooks/phone", b"", wrong))[0] == 401
+    finally:
+        gateway.stop()
+        await task
+
+
+async def test_every_api_actuation_is_audited_even_when_nothing_changes(
+    gw: tuple[str, Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = gw
+    caplog.set_level(logging.INFO, logger="gateway")
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "198.51.100.7"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        for _ in range(2):
+            async with s.post(
+                base + "/api/v1/actuators/hallway_light", json={"state": "on", "for": "30s"}
+            ) as r:
+                assert r.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hallway_light")]
+    # X-Forwarded-For from an untrusted peer is ignored: the address is the peer's
+    assert lines == [
+        "hallway_light on by token tester from 127.0.0.1 for 30s",
+        "hallway_light on by token tester from 127.0.0.1 for 30s (already on)",
+    ]
+
+
+async def test_without_tokens_the_api_answers_only_this_machine(tmp_path: Path) -> None:
+    """No tokens on a loopback listener: local clients only, also behind a local proxy."""
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    text = config.read_text().replace(
+        f"  tokens:\n    tester: {{token: {TOKEN}}}\n", "  trusted_proxies: [127.0.0.1]\n"
+    )
+    assert "tokens:" not in text
+    config.write_text(text)
+    gateway, task = await started(config)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(base + "/api/v1/status") as r:
+                assert r.status == 200
+            forwarded = {"X-Forwarded-For": "203.0.113.50"}
+            async with s.get(base + "/api/v1/status", headers=forwarded) as r:
+                assert r.status == 401
+                assert "answers this machine only" in (await r.json())["error"]["message"]
+            async with s.post(
+                base + "/api/v1/actuators/hallway_light", json={"state": "on"}, headers=forwarded
+            ) as r:
+                assert r.status == 401
+        assert await light(gateway) == "off"
     finally:
         gateway.stop()
         await task

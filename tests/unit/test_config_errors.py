@@ -239,3 +239,22 @@ def test_mqtt_and_serial_parts_need_their_sections(tmp_path: Path) -> None:
         "gateway.yaml:5:26: an mqtt trigger needs an mqtt: section",
         "gateway.yaml:5:56: unknown serial port 'board': none is declared",
     ]
+
+
+def test_a_hook_schema_that_is_not_json_schema_is_refused(tmp_path: Path) -> None:
+    text = (
+        "server:\n  hooks:\n    door:\n      verify: token\n      token: door-token-0123456789\n"
+        "      schema: {type: objekt}\n"
+    )
+    found = problems(tmp_path, text)
+    assert len(found) == 1
+    assert found[0].startswith(
+        "gateway.yaml:6:15: server.hooks.door.schema: not a valid JSON Schema: type: 'objekt'"
+    )
+
+
+def test_durations_longer_than_a_year_are_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, "actuators:\n  x: {gpio: 5, max_on: 400d}\n")
+    assert found == [
+        "gateway.yaml:2:24: actuators.x.max_on: '400d' is too long: a duration is at most 366d"
+    ]
