@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -20,6 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.config import load_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOKEN = "test-token-0123456789"
@@ -101,6 +105,21 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.start()
     yield r
     await r.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(config: Path, simulate: bool = True) -> AsyncIterator[Gateway]:
+    """The gateway of ``config`` running in this event loop, ready for requests."""
+    gateway = Gateway(load_config(config), simulate=simulate)
+    task = asyncio.create_task(gateway.run())
+    try:
+        async with asyncio.timeout(5):
+            while not gateway.ready():
+                await asyncio.sleep(0.01)
+        yield gateway
+    finally:
+        gateway.stop()
+        await task
 
 
 def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:

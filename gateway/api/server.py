@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -256,7 +256,7 @@ async def list_sensors(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTROL_KEY].sensors())
 
 
-def _named(request: web.Request, items: dict[str, dict[str, Any]], what: str) -> str:
+def _named(request: web.Request, items: Mapping[str, Any], what: str) -> str:
     """The ``{id}`` of the request, which must be one of ``items`` (else 404)."""
     name = request.match_info["id"]
     if name not in items:
@@ -271,7 +271,7 @@ async def get_sensor(request: web.Request) -> web.Response:
 
 async def post_sensor(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = _named(request, control.sensors(), "sensor")
+    name = _named(request, control.config.sensors, "sensor")
     body = await read_json(request, SensorWrite)
     return web.json_response(await control.inject(name, body.value, _who(request)))
 
@@ -287,7 +287,7 @@ async def get_actuator(request: web.Request) -> web.Response:
 
 async def post_actuator(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = _named(request, control.actuators(), "actuator")
+    name = _named(request, control.config.actuators, "actuator")
     client = request[CLIENT_KEY]
     if not client.may_switch(name):
         return error(403, "forbidden", f"token {client.name!r} may not switch {name!r}")

@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load_config
-from tests.conftest import TOKEN, demo_like_config, free_port
+from tests.conftest import TOKEN, demo_like_config, free_port, running
 
 
 @pytest.fixture
@@ -30,14 +29,8 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Gateway]]:
         .replace("actuators:\n", "actuators:\n  fan: {gpio: 22}\n")
     )
     config.write_text(text)
-    gw = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gw.run())
-    async with asyncio.timeout(5):
-        while not gw.ready():
-            await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", gw
-    gw.stop()
-    await task
+    async with running(config) as gw:
+        yield f"http://127.0.0.1:{port}", gw
 
 
 async def call(
@@ -235,18 +228,10 @@ async def test_a_real_device_cannot_be_set(tmp_path: Path) -> None:
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     text = config.read_text().replace("simulate: true", "simulate: false")
     config.write_text(text + "gpio: {pin_factory: mock}\n")
-    gw = Gateway(load_config(config))
-    task = asyncio.create_task(gw.run())
-    try:
-        async with asyncio.timeout(5):
-            while not gw.ready():
-                await asyncio.sleep(0.01)
+    async with running(config, simulate=False):
         base = f"http://127.0.0.1:{port}"
         status, body = await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
         assert (status, body["error"]["code"]) == (409, "conflict")
         assert "real GPIO input" in body["error"]["message"]
         status, sensor = await call(base, "GET", "/api/v1/sensors/hallway_motion")
         assert sensor["value"] is False  # unchanged
-    finally:
-        gw.stop()
-        await task

@@ -33,10 +33,9 @@ import pytest_asyncio
 
 from gateway.api.openapi import openapi_document
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.outbox import queries
 from gateway.outbox.signing import sign
-from tests.conftest import SECRET, TOKEN, demo_like_config, free_port
+from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
 
 VIEWER = "viewer-token-0123456789"
 FAN_ONLY = "fan-only-token-0123456789"
@@ -302,32 +301,25 @@ async def api(module_tmp: Path) -> AsyncIterator[tuple[str, Gateway, str]]:
         .replace("actuators:\n", "actuators:\n  fan: {gpio: 22}\n")
     )
     config.write_text(text)
-    gw = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gw.run())
-    async with asyncio.timeout(5):
-        while not gw.ready():
-            await asyncio.sleep(0.01)
     base = f"http://127.0.0.1:{port}"
-    # one queued webhook (nothing listens on :9), whose id the outbox rows use
-    async with aiohttp.ClientSession() as s:
-        headers = {
-            "Authorization": f"Bearer {TOKEN}",
-            "X-Forwarded-For": new_client(),
-            "Content-Type": "application/json",
-        }
-        async with s.post(
-            base + "/api/v1/sensors/hallway_motion", data=MOTION, headers=headers
-        ) as r:
-            assert r.status == 200, await r.text()
-    [message] = await gw.store.call(lambda db: queries.list_messages(db))
-    errors = Errors()
-    logging.getLogger("gateway").addHandler(errors)
-    try:
-        yield base, gw, message["id"]
-    finally:
-        logging.getLogger("gateway").removeHandler(errors)
-        gw.stop()
-        await task
+    async with running(config) as gw:
+        # one queued webhook (nothing listens on :9), whose id the outbox rows use
+        async with aiohttp.ClientSession() as s:
+            headers = {
+                "Authorization": f"Bearer {TOKEN}",
+                "X-Forwarded-For": new_client(),
+                "Content-Type": "application/json",
+            }
+            url = base + "/api/v1/sensors/hallway_motion"
+            async with s.post(url, data=MOTION, headers=headers) as r:
+                assert r.status == 200, await r.text()
+        [message] = await gw.store.call(lambda db: queries.list_messages(db))
+        errors = Errors()
+        logging.getLogger("gateway").addHandler(errors)
+        try:
+            yield base, gw, message["id"]
+        finally:
+            logging.getLogger("gateway").removeHandler(errors)
     assert errors.records == []  # no request, however bad, was a bug of ours
 
 

@@ -16,9 +16,8 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.outbox.signing import sign
-from tests.conftest import SECRET, TOKEN, demo_like_config, free_port
+from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
 
 OLD_SECRET = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
 GITHUB_SECRET = "github-secret-0123456789"
@@ -59,14 +58,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[tuple[str, Gateway]]:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(config_text(config.read_text()))
-    gateway = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gateway.run())
-    async with asyncio.timeout(5):
-        while not gateway.ready():
-            await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", gateway
-    gateway.stop()
-    await task
+    async with running(config) as gateway:
+        yield f"http://127.0.0.1:{port}", gateway
 
 
 def signed(
@@ -230,12 +223,7 @@ async def test_clients_outside_the_allowlist_get_403_and_proxies_are_believed(
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     extra = "  allow: [10.0.0.0/8]\n  trusted_proxies: [127.0.0.1]\n"
     config.write_text(config_text(config.read_text(), extra))
-    gateway = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gateway.run())
-    try:
-        async with asyncio.timeout(5):
-            while not gateway.ready():
-                await asyncio.sleep(0.01)
+    async with running(config):
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with aiohttp.ClientSession(headers=headers) as s:
@@ -249,9 +237,6 @@ async def test_clients_outside_the_allowlist_get_403_and_proxies_are_believed(
                 base + "/api/v1/status", headers={"X-Forwarded-For": "10.1.2.3, 203.0.113.9"}
             ) as r:
                 assert r.status == 403  # the last untrusted hop is the real client
-    finally:
-        gateway.stop()
-        await task
 
 
 async def test_per_client_rate_limit_and_in_flight_bound() -> None:
@@ -328,12 +313,7 @@ async def test_tls_serves_https(tmp_path: Path) -> None:
             "  tokens:\n", f"  tls: {{cert: {cert}, key: {key}}}\n  tokens:\n"
         )
     )
-    gateway = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gateway.run())
-    try:
-        async with asyncio.timeout(5):
-            while not gateway.ready():
-                await asyncio.sleep(0.01)
+    async with running(config):
         context = ssl.create_default_context(cafile=str(cert))
         async with aiohttp.ClientSession() as s:
             async with s.get(f"https://127.0.0.1:{port}/healthz", ssl=context) as r:
@@ -341,18 +321,6 @@ async def test_tls_serves_https(tmp_path: Path) -> None:
             with pytest.raises(aiohttp.ClientError):
                 async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
                     await r.read()
-    finally:
-        gateway.stop()
-        await task
-
-
-async def started(config: Path) -> tuple[Gateway, asyncio.Task[int]]:
-    gateway = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gateway.run())
-    async with asyncio.timeout(5):
-        while not gateway.ready():
-            await asyncio.sleep(0.01)
-    return gateway, task
 
 
 async def test_a_replay_after_a_restart_is_still_not_acted_on(tmp_path: Path) -> None:
@@ -360,20 +328,14 @@ async def test_a_replay_after_a_restart_is_still_not_acted_on(tmp_path: Path) ->
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(config_text(config.read_text()))
     base, headers = f"http://127.0.0.1:{port}", signed(BODY, msg_id="msg_restart")
-    gateway, task = await started(config)
-    assert (await post(base, "/hooks/hub", BODY, headers))[0] == 202
-    gateway.stop()
-    await task
-    gateway, task = await started(config)  # same state directory
-    try:
+    async with running(config):
+        assert (await post(base, "/hooks/hub", BODY, headers))[0] == 202
+    async with running(config) as gateway:  # the same state directory
         assert await post(base, "/hooks/hub", BODY, headers) == (
             200,
             {"id": "msg_restart", "duplicate": True},
         )
         assert await light(gateway) == "off"  # off after the restart, and not switched again
-    finally:
-        gateway.stop()
-        await task
 
 
 async def test_a_github_redelivery_is_not_acted_on_twice(gw: tuple[str, Gateway]) -> None:
@@ -408,10 +370,9 @@ async def test_a_token_hook_takes_a_bearer_token_and_templates_see_the_query(
         .replace("  tokens:\n", hook + "  tokens:\n")
         .replace("rules:\n", "rules:\n" + rule)
     )
-    gateway, task = await started(config)
     base = f"http://127.0.0.1:{port}"
     bearer = {"Authorization": f"Bearer {SHORTCUT}", "Content-Type": "application/json"}
-    try:
+    async with running(config) as gateway:
         caplog.set_level(logging.INFO, logger="gateway")
         assert (await post(base, "/hooks/phone?room=kitchen", b"", bearer))[0] == 202
         assert await light(gateway) == "off"  # the condition on the query does not hold
@@ -425,9 +386,6 @@ async def test_a_token_hook_takes_a_bearer_token_and_templates_see_the_query(
         )
         wrong = {"Authorization": f"Token {SHORTCUT}", "Content-Type": "application/json"}
         assert (await post(base, "/hooks/phone", b"", wrong))[0] == 401
-    finally:
-        gateway.stop()
-        await task
 
 
 async def test_every_api_actuation_is_audited_even_when_nothing_changes(
@@ -459,9 +417,8 @@ async def test_without_tokens_the_api_answers_only_this_machine(tmp_path: Path) 
     )
     assert "tokens:" not in text
     config.write_text(text)
-    gateway, task = await started(config)
     base = f"http://127.0.0.1:{port}"
-    try:
+    async with running(config) as gateway:
         async with aiohttp.ClientSession() as s:
             async with s.get(base + "/api/v1/status") as r:
                 assert r.status == 200
@@ -474,6 +431,3 @@ async def test_without_tokens_the_api_answers_only_this_machine(tmp_path: Path) 
             ) as r:
                 assert r.status == 401
         assert await light(gateway) == "off"
-    finally:
-        gateway.stop()
-        await task
