@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.outbox.signing import verify
-from tests.conftest import SECRET, Daemon, Receiver, demo_like_config, free_port
+from tests.conftest import SECRET, TOKEN, Daemon, Receiver, demo_like_config, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +130,19 @@ async def test_a_daemon_with_an_invalid_config_exits_2_with_positions(
     daemon.start()
     assert daemon.wait(20) == 2
     assert "gateway.yaml:8:35: actuators.hallway_light.kind: input should be" in daemon.log()
+
+
+async def test_a_daemon_refuses_the_network_without_tokens(
+    tmp_path: Path, daemon_factory: MakeDaemon
+) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    text = config.read_text().replace(f"127.0.0.1:{port}", f"0.0.0.0:{port}")
+    config.write_text(text.replace(f"  tokens:\n    tester: {{token: {TOKEN}}}\n", ""))
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    assert daemon.wait(20) == 2
+    assert "listening on 0.0.0.0 (not loopback) needs server.tokens" in daemon.log()
 
 
 async def test_an_auto_off_keeps_its_deadline_across_a_kill_9(
