@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway import __version__
-from gateway.api.server import NotFound, Refused
+from gateway.api.middleware import NotFound, Refused
 from gateway.config.models import GatewayConfig, GpioSensor, Sensor, VirtualSensor
 from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary

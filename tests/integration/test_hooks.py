@@ -244,7 +244,7 @@ async def test_per_client_rate_limit_and_in_flight_bound() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from gateway.api.access import AccessPolicy
-    from gateway.api.server import access, json_errors
+    from gateway.api.middleware import access, json_errors
 
     policy = AccessPolicy(requests=5, per=60.0, max_in_flight=2)
     release = asyncio.Event()
@@ -254,7 +254,7 @@ async def test_per_client_rate_limit_and_in_flight_bound() -> None:
         return web.json_response({})
 
     app = web.Application(middlewares=[json_errors, access])
-    from gateway.api.server import ACCESS_KEY
+    from gateway.api.middleware import ACCESS_KEY
 
     app[ACCESS_KEY] = policy
     app.router.add_get("/slow", slow)
