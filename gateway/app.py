@@ -126,19 +126,22 @@ class Gateway(GatewayViews):
     def _states_from_timers(self) -> dict[str, bool | float]:
         """Actuators that were switched for a while when the gateway stopped or crashed.
 
-        A saved switch-back to off means the actuator was on until then: it is
-        on again until that deadline (one already passed switches it at once).
+        A saved switch-back means the actuator was in another state until
+        then (a pwm output at a level): it is so again until that deadline
+        (one already passed switches it back at once).
         """
         states: dict[str, bool | float] = {}
         now = time.time()
         for timer in self.timers:
             if timer.kind == "revert" and timer.key in self.config.actuators and timer.due > now:
-                states[timer.key] = not timer.data.get("state", False)
+                was = timer.data.get("was", not timer.data.get("state", False))
+                states[timer.key] = was if isinstance(was, (bool, float)) else bool(was)
+                shown = "on" if was is True else "off" if was is False else f"at level {was:g}"
                 until = dt.datetime.fromtimestamp(timer.due).strftime("%H:%M:%S")
                 _LOG.info(
                     "%s restored %s until %s (a timer saved before the restart)",
                     timer.key,
-                    "on" if states[timer.key] else "off",
+                    shown,
                     until,
                 )
         return states

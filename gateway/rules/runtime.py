@@ -145,7 +145,8 @@ class Runtime:
         if revert_after is not None:
             back: bool | float = (0.0 if new else 1.0) if level else not new
             due = self.clock() + revert_after
-            self.timers.set(Timer("revert", name, due, {"state": back, "by": who}))
+            # "was": the state to restore if the gateway restarts before ``due``
+            self.timers.set(Timer("revert", name, due, {"state": back, "by": who, "was": new}))
         else:
             self.timers.cancel("revert", name)
         if new != current:

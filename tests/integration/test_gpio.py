@@ -13,7 +13,7 @@ from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.config.models import GpioSensor
 from gateway.inputs.gpio import GpioInput
-from tests.conftest import Receiver, demo_like_config, free_port
+from tests.conftest import Receiver, demo_like_config, free_port, running
 
 
 async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -126,3 +126,19 @@ async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Pat
     await wait_until(lambda: pin.state == 0, timeout=3)
     gw.stop()
     assert await task == 0
+
+
+async def test_a_timed_pwm_level_is_restored_at_its_level_after_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    config.write_text(
+        config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
+    )
+    async with running(config) as gw:
+        gw.actuate("fan", 0.4, 60, "test")  # 40 % for a minute
+    # a clean stop switches everything off; the saved switch-back keeps the minute
+    async with running(config) as gw:
+        assert gw.actuators()["fan"]["level"] == pytest.approx(0.4)
+        assert gw.devices is not None
+        assert gw.devices.factory.pin(18).state == pytest.approx(0.4)
+        assert gw.actuators()["fan"]["until"] is not None
