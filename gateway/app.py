@@ -30,8 +30,9 @@ from gateway.inputs.gpio import GpioInput
 from gateway.inputs.links import Connections
 from gateway.localtime import local_zone
 from gateway.outbox import queries
+from gateway.outbox.database import outbox_size
 from gateway.outbox.delivery import Delivery
-from gateway.outbox.store import OutboxStore, outbox_size
+from gateway.outbox.store import OutboxStore
 from gateway.outputs.bank import Actuators
 from gateway.pins import make_pin_factory
 from gateway.rules.runtime import Runtime

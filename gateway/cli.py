@@ -180,7 +180,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _outbox(args: argparse.Namespace) -> int:
     from gateway.outbox import queries
-    from gateway.outbox.store import open_database
+    from gateway.outbox.database import open_database
 
     if args.state_dir:
         state_dir = Path(args.state_dir)

@@ -20,13 +20,11 @@ Two things keep a dead link from eating the retry budget:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -35,62 +33,25 @@ import aiohttp
 from gateway import __version__
 from gateway.config.models import WebhookEndpoint
 from gateway.metrics import DeliveryMetrics
+from gateway.outbox.endpoints import (
+    BREAKER_FIRST_PROBE,
+    BREAKER_MAX_PROBE,
+    BREAKER_THRESHOLD,
+    THROTTLE_DELAY,
+    THROTTLED,
+    EndpointState,
+    log_outcome,
+    parse_retry_after,
+)
 from gateway.outbox.signing import signature_header
 from gateway.outbox.store import OutboxStore, Outcome, Row, due_rows
 
 _LOG = logging.getLogger(__name__)
 
-THROTTLED = frozenset({429, 502, 503, 504})
-THROTTLE_DELAY = 60.0  # at least this long after 429/5xx-overload or a timeout, unless Retry-After
-MAX_RETRY_AFTER = 24 * 3600.0
 PREFETCH = 64  # rows read at once for concurrency > 1
 IDLE_POLL = 30.0  # look at the database this often even when nothing woke us
 LINK_PROBE = 5.0  # while the uplink is down, each endpoint tries one row this often
-BREAKER_THRESHOLD = 5
-BREAKER_FIRST_PROBE = 5.0
-BREAKER_MAX_PROBE = 600.0
 USER_AGENT = f"edge-gateway/{__version__}"
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return min(max(when.timestamp() - now, 0.0), MAX_RETRY_AFTER)
-
-
-@dataclass
-class EndpointState:
-    """What a worker knows about its endpoint beyond the database."""
-
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    in_flight: set[int] = field(default_factory=set)
-    ready: deque[Row] = field(default_factory=deque)  # read from the database, not yet sent
-    unreachable: bool | None = None  # None: not tried since start
-    failures: int = 0  # consecutive
-    probe_at: float = 0.0  # breaker open: next probe time
-
-    @property
-    def breaker_open(self) -> bool:
-        return self.failures >= BREAKER_THRESHOLD
-
-    def describe(self, now: float) -> dict[str, Any]:
-        return {
-            "in_flight": len(self.in_flight),
-            "reachable": None if self.unreachable is None else not self.unreachable,
-            "consecutive_failures": self.failures,
-            "breaker": "open" if self.breaker_open else "closed",
-            "next_probe_in": round(max(self.probe_at - now, 0.0), 1) if self.breaker_open else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -275,7 +236,7 @@ class Delivery:
             _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
             await asyncio.sleep(1.0)
         self.metrics.observe(name, outcome, self.clock())
-        _log_outcome(name, outcome)
+        log_outcome(name, outcome)
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> _Result:
         assert self._session is not None
@@ -417,45 +378,3 @@ class Delivery:
         if now + delay > first_try + endpoint.max_age:
             return None
         return now + delay
-
-
-def _log_outcome(name: str, outcome: Outcome) -> None:
-    row = outcome.row
-    if outcome.delivered:
-        if row.attempts:
-            _LOG.info(
-                "webhook %s (%s) delivered to %s after %d failed attempt(s)",
-                row.id,
-                row.event,
-                name,
-                row.attempts,
-            )
-        else:
-            _LOG.debug("webhook %s (%s) delivered to %s", row.id, row.event, name)
-    elif outcome.park_endpoint:
-        _LOG.error(
-            "endpoint %s answered 410 Gone: disabled, its webhooks are kept; "
-            "re-enable with: gateway outbox enable %s",
-            name,
-            name,
-        )
-    elif not outcome.counts:
-        _LOG.debug("webhook %s to %s deferred: %s", row.id, name, outcome.error)
-    elif outcome.next_try is None:
-        _LOG.error(
-            "webhook %s (%s) to %s is a dead letter after %d attempts: %s",
-            row.id,
-            row.event,
-            name,
-            row.attempts + 1,
-            outcome.error,
-        )
-    else:
-        _LOG.info(
-            "webhook %s (%s) to %s failed: %s; retry in %.0fs",
-            row.id,
-            row.event,
-            name,
-            outcome.error,
-            outcome.next_try - outcome.time,
-        )

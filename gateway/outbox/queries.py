@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from gateway.outbox.store import PENDING, transaction
+from gateway.outbox.database import PENDING, transaction
 
 
 def counters(db: sqlite_utils.Database) -> dict[str, int]:

@@ -18,9 +18,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,90 +27,20 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from gateway.errors import OutboxError
+from gateway.outbox.database import (
+    DEAD,
+    PENDING,
+    add_to_counter,
+    bump_counter,
+    open_database,
+    outbox_size,
+    transaction,
+)
 from gateway.outbox.signing import new_message_id
 
 _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=FULL",
-    "PRAGMA busy_timeout=5000",
-    "PRAGMA journal_size_limit=4194304",
-)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,  -- random: an index on it would dirty a random page per insert
-    endpoint TEXT NOT NULL,
-    event TEXT NOT NULL,
-    body BLOB NOT NULL,
-    created REAL NOT NULL,
-    first_try REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    last_status INTEGER,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_queue ON messages (endpoint, state, seq);
-CREATE INDEX IF NOT EXISTS messages_due ON messages (endpoint, state, next_try);
-CREATE TABLE IF NOT EXISTS attempts (
-    msg_id TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    time REAL NOT NULL,
-    duration REAL NOT NULL,
-    status INTEGER NOT NULL,
-    error TEXT,
-    response TEXT
-);
-CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
-CREATE TABLE IF NOT EXISTS endpoints (
-    name TEXT PRIMARY KEY,
-    disabled INTEGER NOT NULL DEFAULT 0,
-    reason TEXT
-);
-CREATE TABLE IF NOT EXISTS seen_hooks (
-    id TEXT PRIMARY KEY,
-    hook TEXT NOT NULL,
-    time REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-PENDING, DEAD = "pending", "dead"
-
-
-@contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[None]:
-    """One write transaction (the connection is in autocommit mode otherwise)."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.conn.execute("COMMIT")
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-
-
-def open_database(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the outbox database with our pragmas set."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-    if new:  # only takes effect before the first table exists
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    db = sqlite_utils.Database(conn)
-    conn.executescript(SCHEMA)
-    return db
 
 
 def encode_body(event: str, data: Any, now: float) -> bytes:
@@ -311,7 +240,7 @@ class OutboxStore:
             for message in messages:
                 if self._fits(len(kept) + 1, sum(len(k.body) for k in kept) + len(message.body)):
                     kept.append(message)
-            _bump(db, "dropped_new", len(messages) - len(kept))
+            add_to_counter(db, "dropped_new", len(messages) - len(kept))
             _LOG.error("outbox full: rejected %d new webhook(s)", len(messages) - len(kept))
             return kept
         excess_rows = self._rows + new_rows - self.max_rows
@@ -328,7 +257,7 @@ class OutboxStore:
         while kept and not self._fits(len(kept), sum(len(k.body) for k in kept)):
             kept.pop(0)  # a burst larger than the whole cap: its own oldest go too
         dropped = len(doomed) + len(messages) - len(kept)
-        _bump(db, "dropped_oldest", dropped)
+        add_to_counter(db, "dropped_oldest", dropped)
         _LOG.error("outbox full: dropped the %d oldest webhook(s)", dropped)
         return kept
 
@@ -337,32 +266,6 @@ class OutboxStore:
 
 
 # ---------------------------------------------------------------------- queries
-# Plain functions of a database: the delivery workers run them on the
-# database thread, the CLI on its own connection.
-
-
-def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
-    """Rows and body bytes in the outbox (pending and dead)."""
-    rows, size = db.conn.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
-    return int(rows), int(size)
-
-
-def _bump(db: sqlite_utils.Database, name: str, amount: int) -> None:
-    db.conn.execute(
-        "INSERT INTO counters (name, value) VALUES (?, ?)"
-        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-        (name, amount),
-    )
-
-
-def bump_counter(db: sqlite_utils.Database, name: str, amount: int = 1) -> None:
-    try:
-        with transaction(db):
-            _bump(db, name, amount)
-    except sqlite3.Error:
-        pass
-
-
 _ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
 
 
@@ -465,7 +368,7 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
                 )
             if o.delivered:
                 db.conn.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
-                _bump(db, "delivered", 1)
+                add_to_counter(db, "delivered", 1)
                 continue
             state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
             if o.park_endpoint:
@@ -482,4 +385,4 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
                 (int(o.counts), next_try, state, o.counts, o.time, o.status, o.error, o.row.seq),
             )
             if state == DEAD:
-                _bump(db, "dead", 1)
+                add_to_counter(db, "dead", 1)

@@ -9,34 +9,27 @@ the runtime stores those timers and gives them back on start.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.rules import (
-    ActuateAction,
     AnyCondition,
     AtTrigger,
     Condition,
     DelayAction,
     EveryTrigger,
     HookTrigger,
-    LogAction,
-    MqttPublishAction,
     MqttTrigger,
     NotCondition,
     Rule,
     SensorCondition,
     SensorTrigger,
-    SerialWriteAction,
     StartupTrigger,
     TemplateCondition,
     TimeCondition,
-    WebhookAction,
 )
 from gateway.events import (
     Event,
@@ -46,18 +39,14 @@ from gateway.events import (
     SensorChanged,
     topic_matches,
 )
+from gateway.rules.context import decide_action, describe, event_vars, iso_time, template_context
 from gateway.rules.decisions import (
     Cancel,
     Decision,
-    PublishMqtt,
     Schedule,
-    SendWebhook,
-    SetActuator,
     Snapshot,
-    WriteLog,
-    WriteSerial,
 )
-from gateway.rules.templates import TemplateError, render, render_tree
+from gateway.rules.templates import TemplateError, render
 from gateway.rules.timers import Timer
 from gateway.rules.values import equal, in_range, next_local_time, rearmed, trigger_holds
 
@@ -128,17 +117,17 @@ class RuleEngine:
         out: list[Decision] = []
         if isinstance(event, GatewayStarted):
             for rule in self._startup:
-                out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+                out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         elif isinstance(event, SensorChanged):
             for rule, index, trigger in self._watching.get(event.sensor, ()):
                 out.extend(self._sensor(rule, index, trigger, event, snapshot))
         elif isinstance(event, HookReceived):
             for rule in self._hooks.get(event.hook, ()):
-                out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+                out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         elif isinstance(event, MqttReceived):
             for pattern, rule in self._topics:
                 if topic_matches(pattern, event.topic):
-                    out.extend(self._trigger(rule, _event_vars(event, snapshot), snapshot))
+                    out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         return out
 
     def watches_hook(self, hook: str) -> bool:
@@ -165,7 +154,11 @@ class RuleEngine:
         trigger = rule.when[index] if index < len(rule.when) else None
         if not isinstance(trigger, EveryTrigger | AtTrigger):
             return []
-        event = {"trigger": timer.kind, "time": _iso(snapshot.time, snapshot), "source": "clock"}
+        event = {
+            "trigger": timer.kind,
+            "time": iso_time(snapshot.time, snapshot),
+            "source": "clock",
+        }
         return [
             self._next_clock(rule, index, trigger, snapshot),
             *self._trigger(rule, event, snapshot),
@@ -187,9 +180,9 @@ class RuleEngine:
         else:
             crossed, holds = self._changed(key, trigger, event), False
         if trigger.for_ is None:
-            return self._trigger(rule, _event_vars(event, snap), snap) if crossed else []
+            return self._trigger(rule, event_vars(event, snap), snap) if crossed else []
         if crossed and key not in self._pending:
-            self._pending[key] = _event_vars(event, snap)
+            self._pending[key] = event_vars(event, snap)
             due = event.time + trigger.for_
             return [
                 Schedule(Timer("for", key, due, {"rule": rule.id, "event": self._pending[key]}))
@@ -287,7 +280,7 @@ class RuleEngine:
             out.append(
                 Schedule(Timer("cooldown", rule.id, state.cooldown_until, {"rule": rule.id}))
             )
-        _LOG.info("rule %s fired by %s", rule.id, _describe(event))
+        _LOG.info("rule %s fired by %s", rule.id, describe(event))
         run = Run(f"{rule.id}:{next(self._ids)}", rule.id, 0, event)
         state.runs.append(run)
         out.extend(self._continue(rule, run, snap))
@@ -304,7 +297,7 @@ class RuleEngine:
                 data = {"rule": rule.id, "index": run.index, "event": run.event}
                 out.append(Schedule(Timer("run", run.id, snap.time + action.delay, data)))
                 return out
-            decision = _action(rule, action, context)
+            decision = decide_action(rule, action, context)
             if decision is not None:
                 out.append(decision)
         state = self._state[rule.id]
@@ -375,86 +368,3 @@ class RuleEngine:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _iso(moment: float, snap: Snapshot) -> str:
-    return dt.datetime.fromtimestamp(moment, snap.now.tzinfo).isoformat(timespec="seconds")
-
-
-def _event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
-    """What templates see as ``event``: plain values only (it is saved with timers)."""
-    if isinstance(event, SensorChanged):
-        return {
-            "trigger": "sensor",
-            "sensor": event.sensor,
-            "value": event.value,
-            "previous": event.previous,
-            "time": _iso(event.time, snap),
-            "source": event.source,
-        }
-    if isinstance(event, MqttReceived):
-        return {
-            "trigger": "mqtt",
-            "topic": event.topic,
-            "payload": event.payload,
-            "time": _iso(event.time, snap),
-            "source": "mqtt",
-        }
-    if isinstance(event, HookReceived):
-        return {
-            "trigger": "hook",
-            "hook": event.hook,
-            "id": event.id,
-            "payload": event.payload,
-            "query": dict(event.query),
-            "headers": dict(event.headers),
-            "time": _iso(event.time, snap),
-            "source": event.source,
-        }
-    return {"trigger": "startup", "time": _iso(event.time, snap), "source": "startup"}
-
-
-def _describe(event: dict[str, Any]) -> str:
-    if event.get("trigger") == "mqtt":
-        return f"mqtt {event['topic']}"
-    if event.get("trigger") == "hook":
-        return f"hook {event['hook']} {event['id']} from {event['source']}"
-    if event.get("trigger") == "sensor":
-        value = event["value"]
-        shown = ("on" if value else "off") if isinstance(value, bool) else value
-        return f"{event['sensor']}={shown} ({event['source']})"
-    return str(event.get("trigger"))
-
-
-def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
-    """What templates see: ``event``, ``sensors``, ``actuators``, ``rule``, ``gateway``."""
-    return {
-        "event": dict(event),
-        "sensors": dict(snap.sensors),
-        "actuators": dict(snap.actuators),
-        "rule": {"id": rule.id, "description": rule.description},
-        "gateway": {"name": snap.gateway_name},
-    }
-
-
-def _action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None:
-    try:
-        if isinstance(action, ActuateAction):
-            cause = _describe(context["event"])
-            return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
-        if isinstance(action, WebhookAction):
-            data = render_tree(action.data, context)
-            return SendWebhook(action.webhook, action.event, data, rule.id)
-        if isinstance(action, LogAction):
-            level = logging.getLevelName(action.level.upper())
-            return WriteLog(level, str(render(action.log, context)), rule.id)
-        if isinstance(action, MqttPublishAction):
-            topic = str(render(action.mqtt_publish, context))
-            payload = render_tree(action.payload, context)
-            text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-            return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
-        if isinstance(action, SerialWriteAction):
-            return WriteSerial(action.serial_write, str(render(action.data, context)), rule.id)
-    except TemplateError as exc:
-        _LOG.error("rule %s: action skipped: %s", rule.id, exc)
-    return None

@@ -1,0 +1,118 @@
+"""The outbox's SQLite file: its schema, pragmas, transactions and counters.
+
+WAL with ``synchronous=FULL`` (a committed row survives a power cut),
+incremental auto-vacuum (pruning gives pages back without rewriting the
+file), and autocommit outside explicit :func:`transaction` blocks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_size_limit=4194304",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,  -- random: an index on it would dirty a random page per insert
+    endpoint TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created REAL NOT NULL,
+    first_try REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_queue ON messages (endpoint, state, seq);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (endpoint, state, next_try);
+CREATE TABLE IF NOT EXISTS attempts (
+    msg_id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    time REAL NOT NULL,
+    duration REAL NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_time ON attempts (time);
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT PRIMARY KEY,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS seen_hooks (
+    id TEXT PRIMARY KEY,
+    hook TEXT NOT NULL,
+    time REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+PENDING, DEAD = "pending", "dead"
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit mode otherwise)."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.conn.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the outbox database with our pragmas set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    if new:  # only takes effect before the first table exists
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    db = sqlite_utils.Database(conn)
+    conn.executescript(SCHEMA)
+    return db
+
+
+def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
+    """Rows and body bytes in the outbox (pending and dead)."""
+    rows, size = db.conn.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
+    return int(rows), int(size)
+
+
+def add_to_counter(db: sqlite_utils.Database, name: str, amount: int) -> None:
+    """Count ``amount`` more of ``name`` inside the caller's transaction."""
+    db.conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        (name, amount),
+    )
+
+
+def bump_counter(db: sqlite_utils.Database, name: str, amount: int = 1) -> None:
+    """Count in a transaction of its own; a counter is not worth an error."""
+    try:
+        with transaction(db):
+            add_to_counter(db, name, amount)
+    except sqlite3.Error:
+        pass

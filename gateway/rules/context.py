@@ -1,0 +1,117 @@
+"""What a firing rule sees and does: its event as template variables, and its actions as decisions.
+
+Pure functions of the engine, kept apart so that the engine module holds
+only the triggering logic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from gateway.config.rules import (
+    ActuateAction,
+    LogAction,
+    MqttPublishAction,
+    Rule,
+    SerialWriteAction,
+    WebhookAction,
+)
+from gateway.events import Event, HookReceived, MqttReceived, SensorChanged
+from gateway.rules.decisions import (
+    Decision,
+    PublishMqtt,
+    SendWebhook,
+    SetActuator,
+    Snapshot,
+    WriteLog,
+    WriteSerial,
+)
+from gateway.rules.templates import TemplateError, render, render_tree
+
+_LOG = logging.getLogger(__name__)
+
+
+def iso_time(moment: float, snap: Snapshot) -> str:
+    return dt.datetime.fromtimestamp(moment, snap.now.tzinfo).isoformat(timespec="seconds")
+
+
+def event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
+    """What templates see as ``event``: plain values only (it is saved with timers)."""
+    if isinstance(event, SensorChanged):
+        return {
+            "trigger": "sensor",
+            "sensor": event.sensor,
+            "value": event.value,
+            "previous": event.previous,
+            "time": iso_time(event.time, snap),
+            "source": event.source,
+        }
+    if isinstance(event, MqttReceived):
+        return {
+            "trigger": "mqtt",
+            "topic": event.topic,
+            "payload": event.payload,
+            "time": iso_time(event.time, snap),
+            "source": "mqtt",
+        }
+    if isinstance(event, HookReceived):
+        return {
+            "trigger": "hook",
+            "hook": event.hook,
+            "id": event.id,
+            "payload": event.payload,
+            "query": dict(event.query),
+            "headers": dict(event.headers),
+            "time": iso_time(event.time, snap),
+            "source": event.source,
+        }
+    return {"trigger": "startup", "time": iso_time(event.time, snap), "source": "startup"}
+
+
+def describe(event: dict[str, Any]) -> str:
+    if event.get("trigger") == "mqtt":
+        return f"mqtt {event['topic']}"
+    if event.get("trigger") == "hook":
+        return f"hook {event['hook']} {event['id']} from {event['source']}"
+    if event.get("trigger") == "sensor":
+        value = event["value"]
+        shown = ("on" if value else "off") if isinstance(value, bool) else value
+        return f"{event['sensor']}={shown} ({event['source']})"
+    return str(event.get("trigger"))
+
+
+def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
+    """What templates see: ``event``, ``sensors``, ``actuators``, ``rule``, ``gateway``."""
+    return {
+        "event": dict(event),
+        "sensors": dict(snap.sensors),
+        "actuators": dict(snap.actuators),
+        "rule": {"id": rule.id, "description": rule.description},
+        "gateway": {"name": snap.gateway_name},
+    }
+
+
+def decide_action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None:
+    try:
+        if isinstance(action, ActuateAction):
+            cause = describe(context["event"])
+            return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
+        if isinstance(action, WebhookAction):
+            data = render_tree(action.data, context)
+            return SendWebhook(action.webhook, action.event, data, rule.id)
+        if isinstance(action, LogAction):
+            level = logging.getLevelName(action.level.upper())
+            return WriteLog(level, str(render(action.log, context)), rule.id)
+        if isinstance(action, MqttPublishAction):
+            topic = str(render(action.mqtt_publish, context))
+            payload = render_tree(action.payload, context)
+            text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+            return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
+        if isinstance(action, SerialWriteAction):
+            return WriteSerial(action.serial_write, str(render(action.data, context)), rule.id)
+    except TemplateError as exc:
+        _LOG.error("rule %s: action skipped: %s", rule.id, exc)
+    return None
