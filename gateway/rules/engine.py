@@ -52,7 +52,10 @@ from gateway.rules.values import equal, in_range, next_local_time, rearmed, trig
 
 _LOG = logging.getLogger(__name__)
 
-ENGINE_TIMERS = frozenset({"for", "run", "every", "at", "cooldown"})
+ENGINE_TIMERS = frozenset({"for", "run", "every", "at", "cooldown", "queued"})
+QUEUED_DUE = 221845392000.0  # 9000-01-01: a queued run waits for its turn, not for a time
+"""The ``due`` of a ``queued`` timer: such a timer only carries a waiting run
+to disk; it never fires, its rule takes it from the queue."""
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Run:
 @dataclass
 class _RuleState:
     runs: list[Run] = field(default_factory=list)
-    queue: list[dict[str, Any]] = field(default_factory=list)
+    queue: list[Run] = field(default_factory=list)  # queued mode: runs waiting their turn
     cooldown_until: float = 0.0
 
 
@@ -103,9 +106,14 @@ class RuleEngine:
     def start(self, snapshot: Snapshot, saved: Iterable[Timer]) -> list[Decision]:
         """Take back saved timers (after a restart or reload) and schedule clocks."""
         out: list[Decision] = []
-        for timer in saved:
+        saved = list(saved)
+        numbers = [int(n) for t in saved if (n := t.key.rpartition(":")[2]).isdigit()]
+        self._ids = itertools.count(max(numbers, default=0) + 1)  # no id of before is reused
+        for timer in sorted(saved, key=lambda t: t.data.get("seq", 0)):
             if timer.kind in ENGINE_TIMERS:
                 out.extend(self._restore(timer, snapshot))
+        for rule in self.rules.values():  # a queue whose running run is gone moves on
+            out.extend(self._next_queued(rule, snapshot))
         for rule in self.rules.values():
             for i, trigger in enumerate(rule.when):
                 if isinstance(trigger, EveryTrigger | AtTrigger):
@@ -129,6 +137,9 @@ class RuleEngine:
                 if topic_matches(pattern, event.topic):
                     out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         return out
+
+    def _new_id(self, rule: Rule) -> str:
+        return f"{rule.id}:{next(self._ids)}"
 
     def watches_hook(self, hook: str) -> bool:
         return hook in self._hooks
@@ -268,7 +279,14 @@ class RuleEngine:
                         "rule %s: %d runs queued already, trigger dropped", rule.id, rule.max_runs
                     )
                 else:
-                    state.queue.append(event)
+                    waiting = Run(self._new_id(rule), rule.id, 0, event)
+                    state.queue.append(waiting)
+                    data = {
+                        "rule": rule.id,
+                        "event": event,
+                        "seq": int(waiting.id.rpartition(":")[2]),
+                    }
+                    out.append(Schedule(Timer("queued", waiting.id, QUEUED_DUE, data)))
                 return out
             elif len(state.runs) >= rule.max_runs:
                 _LOG.warning(
@@ -281,7 +299,7 @@ class RuleEngine:
                 Schedule(Timer("cooldown", rule.id, state.cooldown_until, {"rule": rule.id}))
             )
         _LOG.info("rule %s fired by %s", rule.id, describe(event))
-        run = Run(f"{rule.id}:{next(self._ids)}", rule.id, 0, event)
+        run = Run(self._new_id(rule), rule.id, 0, event)
         state.runs.append(run)
         out.extend(self._continue(rule, run, snap))
         return out
@@ -303,12 +321,17 @@ class RuleEngine:
         state = self._state[rule.id]
         if run in state.runs:
             state.runs.remove(run)
-        if state.queue and not state.runs:  # queued mode: the next run starts now
-            event = state.queue.pop(0)
-            nxt = Run(f"{rule.id}:{next(self._ids)}", rule.id, 0, event)
-            state.runs.append(nxt)
-            out.extend(self._continue(rule, nxt, snap))
+        out.extend(self._next_queued(rule, snap))
         return out
+
+    def _next_queued(self, rule: Rule, snap: Snapshot) -> list[Decision]:
+        """Queued mode: with no run going, the first waiting run starts now."""
+        state = self._state[rule.id]
+        if not state.queue or state.runs:
+            return []
+        nxt = state.queue.pop(0)
+        state.runs.append(nxt)
+        return [Cancel("queued", nxt.id), *self._continue(rule, nxt, snap)]
 
     def _holds(
         self, condition: Condition, snap: Snapshot, context: dict[str, Any], rule: Rule
@@ -344,6 +367,8 @@ class RuleEngine:
             return [Cancel(timer.kind, timer.key)]  # the rule is gone (after a reload)
         if timer.kind == "cooldown":
             self._state[rule.id].cooldown_until = timer.due
+        elif timer.kind == "queued":
+            self._state[rule.id].queue.append(Run(timer.key, rule.id, 0, timer.data["event"]))
         elif timer.kind == "run":
             index = int(timer.data.get("index", 0))
             if index >= len(rule.then):

@@ -68,11 +68,12 @@ CONFIG = GatewayConfig.model_validate(
 
 
 def make(
-    tmp_path: Path, clock: Clock, relays: Relays | None = None
+    tmp_path: Path, clock: Clock, relays: Relays | None = None, config: GatewayConfig = CONFIG
 ) -> tuple[Runtime, Relays, Outbox]:
-    relays = relays or Relays(CONFIG.actuators)
+    relays = relays or Relays(config.actuators)
     outbox = Outbox()
-    runtime = Runtime(CONFIG, relays, outbox, TimerTable(tmp_path / "timers.json"), clock)
+    runtime = Runtime(config, relays, outbox, TimerTable(tmp_path / "timers.json"), clock)
+    runtime.start(startup=False)
     return runtime, relays, outbox
 
 
@@ -151,3 +152,66 @@ def test_toggle_and_manual_switch_cancel_the_pending_auto_off(tmp_path: Path) ->
     assert runtime.timers.get("revert", "fan") is not None
     assert runtime.actuate("fan", "toggle", None, "test") is False
     assert runtime.timers.get("revert", "fan") is None
+
+
+def doorbell(mode: str) -> GatewayConfig:
+    """A rule that says ``start``, waits 10 s and says ``done`` with the press's value."""
+    return GatewayConfig.model_validate(
+        {
+            "sensors": {"bell": {"kind": "virtual", "type": "number"}},
+            "actuators": {},
+            "webhooks": {"hub": {"url": "http://127.0.0.1:9/"}},
+            "rules": [
+                {
+                    "id": "ring",
+                    "when": {"sensor": "bell", "changes": True},
+                    "mode": mode,
+                    "then": [
+                        {"webhook": "hub", "event": "start", "data": "{{ event.value }}"},
+                        {"delay": "10s"},
+                        {"webhook": "hub", "event": "done", "data": "{{ event.value }}"},
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def test_runs_waiting_in_a_queue_survive_a_restart(tmp_path: Path) -> None:
+    clock, config = Clock(), doorbell("queued")
+    runtime, relays, outbox = make(tmp_path, clock, config=config)
+    for press in (1.0, 2.0, 3.0):
+        runtime.reading("bell", press, "test")
+    assert outbox.sent == [("hub", "start", 1.0)]  # 2 and 3 wait their turn
+    clock.now += 4
+    # the process dies; the new one has the running delay and the two waiting runs
+    restarted, _, outbox = make(tmp_path, clock, relays, config)
+    clock.now += 6
+    restarted.run_due()
+    assert outbox.sent == [("hub", "done", 1.0), ("hub", "start", 2.0)]
+    clock.now += 10
+    restarted.run_due()
+    clock.now += 10
+    restarted.run_due()
+    assert outbox.sent[2:] == [
+        ("hub", "done", 2.0),
+        ("hub", "start", 3.0),
+        ("hub", "done", 3.0),
+    ]
+    assert len(restarted.timers) == 0
+
+
+def test_new_runs_after_a_restart_do_not_take_the_ids_of_restored_ones(tmp_path: Path) -> None:
+    clock, config = Clock(), doorbell("parallel")
+    runtime, relays, outbox = make(tmp_path, clock, config=config)
+    runtime.reading("bell", 1.0, "test")
+    clock.now += 4
+    restarted, _, outbox = make(tmp_path, clock, relays, config)
+    restarted.reading("bell", 2.0, "test")  # a second run while the restored one waits
+    clock.now += 10
+    restarted.run_due()
+    assert sorted(outbox.sent) == [
+        ("hub", "done", 1.0),
+        ("hub", "done", 2.0),
+        ("hub", "start", 2.0),
+    ]
