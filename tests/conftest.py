@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tty
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,40 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.stop()
 
 
+class Board:
+    """A pty whose slave end is the 'device'; a symlink is its stable by-id name."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = -1
+        self.plug()
+
+    def plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(master)
+        self.master = master
+        path = os.ttyname(slave)
+        os.close(slave)
+        with contextlib.suppress(FileNotFoundError):
+            self.link.unlink()
+        self.link.symlink_to(path)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        self.master = -1
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[Board]:
+    b = Board(tmp_path / "usb-Arduino_1234-if00")
+    yield b
+    if b.master >= 0:
+        os.close(b.master)
+
+
 @contextlib.asynccontextmanager
 async def running(config: Path, simulate: bool = True) -> AsyncIterator[Gateway]:
     """The gateway of ``config`` running in this event loop, ready for requests."""
@@ -119,7 +154,7 @@ async def running(config: Path, simulate: bool = True) -> AsyncIterator[Gateway]
         yield gateway
     finally:
         gateway.stop()
-        await task
+        assert await task == 0
 
 
 def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:

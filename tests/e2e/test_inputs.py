@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tty
 from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from tests.conftest import SECRET, TOKEN, Daemon, Mosquitto, Receiver, free_port, write_config
+from tests.conftest import (
+    SECRET,
+    TOKEN,
+    Board,
+    Daemon,
+    Mosquitto,
+    Receiver,
+    free_port,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +29,9 @@ async def test_serial_and_mqtt_readings_fire_rules_that_send_webhooks(
     receiver: Receiver,
     mosquitto: Mosquitto,
     daemon_factory: Callable[[Path, int], Daemon],
+    board: Board,
 ) -> None:
-    master, slave = os.openpty()
-    tty.setraw(master)
-    device = tmp_path / "usb-Arduino_1234-if00"
-    device.symlink_to(os.ttyname(slave))
-    os.close(slave)
+    device = board.link
     port = free_port()
     config = write_config(
         tmp_path,
@@ -58,29 +63,26 @@ async def test_serial_and_mqtt_readings_fire_rules_that_send_webhooks(
     )
     daemon = daemon_factory(config, port)
     daemon.start()
-    try:
-        await daemon.wait_ready()
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="e2e-test") as client:
-            await client.subscribe("porch/alert", qos=1)
-            for _ in range(100):  # both connections come up after READY
-                status, body = await daemon.request("GET", "/api/v1/status")
-                states = {k: v["state"] for k, v in body["inputs"].items()}
-                if states == {"serial:weather": "connected", "mqtt": "connected"}:
-                    break
-                await asyncio.sleep(0.1)
-            assert states == {"serial:weather": "connected", "mqtt": "connected"}
-            os.write(master, b'{"temp_c": 25}\n{"temp_c": 31.5}\n')
-            await client.publish("home/garage/door", b'{"state": "open"}', qos=1)
-            hooks = await receiver.wait_for(2)
-            assert {h.json["type"] for h in hooks} == {"porch.warm", "garage.opened"}
-            warm = next(h for h in hooks if h.json["type"] == "porch.warm")
-            assert warm.json["data"] == {"temp": 31.5}
-            async with asyncio.timeout(5):
-                message = await anext(aiter(client.messages))
-            assert bytes(message.payload) == b'{"temp": 31.5}'
-            assert os.read(master, 100) == b"BEEP\n"
-    finally:
-        os.close(master)
+    await daemon.wait_ready()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="e2e-test") as client:
+        await client.subscribe("porch/alert", qos=1)
+        for _ in range(100):  # both connections come up after READY
+            status, body = await daemon.request("GET", "/api/v1/status")
+            states = {k: v["state"] for k, v in body["inputs"].items()}
+            if states == {"serial:weather": "connected", "mqtt": "connected"}:
+                break
+            await asyncio.sleep(0.1)
+        assert states == {"serial:weather": "connected", "mqtt": "connected"}
+        board.send(b'{"temp_c": 25}\n{"temp_c": 31.5}\n')
+        await client.publish("home/garage/door", b'{"state": "open"}', qos=1)
+        hooks = await receiver.wait_for(2)
+        assert {h.json["type"] for h in hooks} == {"porch.warm", "garage.opened"}
+        warm = next(h for h in hooks if h.json["type"] == "porch.warm")
+        assert warm.json["data"] == {"temp": 31.5}
+        async with asyncio.timeout(5):
+            message = await anext(aiter(client.messages))
+        assert bytes(message.payload) == b'{"temp": 31.5}'
+        assert os.read(board.master, 100) == b"BEEP\n"
 
 
 async def test_the_last_will_says_offline_when_the_daemon_is_killed(

@@ -10,7 +10,6 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.config.models import GpioSensor
 from gateway.inputs.gpio import GpioInput
 from tests.conftest import Receiver, demo_like_config, free_port, running
@@ -25,12 +24,8 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[n
 @pytest.fixture
 async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Gateway]:
     config = demo_like_config(tmp_path, free_port(), receiver.url)
-    gw = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gw.run())
-    await wait_until(gw.ready)
-    yield gw
-    gw.stop()
-    assert await task == 0
+    async with running(config) as gw:
+        yield gw
 
 
 async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
@@ -51,15 +46,11 @@ async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
 
 async def test_stopping_leaves_actuators_in_their_safe_state(tmp_path: Path) -> None:
     config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
-    gw = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gw.run())
-    await wait_until(gw.ready)
-    assert gw.devices is not None
-    light = gw.devices.factory.pin(27)
-    gw.actuate("hallway_light", True, None, "test")
-    assert light.state == 0  # on (active low)
-    gw.stop()
-    assert await task == 0
+    async with running(config) as gw:
+        assert gw.devices is not None
+        light = gw.devices.factory.pin(27)
+        gw.actuate("hallway_light", True, None, "test")
+        assert light.state == 0  # on (active low)
     # initial off (high), on (low), then off again before the pins were released
     assert [s.state for s in light.states][1:4] == [1, 0, 1]
 
@@ -114,18 +105,14 @@ async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Pat
     config.write_text(
         config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
     )
-    gw = Gateway(load_config(config), simulate=True)
-    task = asyncio.create_task(gw.run())
-    await wait_until(gw.ready)
-    assert gw.devices is not None
-    pin = gw.devices.factory.pin(18)
-    assert gw.actuate("fan", 0.25, None, "test")["level"] == 0.25
-    assert pin.state == pytest.approx(0.25)
-    assert gw.actuate("fan", "toggle", None, "test")["level"] == 0.0
-    assert gw.actuate("fan", True, 0.2, "test")["level"] == 1.0
-    await wait_until(lambda: pin.state == 0, timeout=3)
-    gw.stop()
-    assert await task == 0
+    async with running(config) as gw:
+        assert gw.devices is not None
+        pin = gw.devices.factory.pin(18)
+        assert gw.actuate("fan", 0.25, None, "test")["level"] == 0.25
+        assert pin.state == pytest.approx(0.25)
+        assert gw.actuate("fan", "toggle", None, "test")["level"] == 0.0
+        assert gw.actuate("fan", True, 0.2, "test")["level"] == 1.0
+        await wait_until(lambda: pin.state == 0, timeout=3)
 
 
 async def test_a_timed_pwm_level_is_restored_at_its_level_after_a_restart(tmp_path: Path) -> None:

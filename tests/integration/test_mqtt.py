@@ -14,7 +14,7 @@ import pytest
 from gateway.config.links import MqttSection, MqttSensor
 from gateway.events import Value
 from gateway.inputs.mqtt import MqttLink
-from tests.conftest import Mosquitto
+from tests.conftest import Board, Mosquitto
 
 
 class Seen:
@@ -156,20 +156,14 @@ async def test_no_broker_is_reported_and_retried(mosquitto: Mosquitto) -> None:
 
 
 async def test_mqtt_and_serial_actuators_send_their_state(
-    tmp_path: Any, mosquitto: Mosquitto
+    tmp_path: Any, mosquitto: Mosquitto, board: Board
 ) -> None:
     import os
-    import tty
 
-    from gateway.app import Gateway
-    from gateway.config import load_config
     from tests.conftest import demo_like_config, free_port
+    from tests.conftest import running as gateway_running  # this module has its own running
 
-    master, slave = os.openpty()
-    tty.setraw(master)
-    device = tmp_path / "board"
-    device.symlink_to(os.ttyname(slave))
-    os.close(slave)
+    device = board.link
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(
@@ -188,9 +182,7 @@ async def test_mqtt_and_serial_actuators_send_their_state(
     got: list[str] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="siren") as siren:
         await siren.subscribe("home/siren/set", qos=1)
-        gw = Gateway(load_config(config), simulate=True)
-        task = asyncio.create_task(gw.run())
-        try:
+        async with gateway_running(config) as gw:
             async with asyncio.timeout(10):
                 while (
                     not gw.ready()
@@ -203,11 +195,7 @@ async def test_mqtt_and_serial_actuators_send_their_state(
             async with asyncio.timeout(5):
                 message = await anext(aiter(siren.messages))
             got.append(bytes(message.payload).decode())
-            assert os.read(master, 100) == b"SHOW on\n"
-        finally:
-            gw.stop()
-            await task
-            os.close(master)
+            assert os.read(board.master, 100) == b"SHOW on\n"
     assert got == ['{"state": "on"}']
 
 

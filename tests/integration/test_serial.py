@@ -5,49 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tty
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from gateway.config.links import SerialPort
 from gateway.events import Value
 from gateway.inputs.serial import SerialInput
-
-
-class Board:
-    """A pty whose slave end is the 'device'; a symlink is its stable by-id name."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master = -1
-        self.plug()
-
-    def plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        self.master = master
-        path = os.ttyname(slave)
-        os.close(slave)
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
-        self.link.symlink_to(path)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        self.master = -1
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Board]:
-    b = Board(tmp_path / "usb-Arduino_1234-if00")
-    yield b
-    if b.master >= 0:
-        os.close(b.master)
+from tests.conftest import Board
 
 
 class Readings:
