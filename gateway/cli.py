@@ -61,23 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="inspect and repair the webhook outbox")
     with_config(outbox)
     outbox.add_argument("--state-dir", help="state directory (default: from the config)")
+    # --config/--state-dir also after the action (gateway outbox stats --config F)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--config", "-c", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    where.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("stats", help="queue depth, oldest age, dead letters per endpoint")
-    listing = actions.add_parser("list", help="undelivered webhooks")
-    listing.add_argument("--limit", type=int, default=50)
-    dead = actions.add_parser("dead", help="dead letters (gave up after max_age)")
-    dead.add_argument("--limit", type=int, default=50)
-    show = actions.add_parser("show", help="one webhook with its attempt log")
-    show.add_argument("id")
-    retry = actions.add_parser("retry", help="send again now: one webhook, or --dead for all")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=text, parents=[where])
+
+    action("stats", "queue depth, oldest age, dead letters per endpoint")
+    action("list", "undelivered webhooks").add_argument("--limit", type=int, default=50)
+    action("dead", "dead letters (gave up after max_age)").add_argument(
+        "--limit", type=int, default=50
+    )
+    action("show", "one webhook with its attempt log").add_argument("id")
+    retry = action("retry", "send again now: one webhook, or --dead for all")
     retry.add_argument("id", nargs="?")
     retry.add_argument("--dead", action="store_true", help="every dead letter")
     retry.add_argument("--endpoint", help="only this endpoint's dead letters")
-    purge = actions.add_parser("purge", help="delete dead letters")
+    purge = action("purge", "delete dead letters")
     purge.add_argument("--dead", action="store_true", required=True)
     purge.add_argument("--endpoint")
-    enable = actions.add_parser("enable", help="re-enable an endpoint disabled by 410 Gone")
-    enable.add_argument("endpoint")
+    action("enable", "re-enable an endpoint disabled by 410 Gone").add_argument("endpoint")
     return parser
 
 

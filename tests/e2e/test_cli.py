@@ -82,6 +82,11 @@ def test_outbox_commands_work_on_a_stopped_daemons_state(tmp_path: Path) -> None
     assert retried.stdout.strip() == "1 message(s) will be sent again"
     missing = gateway("outbox", "--config", str(config), "show", "msg_nope")
     assert missing.returncode == 1
+    # as the README writes them: the options after the action
+    after = gateway("outbox", "stats", "--config", str(config))
+    assert json.loads(after.stdout)["pending"] == 1
+    by_dir = gateway("outbox", "list", "--state-dir", str(tmp_path / "state"))
+    assert msg_id in by_dir.stdout
 
 
 @pytest.mark.parametrize("name", ["demo", "gateway.example", "reference"])
