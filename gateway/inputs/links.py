@@ -9,14 +9,17 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from gateway import safejson
 from gateway.config.links import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
+from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
+_BAD_FIELD = RateLimitedLog(_LOG)
 
 
 class Connections:
@@ -78,6 +81,7 @@ class Connections:
                 "broker": f"{self.mqtt.config.host}:{self.mqtt.config.port}",
                 "messages": self.mqtt.messages,
                 "bad_values": self.mqtt.bad_values,
+                "malformed": self.mqtt.malformed,
                 "reconnects": self.mqtt.reconnects,
             }
         return out
@@ -106,11 +110,22 @@ def _report(
     sensor: str,
     value: Value,
 ) -> None:
-    on_reading(sensor, _typed(value, config.sensors[sensor]), source)
+    typed = _typed(value, config.sensors[sensor])
+    if typed is None:
+        _BAD_FIELD.warning(
+            "%s: sensor %s: %r is not a %s reading; ignored",
+            source,
+            sensor,
+            str(value)[:80],
+            getattr(config.sensors[sensor], "kind", "number"),
+        )
+        return
+    on_reading(sensor, typed, source)
 
 
-def _typed(value: Value, sensor: Any) -> Value:
-    """A serial field as the sensor's kind wants it (numbers stay numbers)."""
+def _typed(value: Value, sensor: Any) -> Value | None:
+    """A serial field as the sensor's kind wants it (numbers stay numbers); None if it
+    cannot be one (text, ``nan`` or ``inf`` for a number)."""
     kind = getattr(sensor, "kind", "number")
     if kind == "text":
         return str(value)
@@ -121,4 +136,6 @@ def _typed(value: Value, sensor: Any) -> Value:
             return parse_binary(value)
         except ValueError:
             return value
+    if kind == "number" and (isinstance(value, bool | str) or not safejson.finite(value)):
+        return None
     return value

@@ -24,8 +24,10 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway import safejson
 from gateway.config.links import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
+from gateway.ratelog import RateLimitedLog
 from gateway.rules.templates import TemplateError, render
 
 _LOG = logging.getLogger(__name__)
@@ -36,11 +38,10 @@ PENDING_MAX = 1000  # publishes kept while the broker is away
 
 def decode(payload: bytes) -> Any:
     """JSON when it parses, else the text."""
-    text = payload.decode("utf-8", "replace")
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return safejson.loads(payload)
+    except safejson.JsonError:
+        return payload.decode("utf-8", "replace")
 
 
 class MqttLink:
@@ -64,7 +65,9 @@ class MqttLink:
         self.status_topic = config.status_topic or f"gateway/{gateway_name}/status"
         self.state = "disconnected"
         self.messages = 0
-        self.bad_values = 0
+        self.bad_values = 0  # payloads that are not a value of their sensor's kind
+        self.malformed = 0  # messages that could not be handled at all
+        self._bad_log = RateLimitedLog(_LOG)
         self.reconnects = 0
         self._client: aiomqtt.Client | None = None
         self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=PENDING_MAX)
@@ -119,7 +122,7 @@ class MqttLink:
                     await self._connected(client)
                     try:
                         async for message in client.messages:
-                            self._handle(str(message.topic), message.payload)
+                            self.handle(str(message.topic), message.payload)
                     except asyncio.CancelledError:  # a clean shutdown: say so before leaving
                         self._client = None
                         await _say_offline(client, self.status_topic)
@@ -151,8 +154,22 @@ class MqttLink:
             await client.publish(topic, payload.encode(), qos=qos, retain=retain)
             self._pending.popleft()
 
-    def _handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
+    def handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
+        """One message: never raises, whatever the payload (a bad one is counted)."""
         self.messages += 1
+        try:
+            self._handle(topic, raw)
+        except Exception as exc:
+            self.malformed += 1
+            self._bad_log.warning(
+                "mqtt: a message on %s could not be handled (%s: %s); %d so far",
+                topic[:120],
+                type(exc).__name__,
+                str(exc)[:120],
+                self.malformed,
+            )
+
+    def _handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
         payload = decode(bytes(raw)) if isinstance(raw, bytes | bytearray) else raw
         for name, sensor in self.sensors.items():
             if not topic_matches(sensor.mqtt, topic):
@@ -163,12 +180,14 @@ class MqttLink:
                     value = render(sensor.value, {"payload": payload, "topic": topic})
                 except TemplateError as exc:
                     self.bad_values += 1
-                    _LOG.warning("mqtt: sensor %s: %s (payload %r)", name, exc, str(payload)[:80])
+                    self._bad_log.warning(
+                        "mqtt: sensor %s: %s (payload %r)", name, exc, str(payload)[:80]
+                    )
                     continue
             reading = _as_reading(value, sensor)
             if reading is None:
                 self.bad_values += 1
-                _LOG.warning(
+                self._bad_log.warning(
                     "mqtt: sensor %s: %r on %s is not a %s value",
                     name,
                     str(value)[:80],
@@ -209,9 +228,10 @@ def _as_reading(value: Any, sensor: MqttSensor) -> Value | None:
         if isinstance(value, bool):
             return None
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             return None
+        return number if safejson.finite(number) else None
     if sensor.kind == "binary":
         from gateway.config.types import parse_binary
 

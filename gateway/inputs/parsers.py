@@ -6,10 +6,10 @@ not fit the format raises :class:`LineError` with what was wrong.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 
+from gateway import safejson
 from gateway.config.links import SerialPort
 from gateway.events import Value
 
@@ -26,16 +26,17 @@ def coerce(text: str) -> Value:
     except ValueError:
         pass
     try:
-        return float(stripped)
+        number = float(stripped)
     except ValueError:
         return stripped
+    return number if safejson.finite(number) else stripped  # "nan", "inf": not a reading
 
 
 def parse_json(line: str, port: SerialPort) -> dict[str, Value]:
     try:
-        doc = json.loads(line)
-    except ValueError as exc:
-        raise LineError(f"not JSON: {exc.args[0]}") from None
+        doc = safejson.loads(line)
+    except safejson.JsonError as exc:
+        raise LineError(str(exc)) from None
     if not isinstance(doc, dict):
         raise LineError('a JSON line must be an object like {"temp": 21.5}')
     return {str(k): v for k, v in doc.items() if isinstance(v, bool | int | float | str)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 import serial
@@ -20,6 +19,7 @@ import serial_asyncio_fast
 from gateway.config.links import SerialPort
 from gateway.events import Value
 from gateway.inputs.parsers import PARSERS, LineError, LineSplitter
+from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SerialInput:
         self.malformed = 0
         self.reconnects = 0
         self._writer: asyncio.StreamWriter | None = None
-        self._last_warning = 0.0
+        self._bad_log = RateLimitedLog(_LOG, WARN_EVERY)
         self._parse = PARSERS[config.format]
 
     async def run(self) -> None:
@@ -102,8 +102,15 @@ class SerialInput:
                 self._warn(f"a line longer than {self.config.max_line} bytes was dropped")
 
     def handle_line(self, raw: bytes) -> None:
-        """Parse one line and report the fields the sensors want."""
+        """Parse one line and report the fields the sensors want; never raises."""
         self.lines += 1
+        try:
+            self._handle_line(raw)
+        except Exception as exc:  # whatever the bytes: counted, logged, next line
+            self.malformed += 1
+            self._warn(f"a line could not be handled ({type(exc).__name__}: {str(exc)[:80]})")
+
+    def _handle_line(self, raw: bytes) -> None:
         try:
             text = raw.decode(self.config.encoding)
         except UnicodeDecodeError:
@@ -130,7 +137,6 @@ class SerialInput:
         self._writer.write(data.encode(self.config.encoding))
 
     def _warn(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= WARN_EVERY:
-            self._last_warning = now
-            _LOG.warning("serial %s: %s (%d malformed so far)", self.name, message, self.malformed)
+        self._bad_log.warning(
+            "serial %s: %s (%d malformed so far)", self.name, message, self.malformed
+        )

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from gateway import safejson
 from gateway.config.models import GatewayConfig, VirtualSensor
 from gateway.events import Event, GatewayStarted, SensorChanged, Value
 from gateway.rules.decisions import (
@@ -105,6 +106,9 @@ class Runtime:
 
     def reading(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
         """A new reading of ``sensor``; rules run when it differs from the last one."""
+        if not safejson.finite(value):  # inputs refuse these; this is the last line
+            _LOG.warning("sensor %s: %r is not a reading; ignored", sensor, value)
+            return None
         previous = self.sensors.get(sensor)
         if previous is not None and previous == value and type(previous) is type(value):
             return None

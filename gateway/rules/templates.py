@@ -5,23 +5,37 @@ are parsed once at load time (a syntax error is a config error) and
 rendered per event with ``StrictUndefined``: a misspelt variable is an
 error, never a silent empty string. A string that is one whole expression
 (``"{{ event.value }}"``) keeps the value's type, so a temperature arrives
-in the webhook as a number, not as text.
+in the webhook as a number, not as text; anything else renders as text.
+The type comes from the template, never from the data: Jinja2's own native
+mode re-parses rendered text with ``literal_eval``, so a text value
+``"True"`` or ``"1e999,2"`` would come out as a bool or a list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from itertools import chain, islice
 from typing import Any
 
 import jinja2
-from jinja2.nativetypes import NativeCodeGenerator, native_concat
+from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
+
+
+def _concat(values: Iterable[Any]) -> Any:
+    """One rendered value keeps its type; several are joined as text. No re-parsing."""
+    head = list(islice(values, 2))
+    if not head:
+        return None
+    if len(head) == 1:
+        return head[0]
+    return "".join(str(v) for v in chain(head, values))
 
 
 class _NativeSandbox(SandboxedEnvironment):
     code_generator_class = NativeCodeGenerator
-    concat = staticmethod(native_concat)  # type: ignore[assignment]
+    concat = staticmethod(_concat)
 
 
 _ENV = _NativeSandbox(
