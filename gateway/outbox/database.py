@@ -7,12 +7,17 @@ file), and autocommit outside explicit :func:`transaction` blocks.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
+
+_LOG = logging.getLogger(__name__)
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -78,6 +83,38 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
+
+
+def open_checked(path: Path) -> sqlite_utils.Database:
+    """Open the outbox, checking it first; a file that is not a database is moved aside.
+
+    ``PRAGMA quick_check`` finds a damaged database (a torn page, a WAL from
+    another database); what can be read is still delivered, and the log says
+    so plainly. A file SQLite cannot open at all is renamed
+    ``outbox.db.damaged-<time>`` (kept for recovery) and a new outbox started.
+    """
+    try:
+        db = open_database(path)
+        problems = [row[0] for row in db.conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                os.replace(source, aside.with_name(aside.name + suffix))
+        _LOG.error(
+            "outbox %s is damaged (%s): moved to %s, starting an empty outbox", path, exc, aside
+        )
+        return open_database(path)
+    if problems != ["ok"]:
+        _LOG.error(
+            "outbox %s is damaged (%s): delivering what can still be read",
+            path,
+            "; ".join(problems),
+        )
+    return db
 
 
 def open_database(path: Path) -> sqlite_utils.Database:

@@ -215,8 +215,9 @@ class Delivery:
     ) -> None:
         try:
             await self._deliver(name, endpoint, state, row)
-        except Exception:  # a bug here must not stop every other delivery
+        except Exception:  # a bug here must not stop every other delivery, nor loop hot
             _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
+            await self._back_off(row)
         finally:
             state.in_flight.discard(row.seq)
             state.wake.set()
@@ -237,6 +238,18 @@ class Delivery:
             await asyncio.sleep(1.0)
         self.metrics.observe(name, outcome, self.clock())
         log_outcome(name, outcome)
+
+    async def _back_off(self, row: Row) -> None:
+        """After an unexpected error: try the row again later, not at once."""
+        now = self.clock()
+        outcome = Outcome(
+            row, now, 0.0, 0, "unexpected error (see the log)", "", False, now + THROTTLE_DELAY
+        )
+        try:
+            await self.store.record(outcome)
+        except Exception as exc:
+            _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
+            await asyncio.sleep(1.0)
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> _Result:
         assert self._session is not None
@@ -278,6 +291,10 @@ class Delivery:
             return _Result(0, error, "", None, False, False)
         except OSError as exc:
             return _Result(0, f"network error: {exc}", "", None, True, False)
+        except Exception as exc:  # whatever the receiver answers: an attempt that backs off
+            return _Result(
+                0, f"bad answer: {type(exc).__name__}: {exc}"[:300], "", None, False, False
+            )
 
     # ------------------------------------------------------------------ the policy
 
@@ -322,7 +339,7 @@ class Delivery:
                 f"uplink down: {error}",
                 "",
                 delivered=False,
-                next_try=now + LINK_PROBE,
+                next_try=now + self.link_probe,
                 counts=False,
             )
         state.failures += 1

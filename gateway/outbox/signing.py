@@ -60,12 +60,30 @@ def verify(
     Raises :class:`SignatureError` for anything wrong: never another exception,
     whatever the headers contain.
     """
-    msg_id = headers.get("webhook-id", "")
-    stamp = headers.get("webhook-timestamp", "")
-    header = headers.get("webhook-signature", "")
+    try:
+        return _verify(secrets_, headers, body, now, tolerance)
+    except SignatureError:
+        raise
+    except Exception as exc:  # any bytes in any header: unverified, by construction
+        raise SignatureError(f"malformed signature headers ({type(exc).__name__})") from None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    """A Standard Webhooks header, or its ``svix-`` twin (senders behind Svix use those)."""
+    return headers.get(f"webhook-{name}", "") or headers.get(f"svix-{name}", "")
+
+
+def _verify(
+    secrets_: Sequence[str], headers: Mapping[str, str], body: bytes, now: float, tolerance: int
+) -> str:
+    msg_id = _header(headers, "id")
+    stamp = _header(headers, "timestamp")
+    header = _header(headers, "signature")
     if not msg_id or not stamp or not header:
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not stamp.isdigit() or len(stamp) > 12:
+    if not msg_id.isascii() or not msg_id.isprintable() or len(msg_id) > 256:
+        raise SignatureError("webhook-id is not printable ASCII of at most 256 characters")
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         raise SignatureError("webhook-timestamp is not a number of seconds")
     timestamp = int(stamp)
     if timestamp < now - tolerance:

@@ -12,12 +12,13 @@ idle queue is committed at once.
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import logging
 import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from gateway import safejson
 from gateway.errors import OutboxError
 from gateway.outbox.database import (
     DEAD,
     PENDING,
     add_to_counter,
     bump_counter,
-    open_database,
+    open_checked,
     outbox_size,
     transaction,
 )
@@ -42,12 +44,13 @@ _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(since)
+
 
 def encode_body(event: str, data: Any, now: float) -> bytes:
     """The wire body ``{"type", "timestamp", "data"}``, stored and re-sent byte for byte."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    doc = {"type": event, "timestamp": stamp, "data": data}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return safejson.dumps({"type": event, "timestamp": stamp, "data": data})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class NewMessage:
     event: str
     body: bytes
     created: float
+    number: int = 0  # the order of submission, to tell a producer whether its rows failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,9 @@ class OutboxStore:
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._rows = self._bytes = 0
+        self._numbers = itertools.count(1)
+        self._submitted = 0
+        self._lost: deque[int] = deque(maxlen=LOST_KEPT)  # numbers of rows a commit failed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -124,13 +131,38 @@ class OutboxStore:
     def submit(self, endpoint: str, event: str, data: Any) -> str:
         """Queue a webhook; returns its ``webhook-id``. Thread-safe, never blocks."""
         now = self.clock()
-        message = NewMessage(new_message_id(), endpoint, event, encode_body(event, data, now), now)
+        number = self._submitted = next(self._numbers)
+        body = encode_body(event, data, now)
+        message = NewMessage(new_message_id(), endpoint, event, body, now, number)
         self._jobs.put(message)
         return message.id
 
-    async def flushed(self) -> None:
-        """Wait until every webhook submitted before this call is committed."""
-        await self.call(lambda db: None)  # the queue is FIFO; inserts go before calls
+    def mark(self) -> int:
+        """A point in the stream of submissions, for :meth:`flushed` ``since``."""
+        return self._submitted
+
+    async def flushed(self, since: int | None = None) -> None:
+        """Wait until every webhook submitted before this call is committed.
+
+        With ``since`` (a :meth:`mark`), raises :class:`OutboxError` if any
+        webhook submitted after that mark could not be committed (disk full,
+        I/O error): the producer must not say "yes" for it.
+        """
+        upto = self._submitted
+        # the queue is FIFO: inserts before this call are done when it runs
+        lost = await self.call(lambda db: self._lost_between(since, upto))
+        if lost:
+            raise OutboxError(f"{lost} webhook(s) could not be stored (see the gateway log)")
+
+    def _lost_between(self, since: int | None, upto: int) -> int:
+        if since is None:
+            return 0
+        lost = 0
+        for number in reversed(self._lost):
+            if number <= since:
+                break
+            lost += number <= upto
+        return lost
 
     async def record(self, outcome: Outcome) -> None:
         """Write back one attempt; outcomes finishing together share one transaction."""
@@ -152,8 +184,9 @@ class OutboxStore:
 
     def _run(self) -> None:
         try:
-            db = open_database(self.path)
+            db = open_checked(self.path)
             self._rows, self._bytes = outbox_size(db)
+            _LOG.info("outbox: %d webhook(s) waiting in %s", self._rows, self.path)
         except (sqlite3.Error, OSError) as exc:
             self._open_error = exc
             self._ready.set()
@@ -215,10 +248,13 @@ class OutboxStore:
                     [(m.id, m.endpoint, m.event, m.body, m.created, m.created) for m in kept],
                 )
         except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly
+            self._lost.extend(m.number for m in messages)
             _LOG.error(
-                "outbox: cannot store %d webhook(s) (%s); already stored ones are safe",
+                "outbox: cannot store %d webhook(s) (%s): %s%s; already stored ones are safe",
                 len(messages),
                 exc,
+                ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5]),
+                f" and {len(messages) - 5} more" if len(messages) > 5 else "",
             )
             bump_counter(db, "write_errors", len(messages))
             return
