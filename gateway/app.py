@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
+from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.models import GatewayConfig, GpioSensor
@@ -218,7 +219,9 @@ class Gateway(GatewayViews):
 
     async def _start_server(self) -> web.AppRunner:
         server = self.config.server
-        runner = web.AppRunner(make_app(self, self.tokens, self.access), access_log=None)
+        runner = web.AppRunner(
+            make_app(self, self.tokens, self.access), access_log=None, logger=http_logger()
+        )
         await runner.setup()
         ssl_context = None
         if server.tls is not None:

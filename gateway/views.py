@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,7 @@ class GatewayViews:
         if config is None:
             raise NotFound(f"no sensor named {sensor!r}")
         reading = _coerce(sensor, config, value)
+        mark = self.store.mark()
         if isinstance(config, GpioSensor):
             if not self.simulate:
                 raise Refused(f"sensor {sensor!r} is a real GPIO input: it cannot be set")
@@ -127,7 +129,7 @@ class GatewayViews:
             raise Refused(f"sensor {sensor!r} reads a device: it can be set only in simulation")
         else:
             self.runtime.reading(sensor, reading, who)
-        await self.store.flushed()  # the answer means: webhooks it caused are on disk
+        await self.store.flushed(since=mark)  # the answer means: webhooks it caused are on disk
         _LOG.info("sensor %s set to %r by %s", sensor, reading, who)
         return {"id": sensor, "value": reading, "accepted": True}
 
@@ -162,8 +164,9 @@ class GatewayViews:
         _LOG.info("hook %s: %s accepted from %s", event.hook, event.id, event.source)
         if not self.runtime.engine.watches_hook(event.hook):
             _LOG.warning("hook %s: no rule has `when: {hook: %s}`", event.hook, event.hook)
+        mark = self.store.mark()
         self.runtime.handle(event)
-        await self.store.flushed()
+        await self.store.flushed(since=mark)  # else OutboxError: 503, the sender retries
         now = time.time()
         await self.store.call(
             partial(queries.remember_hook, hook=event.hook, msg_id=event.id, now=now)
@@ -213,9 +216,12 @@ def _coerce(name: str, config: Sensor, value: bool | float | str) -> Value:
         if numeric == "number":
             if isinstance(value, bool):
                 raise ValueError("expected a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
         return str(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise web.HTTPUnprocessableEntity(text=f"value: {exc}") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import time
 from collections import OrderedDict
@@ -26,6 +27,25 @@ def _address(text: str | None) -> Address | None:
         return None
 
 
+def client_key(client: str) -> str:
+    """What limits count by: the address, or for IPv6 its /64 (one host's whole range)."""
+    address = _address(client)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address) if address is not None else client
+
+
+class Pool(enum.Enum):
+    """Requests in flight are counted apart: clients that proved who they are
+    (a bearer token, checked before the body is read) never wait behind
+    clients that have not (hooks, verified only once the body is in)."""
+
+    AUTHENTICATED = "authenticated"
+    OPEN = "open"
+
+
 @dataclass
 class AccessPolicy:
     """Allowlist, trusted proxies and limits from ``server:``; replaced on reload."""
@@ -35,10 +55,40 @@ class AccessPolicy:
     requests: int = 120
     per: float = 60.0
     max_in_flight: int = 64
+    body_timeout: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    in_flight: int = 0
     failures: FailureLimiter = field(default_factory=FailureLimiter)
     _windows: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict)
+    _in_flight: dict[Pool, int] = field(default_factory=lambda: dict.fromkeys(Pool, 0))
+    _open_by_client: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def per_client(self) -> int:
+        """Open (unauthenticated) requests one client may have in flight."""
+        return max(1, self.max_in_flight // 4)
+
+    def acquire(self, pool: Pool, client: str) -> bool:
+        """Take a slot in ``pool`` for ``client``; False when none is free (503)."""
+        if self._in_flight[pool] >= self.max_in_flight:
+            return False
+        if pool is Pool.OPEN:
+            key = client_key(client)
+            if self._open_by_client.get(key, 0) >= self.per_client:
+                return False
+            self._open_by_client[key] = self._open_by_client.get(key, 0) + 1
+        self._in_flight[pool] += 1
+        return True
+
+    def release(self, pool: Pool, client: str) -> None:
+        self._in_flight[pool] -= 1
+        if pool is Pool.OPEN:
+            key = client_key(client)
+            left = self._open_by_client.pop(key, 1) - 1
+            if left > 0:
+                self._open_by_client[key] = left
+
+    def in_flight(self, pool: Pool) -> int:
+        return self._in_flight[pool]
 
     @classmethod
     def from_config(cls, server: ServerSection) -> AccessPolicy:
@@ -52,6 +102,7 @@ class AccessPolicy:
         self.requests = server.rate_limit.requests
         self.per = server.rate_limit.per
         self.max_in_flight = server.max_in_flight
+        self.body_timeout = server.body_timeout
         self.failures.limit = server.failed_auth.requests
         self.failures.window = server.failed_auth.per
 
@@ -80,6 +131,7 @@ class AccessPolicy:
     def retry_after(self, client: str) -> float:
         """Count a request from ``client``; seconds to wait if it is one too many (else 0)."""
         now = self.clock()
+        client = client_key(client)
         start, count = self._windows.get(client, (now, 0))
         if now - start >= self.per:
             start, count = now, 0

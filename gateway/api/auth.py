@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import assert_never
 
 from gateway.config.server import TokenConfig
+
+
+class Scope(enum.Enum):
+    """What an endpoint needs from the token that calls it."""
+
+    READ = "read"  # status, sensors, actuators, metrics, the OpenAPI document
+    SET_SENSOR = "set a sensor"  # the {id} of the path
+    SWITCH_ACTUATOR = "switch an actuator"  # the {id} of the path
+    READ_OUTBOX = "read the outbox"
+    CHANGE_OUTBOX = "retry or re-enable outbox messages"
 
 
 @dataclass(frozen=True)
@@ -18,9 +31,46 @@ class Client:
     name: str
     actuators: frozenset[str] | None  # None: every actuator
     read_only: bool
+    sensors: frozenset[str] | None = None  # None: every sensor
+    outbox: bool = True
+
+    @classmethod
+    def everything(cls, name: str) -> Client:
+        return cls(name, None, False, None, True)
+
+    @classmethod
+    def from_config(cls, name: str, token: TokenConfig) -> Client:
+        """A token that names actuators or sensors may do only that (and not the outbox)."""
+        limited = token.actuators is not None or token.sensors is not None
+        return cls(
+            name,
+            frozenset(token.actuators or ()) if limited else None,
+            token.read_only,
+            frozenset(token.sensors or ()) if limited else None,
+            token.outbox if token.outbox is not None else not limited,
+        )
 
     def may_switch(self, actuator: str) -> bool:
         return not self.read_only and (self.actuators is None or actuator in self.actuators)
+
+    def may_set(self, sensor: str) -> bool:
+        return not self.read_only and (self.sensors is None or sensor in self.sensors)
+
+    def may(self, scope: Scope, name: str = "") -> bool:
+        """Whether this client may use an endpoint needing ``scope`` (on ``name``)."""
+        match scope:
+            case Scope.READ:
+                return True
+            case Scope.SET_SENSOR:
+                return self.may_set(name)
+            case Scope.SWITCH_ACTUATOR:
+                return self.may_switch(name)
+            case Scope.READ_OUTBOX:
+                return self.outbox
+            case Scope.CHANGE_OUTBOX:
+                return self.outbox and not self.read_only
+            case _:
+                assert_never(scope)
 
 
 class TokenTable:
@@ -32,12 +82,7 @@ class TokenTable:
     def replace(self, tokens: Mapping[str, TokenConfig]) -> None:
         """Use the tokens of a reloaded config."""
         self._tokens = [
-            (
-                t.token.get_secret_value().encode(),
-                Client(
-                    name, frozenset(t.actuators) if t.actuators is not None else None, t.read_only
-                ),
-            )
+            (t.token.get_secret_value().encode(), Client.from_config(name, t))
             for name, t in tokens.items()
         ]
 
@@ -58,8 +103,20 @@ class TokenTable:
         return found
 
 
+def fingerprint(credential: str) -> str:
+    """A short digest of what a client presented, to tell one wrong credential from many."""
+    return hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 class FailureLimiter:
-    """At most ``limit`` failed authentications per client address per ``window`` seconds."""
+    """Limits failed verifications per client and per door (the API, each hook).
+
+    Within ``window`` seconds, a client (an IPv4 address, an IPv6 /64) is
+    refused at one door when it presented the *same* wrong credential
+    ``limit`` times (a misconfigured sender: its other, valid credentials
+    still work) or ``limit`` *different* wrong ones (someone guessing: the
+    door is closed to that client). Other doors stay open to it.
+    """
 
     def __init__(
         self,
@@ -72,24 +129,31 @@ class FailureLimiter:
         self.window = window
         self.clock = clock
         self.max_clients = max_clients
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._failures: OrderedDict[tuple[str, str], list[tuple[float, str]]] = OrderedDict()
 
-    def retry_after(self, address: str) -> float:
-        """Seconds until ``address`` may try again (0: now)."""
-        stamps = self._recent(address)
-        if len(stamps) < self.limit:
-            return 0.0
-        return max(stamps[0] + self.window - self.clock(), 1.0)
+    def retry_after(self, client: str, door: str, credential: str = "") -> float:
+        """Seconds until ``client`` may try ``credential`` at ``door`` again (0: now)."""
+        recent = self._recent((client, door))
+        same = [stamp for stamp, fp in recent if fp == fingerprint(credential)]
+        if len(same) >= self.limit:
+            return max(same[0] + self.window - self.clock(), 1.0)
+        if len({fp for _, fp in recent}) >= self.limit:
+            return max(recent[0][0] + self.window - self.clock(), 1.0)
+        return 0.0
 
-    def failed(self, address: str) -> None:
-        self._recent(address).append(self.clock())
-        self._failures.move_to_end(address)
+    def failed(self, client: str, door: str, credential: str = "") -> bool:
+        """Count a failure; True when it locks ``client`` out (log that once)."""
+        key = (client, door)
+        before = self.retry_after(client, door, credential)
+        self._recent(key).append((self.clock(), fingerprint(credential)))
+        self._failures.move_to_end(key)
         while len(self._failures) > self.max_clients:
             self._failures.popitem(last=False)
+        return not before and bool(self.retry_after(client, door, credential))
 
-    def _recent(self, address: str) -> list[float]:
-        stamps = self._failures.setdefault(address, [])
+    def _recent(self, key: tuple[str, str]) -> list[tuple[float, str]]:
+        stamps = self._failures.setdefault(key, [])
         cutoff = self.clock() - self.window
-        while stamps and stamps[0] < cutoff:
+        while stamps and stamps[0][0] < cutoff:
             stamps.pop(0)
         return stamps

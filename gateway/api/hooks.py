@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from gateway import safejson
 from gateway.config.server import HookConfig
 from gateway.events import HookReceived
 from gateway.outbox.signing import SignatureError, verify
@@ -39,7 +39,23 @@ class Unverified(Exception):
 
 
 def check_request(config: HookConfig, headers: Mapping[str, str], body: bytes, now: float) -> str:
-    """Verify a request for one hook; return its delivery id. Raises :class:`Unverified`."""
+    """Verify a request for one hook; return its delivery id. Raises :class:`Unverified`.
+
+    Any exception while looking at the headers (bytes that are not UTF-8,
+    digits that are not ASCII, ...) is an unverified request, never a 500.
+    """
+    try:
+        msg_id = _check(config, headers, body, now)
+    except Unverified:
+        raise
+    except Exception as exc:
+        raise Unverified(f"malformed verification headers ({type(exc).__name__})") from None
+    if not msg_id.isascii() or not msg_id.isprintable() or len(msg_id) > 256:
+        raise Unverified("the delivery id is not printable ASCII of at most 256 characters")
+    return msg_id
+
+
+def _check(config: HookConfig, headers: Mapping[str, str], body: bytes, now: float) -> str:
     if config.verify == "standard-webhooks":
         try:
             return verify(config.secrets, headers, body, now)
@@ -91,13 +107,9 @@ def parse_body(body: bytes, content_type: str) -> Any:
     return parse_json(body) if body.strip() else {}
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(raw: bytes) -> Any:
-    """The JSON document in ``raw``; 400 when it is not (NaN and Infinity are not JSON)."""
+    """The JSON document in ``raw``; 400 when it is not strict JSON (see :mod:`safejson`)."""
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
+        return safejson.loads(raw)
+    except safejson.JsonError as exc:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON ({exc})") from None

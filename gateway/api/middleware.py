@@ -8,22 +8,34 @@ Every answer that is not a handler's own passes through here: errors become
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
-from gateway.api.access import AccessPolicy
-from gateway.api.auth import Client, TokenTable
-from gateway.errors import GatewayError
+from gateway import safejson
+from gateway.api.access import AccessPolicy, Pool, client_key
+from gateway.api.auth import Client, Scope, TokenTable
+from gateway.errors import GatewayError, OutboxError
+from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 
+json_response = partial(web.json_response, dumps=safejson.dumps_text)
+"""Every JSON answer is valid JSON, whatever a sensor or payload holds."""
+_SLOW_LOG = RateLimitedLog(_LOG)
+
 MAX_BODY = 64 * 1024
+AUTHENTICATED_PATHS = ("/api/v1", "/metrics")
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 CLIENT_KEY = web.RequestKey("client", Client)
 ADDRESS_KEY = web.RequestKey("address", str)
 TOKENS_KEY = web.AppKey("tokens", TokenTable)
+SCOPES_KEY = web.AppKey("scopes", dict[Callable[..., Any], Scope])
 ACCESS_KEY = web.AppKey("access", AccessPolicy)
 
 
@@ -36,7 +48,7 @@ class Refused(GatewayError, ValueError):
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers or None
     )
 
@@ -47,6 +59,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -80,6 +93,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(404, "not_found", str(exc.args[0]))
     except Refused as exc:
         return error(409, "conflict", str(exc))
+    except OutboxError as exc:  # not committed: never answer "yes"
+        _LOG.error("API: %s %s: %s: answered 503", request.method, request.path[:80], exc)
+        return error(503, "not_stored", str(exc), **{"Retry-After": "30"})
     except ConnectionResetError:  # the client went away in the middle of its body
         _LOG.debug("API: %s %s: the client disconnected", request.method, request.path)
         return error(400, "bad_request", "the request ended early")
@@ -99,6 +115,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
             "API: refused %s %s from %s (not in server.allow)", request.method, request.path, client
         )
         return error(403, "forbidden", "this address may not use the gateway's API")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return error(413, "too_large", f"the body is larger than {MAX_BODY // 1024} KiB")
     if request.path != "/healthz":
         wait = policy.retry_after(client)
         if wait:
@@ -108,18 +126,54 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "too many requests; slow down",
                 **{"Retry-After": str(int(wait + 0.999))},
             )
-    if policy.in_flight >= policy.max_in_flight:
+    if request.path.startswith(AUTHENTICATED_PATHS):
+        return await handler(request)  # its slot is taken once the token is checked
+    return await in_pool(request, handler, Pool.OPEN)
+
+
+async def in_pool(request: web.Request, handler: Handler, pool: Pool) -> web.StreamResponse:
+    """Run the handler in a slot of ``pool``; 503 when the pool (or the client's share) is full."""
+    policy, client = request.app[ACCESS_KEY], request[ADDRESS_KEY]
+    if not policy.acquire(pool, client):
         return error(503, "busy", "too many requests in flight", **{"Retry-After": "1"})
-    policy.in_flight += 1
     try:
         return await handler(request)
     finally:
-        policy.in_flight -= 1
+        policy.release(pool, client)
 
 
-def blocked(request: web.Request) -> web.Response | None:
-    """429 for a client with too many failed verifications in the window."""
-    wait = request.app[ACCESS_KEY].failures.retry_after(request[ADDRESS_KEY])
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within ``server.body_timeout`` (408 for a client that trickles it)."""
+    try:
+        async with asyncio.timeout(request.app[ACCESS_KEY].body_timeout):
+            return await request.read()
+    except TimeoutError:
+        _SLOW_LOG.warning(
+            "API: %s %s from %s: the body did not arrive in time (408)",
+            request.method,
+            request.path[:80],
+            request[ADDRESS_KEY],
+        )
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
+
+
+def out_of_scope(request: web.Request, client: Client) -> web.Response | None:
+    """403 when the route's declared scope is not the token's."""
+    scope = request.app[SCOPES_KEY].get(request.match_info.handler)
+    if scope is None:  # no such route: the router answers 404 or 405
+        return None
+    name = request.match_info.get("id", "")
+    if client.may(scope, name):
+        return None
+    target = f" {name!r}" if scope in (Scope.SET_SENSOR, Scope.SWITCH_ACTUATOR) else ""
+    return error(403, "forbidden", f"token {client.name!r} may not {scope.value}{target}")
+
+
+def blocked(request: web.Request, door: str, credential: str) -> web.Response | None:
+    """429 for a client with too many failed verifications at this door in the window."""
+    wait = request.app[ACCESS_KEY].failures.retry_after(
+        client_key(request[ADDRESS_KEY]), door, credential
+    )
     if not wait:
         return None
     return error(
@@ -130,20 +184,42 @@ def blocked(request: web.Request) -> web.Response | None:
     )
 
 
+def failed(request: web.Request, door: str, credential: str) -> None:
+    """Count a failed verification; say so when it locks the client out."""
+    address = request[ADDRESS_KEY]
+    if request.app[ACCESS_KEY].failures.failed(client_key(address), door, credential):
+        _LOG.warning(
+            "%s: %s is locked out for %gs after %d failed verifications",
+            door,
+            address,
+            request.app[ACCESS_KEY].failures.window,
+            request.app[ACCESS_KEY].failures.limit,
+        )
+
+
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
-    if not request.path.startswith(("/api/v1", "/metrics")):
+    if not request.path.startswith(AUTHENTICATED_PATHS):
         return await handler(request)
-    if (refusal := blocked(request)) is not None:
+    authorization = request.headers.get("Authorization", "")
+    if (refusal := blocked(request, "API", authorization)) is not None:
         return refusal
     tokens, policy, address = request.app[TOKENS_KEY], request.app[ACCESS_KEY], request[ADDRESS_KEY]
     if not tokens and policy.local(address):
-        request[CLIENT_KEY] = Client("local", None, False)  # no tokens: this machine only
-        return await handler(request)
-    client = tokens.client(request.headers.get("Authorization"))
+        if request.remote == address and any(h in request.headers for h in PROXY_HEADERS):
+            # a local reverse proxy that is not in trusted_proxies: the client is elsewhere
+            return error(
+                403,
+                "forbidden",
+                "no server.tokens are configured and this request came through a proxy "
+                "not listed in server.trusted_proxies",
+            )
+        request[CLIENT_KEY] = Client.everything("local")  # no tokens: this machine only
+        return await in_pool(request, handler, Pool.AUTHENTICATED)
+    client = tokens.client(authorization)
     if client is None:
-        policy.failures.failed(address)
+        failed(request, "API", authorization)
         _LOG.warning(
             "API: rejected request from %s to %s: bad or missing token", address, request.path
         )
@@ -158,5 +234,33 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         )
     if client.read_only and request.method not in ("GET", "HEAD"):
         return error(403, "forbidden", f"token {client.name!r} is read-only")
+    if (refusal := out_of_scope(request, client)) is not None:
+        return refusal
     request[CLIENT_KEY] = client
-    return await handler(request)
+    return await in_pool(request, handler, Pool.AUTHENTICATED)
+
+
+class _OneLinePerMinute(logging.Filter):
+    """aiohttp logs every unparseable request as an ERROR traceback; anyone can send
+    those. Here each is one WARNING line without the traceback, at most one a minute
+    (the next one says how many were left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._limit = RateLimitedLog(_LOG)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        what = f"{type(exc).__name__}: {str(exc)[:120]}" if exc else record.getMessage()[:120]
+        self._limit.warning("API: a malformed request was refused (%s)", what)
+        return False
+
+
+def http_logger() -> logging.Logger:
+    """The logger aiohttp's server uses for protocol errors (pass it to ``AppRunner``)."""
+    logger = logging.getLogger("gateway.api.http")
+    if not any(isinstance(f, _OneLinePerMinute) for f in logger.filters):
+        logger.addFilter(_OneLinePerMinute())
+    return logger

@@ -59,16 +59,18 @@ ERRORS = {
     "404": "No such thing",
     "405": "Method not allowed (see Allow)",
     "409": "Not possible in this state (a real device cannot be set)",
+    "408": "The body did not arrive within server.body_timeout",
     "413": "Body larger than 64 KiB",
     "415": "Not JSON",
     "422": "Invalid body or query: the message names the field",
     "429": "Too many requests, or too many failed verifications (see Retry-After)",
-    "503": "Too many requests in flight, or not ready (see Retry-After)",
+    "503": "Too many requests in flight, not ready, or what it caused could not be stored"
+    " (see Retry-After)",
 }
 OUTER = ("403", "429", "503")
 """Answers any path may get: allowlist, rate limits, the in-flight bound."""
 AUTHED = (*OUTER, "401")
-WRITE = (*AUTHED, "400", "404", "413", "415", "422")
+WRITE = (*AUTHED, "400", "404", "408", "413", "415", "422")
 
 HOOK_HEADERS = {
     "standard-webhooks": [
@@ -149,7 +151,7 @@ def _hook(name: str, hook: dict[str, Any]) -> dict[str, Any]:
     op = _op(
         f"Inbound webhook {name!r} (verify: {verify}); fires `when: {{hook: {name}}}`",
         ("202", _ref(HookAccepted), "Verified and acted on"),
-        (*OUTER, "400", "401", "413", "415", *(("422",) if schema else ())),
+        (*OUTER, "400", "401", "408", "413", "415", *(("422",) if schema else ())),
         params=tuple(params),
         secured=False,
     )
@@ -304,7 +306,7 @@ def _document(sensors: str, actuators: str, endpoints: str, hook_names: str, hoo
             "post": _op(
                 "Inbound webhook, verified as its hook says (see the paths of each hook)",
                 ("202", _ref(HookAccepted), "Verified and acted on"),
-                (*OUTER, "400", "401", "404", "413", "415", "422"),
+                (*OUTER, "400", "401", "404", "408", "413", "415", "422"),
                 params=(_path_param("name", json.loads(hook_names)),),
                 secured=False,
             )

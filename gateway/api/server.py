@@ -6,16 +6,19 @@ Errors are ``{"error": {"code": ..., "message": ...}}`` with the fitting
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway import safejson
 from gateway.api.access import AccessPolicy
-from gateway.api.auth import TokenTable
+from gateway.api.auth import Scope, TokenTable
 from gateway.api.hooks import (
     HookSink,
     Unverified,
@@ -29,20 +32,28 @@ from gateway.api.middleware import (
     ADDRESS_KEY,
     CLIENT_KEY,
     MAX_BODY,
+    SCOPES_KEY,
     TOKENS_KEY,
+    Handler,
     NotFound,
     access,
     bearer_auth,
     blocked,
     error,
+    failed,
     json_errors,
+    read_body,
 )
 from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
 from gateway.api.openapi import openapi_document
 from gateway.config.models import GatewayConfig
+from gateway.errors import OutboxError
 from gateway.events import HookReceived
 
 _LOG = logging.getLogger(__name__)
+
+json_response = partial(web.json_response, dumps=safejson.dumps_text)
+"""Every JSON answer is valid JSON, whatever a sensor or payload holds."""
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
 """Content types taken as JSON. curl -d sends x-www-form-urlencoded unless told
@@ -74,14 +85,14 @@ class Control(HookSink, Protocol):
 
 CONTROL_KEY = web.AppKey("control", Control)
 HOOKS_KEY = web.AppKey("hooks", HookSink)
-HOOK_IDS_KEY = web.AppKey("hook_ids", set[tuple[str, str]])
+HOOK_IDS_KEY = web.AppKey("hook_ids", dict[tuple[str, str], "asyncio.Future[bool]"])
 
 
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     ctype = request.content_type if request.body_exists else ""
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
         raise web.HTTPUnsupportedMediaType(text="send a JSON body (Content-Type: application/json)")
-    doc = parse_json(await request.read())
+    doc = parse_json(await read_body(request))
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
@@ -108,21 +119,21 @@ def _who(request: web.Request) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     if request.app[CONTROL_KEY].ready():
-        return web.json_response({"status": "ready"})
+        return json_response({"status": "ready"})
     return error(503, "not_ready", "starting or reloading")
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[CONTROL_KEY].status())
+    return json_response(await request.app[CONTROL_KEY].status())
 
 
 async def list_sensors(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CONTROL_KEY].sensors())
+    return json_response(request.app[CONTROL_KEY].sensors())
 
 
 def _named(request: web.Request, items: Mapping[str, Any], what: str) -> str:
@@ -135,33 +146,30 @@ def _named(request: web.Request, items: Mapping[str, Any], what: str) -> str:
 
 async def get_sensor(request: web.Request) -> web.Response:
     sensors = request.app[CONTROL_KEY].sensors()
-    return web.json_response(sensors[_named(request, sensors, "sensor")])
+    return json_response(sensors[_named(request, sensors, "sensor")])
 
 
 async def post_sensor(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
     name = _named(request, control.config.sensors, "sensor")
     body = await read_json(request, SensorWrite)
-    return web.json_response(await control.inject(name, body.value, _who(request)))
+    return json_response(await control.inject(name, body.value, _who(request)))
 
 
 async def list_actuators(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CONTROL_KEY].actuators())
+    return json_response(request.app[CONTROL_KEY].actuators())
 
 
 async def get_actuator(request: web.Request) -> web.Response:
     actuators = request.app[CONTROL_KEY].actuators()
-    return web.json_response(actuators[_named(request, actuators, "actuator")])
+    return json_response(actuators[_named(request, actuators, "actuator")])
 
 
 async def post_actuator(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
     name = _named(request, control.config.actuators, "actuator")
-    client = request[CLIENT_KEY]
-    if not client.may_switch(name):
-        return error(403, "forbidden", f"token {client.name!r} may not switch {name!r}")
     body = await read_json(request, ActuatorWrite)
-    return web.json_response(control.actuate(name, body.state, body.for_, _who(request)))
+    return json_response(control.actuate(name, body.state, body.for_, _who(request)))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -175,7 +183,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def outbox(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[CONTROL_KEY].outbox())
+    return json_response(await request.app[CONTROL_KEY].outbox())
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -184,7 +192,7 @@ async def list_messages(request: web.Request) -> web.Response:
     except ValidationError as exc:
         raise web.HTTPUnprocessableEntity(text=describe_errors(exc, "query")) from None
     found = await request.app[CONTROL_KEY].messages(query.state, query.endpoint, query.limit)
-    return web.json_response({"messages": found})
+    return json_response({"messages": found})
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -192,21 +200,21 @@ async def get_message(request: web.Request) -> web.Response:
     message = await request.app[CONTROL_KEY].message(msg_id)
     if message is None:
         raise NotFound(f"no message {msg_id!r} in the outbox")
-    return web.json_response(message)
+    return json_response(message)
 
 
 async def retry_message(request: web.Request) -> web.Response:
     msg_id = request.match_info["id"]
     if not await request.app[CONTROL_KEY].retry_message(msg_id):
         raise NotFound(f"no message {msg_id!r} in the outbox")
-    return web.json_response({"id": msg_id, "state": "pending"})
+    return json_response({"id": msg_id, "state": "pending"})
 
 
 async def enable_endpoint(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not await request.app[CONTROL_KEY].enable_endpoint(name):
         raise NotFound(f"no webhook endpoint {name!r}")
-    return web.json_response({"endpoint": name, "disabled": False})
+    return json_response({"endpoint": name, "disabled": False})
 
 
 async def post_hook(request: web.Request) -> web.Response:
@@ -215,26 +223,32 @@ async def post_hook(request: web.Request) -> web.Response:
     config = sink.hook_config(name)
     if config is None:
         raise NotFound(f"no hook named {name!r}")
-    address = request[ADDRESS_KEY]
-    if (refusal := blocked(request)) is not None:
+    address, door = request[ADDRESS_KEY], f"hook {name}"
+    credential = request.headers.get(config.credential_header, "")
+    if (refusal := blocked(request, door, credential)) is not None:
         return refusal
-    body = await request.read()
+    body = await read_body(request)
     try:
         msg_id = check_request(config, request.headers, body, time.time())
     except Unverified as exc:
-        request.app[ACCESS_KEY].failures.failed(address)
+        failed(request, door, credential)
         _LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
         return error(401, "unauthorized", f"verification failed: {exc}")
     payload = parse_body(body, request.content_type if request.body_exists else "")
     check_payload(config, payload)
     busy = request.app[HOOK_IDS_KEY]
-    if (name, msg_id) in busy or await sink.hook_seen(name, msg_id):
-        _LOG.info(
-            "hook %s: %s from %s was already handled: not acted on again", name, msg_id, address
-        )
-        return web.json_response({"id": msg_id, "duplicate": True})
-    busy.add((name, msg_id))
+    key = (name, msg_id)
+    if key in busy:  # a copy is being handled right now: answer as it will be answered
+        if not await asyncio.shield(busy[key]):
+            raise OutboxError("the first copy of this delivery could not be stored")
+        return _duplicate(name, msg_id, address)
+    # checked and marked with no await between: concurrent copies cannot both pass
+    handled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    busy[key] = handled
     try:
+        if await sink.hook_seen(name, msg_id):
+            handled.set_result(True)
+            return _duplicate(name, msg_id, address)
         event = HookReceived(
             hook=name,
             id=msg_id,
@@ -245,13 +259,21 @@ async def post_hook(request: web.Request) -> web.Response:
             source=address,
         )
         await sink.hook_received(event)
+        handled.set_result(True)
     finally:
-        busy.discard((name, msg_id))
-    return web.json_response({"id": msg_id}, status=202)
+        if not handled.done():
+            handled.set_result(False)
+        del busy[key]
+    return json_response({"id": msg_id}, status=202)
+
+
+def _duplicate(name: str, msg_id: str, address: str) -> web.Response:
+    _LOG.info("hook %s: %s from %s was already handled: not acted on again", name, msg_id, address)
+    return json_response({"id": msg_id, "duplicate": True})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(request.app[CONTROL_KEY].config))
+    return json_response(openapi_document(request.app[CONTROL_KEY].config))
 
 
 def make_app(
@@ -263,22 +285,32 @@ def make_app(
     app[HOOKS_KEY] = control
     app[TOKENS_KEY] = tokens
     app[ACCESS_KEY] = policy or AccessPolicy()
-    app[HOOK_IDS_KEY] = set()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/status", status)
-    app.router.add_get("/api/v1/sensors", list_sensors)
-    app.router.add_get("/api/v1/sensors/{id}", get_sensor)
-    app.router.add_post("/api/v1/sensors/{id}", post_sensor)
-    app.router.add_get("/api/v1/actuators", list_actuators)
-    app.router.add_get("/api/v1/actuators/{id}", get_actuator)
-    app.router.add_post("/api/v1/actuators/{id}", post_actuator)
-    app.router.add_get("/api/v1/outbox", outbox)
-    app.router.add_get("/api/v1/outbox/messages", list_messages)  # before {id}
-    app.router.add_get("/api/v1/outbox/{id}", get_message)
-    app.router.add_post("/api/v1/outbox/{id}/retry", retry_message)
-    app.router.add_post("/api/v1/outbox/endpoints/{name}/enable", enable_endpoint)
-    app.router.add_get("/api/v1/openapi.json", openapi)
-    app.router.add_post("/hooks/{name}", post_hook)
+    app[HOOK_IDS_KEY] = {}
+    app[SCOPES_KEY] = {}
+    for method, path, handler, scope in ROUTES:
+        app.router.add_route(method, path, handler)
+        if scope is not None:
+            app[SCOPES_KEY][handler] = scope
     return app
+
+
+ROUTES: tuple[tuple[str, str, Handler, Scope | None], ...] = (
+    # path, handler, and the scope a token needs (None: no bearer token, see the middleware)
+    ("GET", "/healthz", healthz, None),
+    ("GET", "/readyz", readyz, None),
+    ("GET", "/metrics", metrics, Scope.READ),
+    ("GET", "/api/v1/status", status, Scope.READ),
+    ("GET", "/api/v1/sensors", list_sensors, Scope.READ),
+    ("GET", "/api/v1/sensors/{id}", get_sensor, Scope.READ),
+    ("POST", "/api/v1/sensors/{id}", post_sensor, Scope.SET_SENSOR),
+    ("GET", "/api/v1/actuators", list_actuators, Scope.READ),
+    ("GET", "/api/v1/actuators/{id}", get_actuator, Scope.READ),
+    ("POST", "/api/v1/actuators/{id}", post_actuator, Scope.SWITCH_ACTUATOR),
+    ("GET", "/api/v1/outbox", outbox, Scope.READ_OUTBOX),
+    ("GET", "/api/v1/outbox/messages", list_messages, Scope.READ_OUTBOX),  # before {id}
+    ("GET", "/api/v1/outbox/{id}", get_message, Scope.READ_OUTBOX),
+    ("POST", "/api/v1/outbox/{id}/retry", retry_message, Scope.CHANGE_OUTBOX),
+    ("POST", "/api/v1/outbox/endpoints/{name}/enable", enable_endpoint, Scope.CHANGE_OUTBOX),
+    ("GET", "/api/v1/openapi.json", openapi, Scope.READ),
+    ("POST", "/hooks/{name}", post_hook, None),
+)
