@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from gateway.config.loader import Missing, load_yaml, locate
+from gateway.config.loader import Missing, SecretText, load_yaml, locate
 from gateway.config.models import TAGGED_MODELS, GatewayConfig
 from gateway.config.references import check_references
 from gateway.errors import ConfigError, ConfigProblem
@@ -81,13 +82,37 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
             if problem is not None and (problem.line, problem.column) not in seen:
                 seen.add((problem.line, problem.column))
                 problems.append(problem)
-        raise ConfigError(problems) from None
+        raise ConfigError(_hide_secrets(problems, data)) from None
     for loc, message in check_references(config):
         located = locate(data, loc, loaded.file)
         problems.append(located.position.problem(message))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_hide_secrets(problems, data))
     return LoadedConfig(config, os.fspath(path))
+
+
+def _hide_secrets(problems: list[ConfigProblem], data: Any) -> list[ConfigProblem]:
+    """Every message that quotes a ``!secret``/``!env`` value shows ``<secret>`` instead."""
+    found = sorted(_secrets_in(data), key=len, reverse=True)
+    if not found:
+        return problems
+    hidden = []
+    for problem in problems:
+        message = problem.message
+        for secret in found:
+            message = message.replace(repr(secret), "<secret>").replace(secret, "<secret>")
+        hidden.append(dataclasses.replace(problem, message=message))
+    return hidden
+
+
+def _secrets_in(node: Any) -> set[str]:
+    if isinstance(node, SecretText):
+        return {str(node)} if node else set()
+    if isinstance(node, dict):
+        return {s for key, value in node.items() for s in _secrets_in(key) | _secrets_in(value)}
+    if isinstance(node, list):
+        return {s for item in node for s in _secrets_in(item)}
+    return set()
 
 
 _ALIASES = {"from_": "from", "is_": "is", "if_": "if", "for_": "for"}

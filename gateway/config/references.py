@@ -112,6 +112,12 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                     ("server", "tokens", name, "actuators", i),
                     _unknown("actuator", allowed, config.actuators),
                 )
+        for i, allowed in enumerate(token.sensors or ()):
+            if allowed not in config.sensors:
+                yield (
+                    ("server", "tokens", name, "sensors", i),
+                    _unknown("sensor", allowed, config.sensors),
+                )
     tls = config.server.tls
     if tls is not None:
         for key in ("cert", "key"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -38,7 +39,17 @@ LongSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
 class TokenConfig(Model):
     token: LongSecret = Field(description="The bearer token (at least 16 characters)")
     actuators: list[Name] | None = Field(
-        None, description="Actuators this token may switch (default: all)"
+        None,
+        description="Actuators this token may switch (default: all, or none when sensors is given)",
+    )
+    sensors: list[Name] | None = Field(
+        None,
+        description="Sensors this token may set (default: all, or none when actuators is given)",
+    )
+    outbox: bool | None = Field(
+        None,
+        description="Whether it may read the outbox and retry or re-enable messages (default: "
+        "yes, or no when actuators or sensors is given)",
     )
     read_only: bool = Field(False, description="Only GET requests")
 
@@ -101,11 +112,25 @@ class HookConfig(Model):
             for secret in self.secrets:
                 if not secret.startswith("whsec_"):
                     raise ValueError("a standard-webhooks secret starts with whsec_")
+                try:
+                    base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+                except ValueError:
+                    raise ValueError(
+                        "a standard-webhooks secret is whsec_ followed by base64 "
+                        "(e.g. from: openssl rand -base64 32)"
+                    ) from None
         return self
 
     @property
     def secrets(self) -> list[str]:
         return secret_values(self.secret)
+
+    @property
+    def credential_header(self) -> str:
+        """The header that carries what proves the sender (failures are limited by it)."""
+        if self.verify == "standard-webhooks":
+            return "webhook-signature"
+        return "X-Hub-Signature-256" if self.verify == "github" else self.header
 
 
 class TlsConfig(Model):
@@ -145,7 +170,15 @@ class ServerSection(Model):
         description="Failed verifications (bad token, bad hook signature) allowed per client "
         "before it is blocked for the rest of the window (429)",
     )
-    max_in_flight: int = Field(64, ge=1, description="Requests handled at once (503 beyond)")
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Requests handled at once (503 beyond), counted apart for authenticated "
+        "API calls and for the rest (hooks); one client may hold a quarter of the rest",
+    )
+    body_timeout: Duration = Field(
+        10.0, gt=0, description="A request body must arrive within this long (408 otherwise)"
+    )
 
     @field_validator("listen")
     @classmethod

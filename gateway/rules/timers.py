@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import safejson
+
 _LOG = logging.getLogger(__name__)
 
 ACTUATOR_TIMERS = frozenset({"revert", "max_on"})
@@ -107,24 +109,57 @@ class TimerTable:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._path)
+            _fsync_directory(self._path.parent)  # else a power cut may undo the rename
         except OSError as exc:
             _LOG.error("cannot save timers to %s: %s (they still run until restart)", tmp, exc)
 
 
-def _load(path: Path) -> dict[str, Timer]:
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load(path: Path) -> dict[str, Timer]:
+    """The saved timers; a damaged file or entry is logged and skipped, never a crash."""
+    try:
+        raw = json.loads(path.read_bytes())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         _LOG.error("cannot read saved timers %s: %s; starting without them", path, exc)
         return {}
+    if not isinstance(raw, list):
+        _LOG.error(
+            "saved timers %s: expected a list, found a JSON %s; starting without them",
+            path,
+            type(raw).__name__,
+        )
+        return {}
     timers = {}
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            timer = Timer(**item)
-        except TypeError:
-            _LOG.warning("ignoring a saved timer of an older format: %r", item)
+    for index, item in enumerate(raw):
+        timer = _timer(item)
+        if timer is None:
+            _LOG.error(
+                "saved timers %s: entry %d is not a timer, skipped: %.200r", path, index, item
+            )
             continue
         timers[timer.slot] = timer
     return timers
+
+
+def _timer(item: Any) -> Timer | None:
+    """One saved entry, if every field has its type."""
+    if not isinstance(item, dict) or set(item) - {"kind", "key", "due", "data", "durable"}:
+        return None
+    kind, key, due = item.get("kind"), item.get("key"), item.get("due")
+    data, durable = item.get("data", {}), item.get("durable", True)
+    if not (isinstance(kind, str) and isinstance(key, str) and isinstance(data, dict)):
+        return None
+    if isinstance(due, bool) or not isinstance(due, int | float) or not isinstance(durable, bool):
+        return None
+    if not safejson.finite(float(due)):
+        return None
+    return Timer(kind, key, float(due), data, durable)
