@@ -183,13 +183,27 @@ async def test_a_scoped_token_may_switch_its_own_actuator(api: tuple[str, Gatewa
     assert (status, body["state"]) == (200, "on")
 
 
-async def test_repeated_failed_logins_are_rate_limited(api: tuple[str, Gateway]) -> None:
+async def test_a_repeated_wrong_token_is_limited_but_the_right_one_still_works(
+    api: tuple[str, Gateway],
+) -> None:
+    """A misconfigured client on the same machine (bug 9) must not lock out valid tokens."""
     statuses = [
         (await call(api[0], "GET", "/api/v1/status", token="bad-token-0123456789"))[0]
         for _ in range(11)
     ]
     assert statuses == [401] * 10 + [429]
-    # even the right token waits: the client address is blocked for a while
+    assert (await call(api[0], "GET", "/api/v1/status"))[0] == 200
+
+
+async def test_guessing_many_tokens_locks_the_client_out_of_the_api(
+    api: tuple[str, Gateway],
+) -> None:
+    statuses = [
+        (await call(api[0], "GET", "/api/v1/status", token=f"guess-{i:02d}-0123456789"))[0]
+        for i in range(11)
+    ]
+    assert statuses == [401] * 10 + [429]
+    # someone guessing: even the right token waits until the window ends
     assert (await call(api[0], "GET", "/api/v1/status"))[0] == 429
 
 

@@ -246,7 +246,8 @@ async def test_per_client_rate_limit_and_in_flight_bound() -> None:
     from gateway.api.access import AccessPolicy
     from gateway.api.middleware import access, json_errors
 
-    policy = AccessPolicy(requests=5, per=60.0, max_in_flight=2)
+    # 8 in flight; one client may hold a quarter of the open (unauthenticated) slots
+    policy = AccessPolicy(requests=5, per=60.0, max_in_flight=8)
     release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
