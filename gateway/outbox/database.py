@@ -7,6 +7,7 @@ file), and autocommit outside explicit :func:`transaction` blocks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -96,10 +97,20 @@ def open_checked(path: Path) -> sqlite_utils.Database:
     try:
         db = open_database(path)
         problems = [row[0] for row in db.conn.execute("PRAGMA quick_check(5)")]
-    except sqlite3.DatabaseError as exc:
+        if problems != ["ok"]:
+            outbox_size(db)  # can the queue still be read at all?
+            _LOG.error(
+                "outbox %s is damaged (%s): delivering what can still be read",
+                path,
+                "; ".join(problems)[:500],
+            )
+        return db
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise
-        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        with contextlib.suppress(NameError, sqlite3.Error):
+            db.conn.close()
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         for suffix in ("", "-wal", "-shm"):
             source = path.with_name(path.name + suffix)
             if source.exists():
@@ -108,13 +119,6 @@ def open_checked(path: Path) -> sqlite_utils.Database:
             "outbox %s is damaged (%s): moved to %s, starting an empty outbox", path, exc, aside
         )
         return open_database(path)
-    if problems != ["ok"]:
-        _LOG.error(
-            "outbox %s is damaged (%s): delivering what can still be read",
-            path,
-            "; ".join(problems),
-        )
-    return db
 
 
 def open_database(path: Path) -> sqlite_utils.Database:
@@ -122,6 +126,7 @@ def open_database(path: Path) -> sqlite_utils.Database:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    conn.text_factory = _lenient_text  # a damaged page must not make a query raise
     if new:  # only takes effect before the first table exists
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     for pragma in PRAGMAS:
@@ -129,6 +134,10 @@ def open_database(path: Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(conn)
     conn.executescript(SCHEMA)
     return db
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:

@@ -99,7 +99,7 @@ class OutboxStore:
         self.max_bytes = max_bytes
         self.when_full = when_full
         self.clock = clock
-        self.on_commit: Callable[[set[str]], None] = lambda endpoints: None
+        self.on_commit: Callable[[set[str]], object] = lambda endpoints: None
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -187,7 +187,7 @@ class OutboxStore:
             db = open_checked(self.path)
             self._rows, self._bytes = outbox_size(db)
             _LOG.info("outbox: %d webhook(s) waiting in %s", self._rows, self.path)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # whatever it is, start() must not wait for ever
             self._open_error = exc
             self._ready.set()
             return
