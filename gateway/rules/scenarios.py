@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,10 +29,10 @@ from gateway.config.rules import NumberOrBinary
 from gateway.config.types import Duration
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.events import HookReceived
-from gateway.inputs.mqtt import decode
 from gateway.localtime import local_zone
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
+from gateway.testing import MemoryActuators, RecordingOutbox, Sent, VirtualClock
 
 DEFAULT_START = "2026-01-15T12:00:00"
 WINDOW = 1.0  # seconds either side of `at` for webhook expectations
@@ -105,63 +105,6 @@ ScenarioFile: TypeAdapter[list[Scenario]] = TypeAdapter(
 
 
 @dataclass
-class Sent:
-    time: float  # seconds from the start
-    endpoint: str
-    event: str
-    data: Any
-
-
-@dataclass
-class _Recorder:
-    """The outbox and the links of a scenario: remembers what was sent and when."""
-
-    clock: _Clock
-    sent: list[Sent] = field(default_factory=list)
-    published: list[Sent] = field(default_factory=list)
-
-    def submit(self, endpoint: str, event: str, data: Any) -> str:
-        self.sent.append(Sent(self.clock.now - self.clock.start, endpoint, event, data))
-        return f"msg_scenario_{len(self.sent)}"
-
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
-        self.published.append(
-            Sent(self.clock.now - self.clock.start, topic, "", decode(payload.encode()))
-        )
-
-    def write_serial(self, port: str, data: str) -> None:
-        pass
-
-
-@dataclass
-class _Clock:
-    start: float
-    now: float
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _Actuators:
-    """Actuators in memory; remembers every switch for failure messages."""
-
-    def __init__(self, initial: Mapping[str, bool | float], clock: _Clock) -> None:
-        self.states = dict(initial)
-        self.clock = clock
-        self.history: list[tuple[float, str, bool | float]] = []
-
-    def names(self) -> Iterable[str]:
-        return self.states.keys()
-
-    def get(self, name: str) -> bool | float:
-        return self.states[name]
-
-    def set(self, name: str, state: bool | float) -> None:
-        self.states[name] = state
-        self.history.append((self.clock.now - self.clock.start, name, state))
-
-
-@dataclass
 class Result:
     name: str
     failures: list[str]
@@ -196,13 +139,13 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     if start_local.tzinfo is None:
         start_local = start_local.replace(tzinfo=tz)
     start = start_local.timestamp()
-    clock = _Clock(start, start)
+    clock = VirtualClock(start, start)
     initial = {
         name: (float(a.initial) if getattr(a, "kind", "") == "pwm" else a.initial)
         for name, a in config.actuators.items()
     }
-    actuators = _Actuators(initial, clock)
-    recorder = _Recorder(clock)
+    actuators = MemoryActuators(initial, clock)
+    recorder = RecordingOutbox(clock)
     runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz, recorder)
     failures = [
         f"given #{i + 1}: unknown sensor {g.sensor!r}"
@@ -230,12 +173,15 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
             runtime.run_due()
         clock.now = max(clock.now, start + to)
 
-    checks: list[tuple[float, Expectation]] = sorted(
-        ((e.at or 0.0, e) for e in scenario.expect if e.actuator is not None),
+    checks: list[tuple[float, Expectation, bool]] = sorted(  # (at, what, expected not)
+        [
+            *((e.at or 0.0, e, False) for e in scenario.expect if e.actuator is not None),
+            *((e.at or 0.0, e, True) for e in scenario.expect_not if e.actuator is not None),
+        ],
         key=lambda item: item[0],
     )
     givens = sorted(scenario.given, key=lambda g: g.at)
-    moments = sorted({g.at for g in givens} | {t for t, _ in checks})
+    moments = sorted({g.at for g in givens} | {t for t, _, _ in checks})
     for moment in moments:
         advance(moment)
         for n, given in enumerate(g for g in givens if g.at == moment):
@@ -253,13 +199,13 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
                     "scenario",
                 )
                 runtime.handle(event)
-        for _, expectation in (c for c in checks if c[0] == moment):
+        for _, expectation, negated in (c for c in checks if c[0] == moment):
             assert expectation.actuator is not None
             actual = actuators.get(expectation.actuator)
-            if not _same(actual, expectation.state):
+            if _same(actual, expectation.state) == negated:
                 failures.append(
-                    f"expected {expectation.describe()}, but it was {_show(actual)}"
-                    + _history_hint(actuators, expectation.actuator)
+                    f"expected {'not ' if negated else ''}{expectation.describe()}, "
+                    f"but it was {_show(actual)}" + _history_hint(actuators, expectation.actuator)
                 )
     every_at = [e.at for e in [*scenario.expect, *scenario.expect_not] if e.at is not None]
     last = max([*moments, *every_at], default=0.0)
@@ -277,8 +223,7 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
             failures.append(f"expected {expectation.describe()}, but: {shown}")
     for expectation in scenario.expect_not:
         if expectation.actuator is not None:
-            if expectation.at is not None:
-                continue  # an actuator state at a time is checked through expect
+            continue  # checked at its moment, above
         elif expectation.mqtt is not None:
             if found := _published(recorder.published, expectation):
                 failures.append(
@@ -343,7 +288,7 @@ def _published(published: list[Sent], e: Expectation) -> Sent | None:
     return None
 
 
-def _sent_hint(recorder: _Recorder) -> str:
+def _sent_hint(recorder: RecordingOutbox) -> str:
     if not recorder.sent:
         return "no webhook was sent at all"
     shown = "; ".join(
@@ -353,7 +298,7 @@ def _sent_hint(recorder: _Recorder) -> str:
     return f"these were sent: {shown}{more}"
 
 
-def _history_hint(actuators: _Actuators, name: str) -> str:
+def _history_hint(actuators: MemoryActuators, name: str) -> str:
     switches = [f"{_show(state)} at {_clock(t)}" for t, n, state in actuators.history if n == name]
     if not switches:
         return " (it never switched)"

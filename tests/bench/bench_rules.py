@@ -19,7 +19,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from gateway.config.models import GatewayConfig
 from gateway.outbox.store import OutboxStore
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
+from gateway.testing import MemoryActuators, VirtualClock
 
 SMOKE = bool(os.environ.get("BENCH_SMOKE"))
 READINGS = 2_000 if SMOKE else 20_000
@@ -58,18 +58,8 @@ def config_text(rules: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Relays:
-    def __init__(self) -> None:
-        self.state = {"light": False}
-
-    def names(self) -> Iterable[str]:
-        return self.state.keys()
-
-    def get(self, name: str) -> bool:
-        return self.state[name]
-
-    def set(self, name: str, state: bool) -> None:
-        self.state[name] = state
+def relays() -> MemoryActuators:
+    return MemoryActuators({"light": False}, VirtualClock())
 
 
 class Count:
@@ -92,7 +82,7 @@ def drive(runtime: Runtime) -> tuple[float, int]:
 
 
 def bench(config: GatewayConfig, sink: Any) -> float:
-    runtime = Runtime(config, Relays(), sink, TimerTable(None), time.time)
+    runtime = Runtime(config, relays(), sink, TimerTable(None), time.time)
     elapsed, count = drive(runtime)
     return count / elapsed
 
@@ -101,7 +91,7 @@ async def with_outbox(config: GatewayConfig, tmp: Path) -> tuple[float, int]:
     store = OutboxStore(tmp / "outbox.db", max_rows=10_000_000, max_bytes=1 << 34)
     store.start()
     try:
-        runtime = Runtime(config, Relays(), store, TimerTable(None), time.time)
+        runtime = Runtime(config, relays(), store, TimerTable(None), time.time)
         start = time.perf_counter()
         drive(runtime)
         await store.flushed()

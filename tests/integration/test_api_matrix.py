@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,15 @@ async def send(s: aiohttp.ClientSession, base: str, row: Row, msg: str, client: 
     return s.request(row.op[1].upper(), base + url, data=body or None, headers=headers)
 
 
+def wrong_credentials(i: int, body: bytes) -> dict[str, str]:
+    """The i-th of several different wrong hook credentials."""
+    return {
+        "X-Door-Token": f"wrong-{i}",
+        "webhook-signature": f"v1,wrong{i}",
+        "X-Hub-Signature-256": f"sha256=wrong{i}",
+    }
+
+
 def check_documented(doc: dict[str, Any], row: Row, status: int, answer: Any) -> None:
     """The answer matches the document's schema for this operation and status."""
     op = doc["paths"][row.op[0]][row.op[1]]
@@ -411,11 +421,7 @@ async def test_each_documented_answer(api: tuple[str, Gateway, str], row: Row) -
                 spoiled = Row(**{**row.__dict__, "token": f"wrong-token-{i}-0123456789"})
                 bad = row.before < 0
                 if bad and row.op[0].startswith("/hooks"):
-                    spoiled.headers = lambda body, i=i: {
-                        "X-Door-Token": f"wrong-{i}",
-                        "webhook-signature": f"v1,wrong{i}",
-                        "X-Hub-Signature-256": f"sha256=wrong{i}",
-                    }
+                    spoiled.headers = partial(wrong_credentials, i)
                 async with await send(s, base, spoiled if bad else row, msg, client) as r:
                     assert r.status != 500
             async with await send(s, base, row, msg, client) as r:

@@ -304,3 +304,21 @@ def test_at_is_dst_safe(now: str, expected: str) -> None:
     moment = dt.datetime.fromisoformat(now).astimezone(berlin)
     due = next_local_time(moment, dt.time(2, 30))
     assert dt.datetime.fromtimestamp(due, berlin).isoformat() == expected
+
+
+LIGHT_FOR_30S = """
+- id: r
+  when: {sensor: motion, to: on}
+  then: [{actuate: light, state: on, for: 30s}]
+"""
+
+
+def test_expect_not_on_an_actuator_fails_a_wrong_scenario(tmp_path: Path) -> None:
+    """An expect_not on an actuator is checked at its time (it used to pass unchecked)."""
+    motion = "given: [{at: 0s, sensor: motion, value: on}]\n"
+    wrong = motion + "expect_not: [{at: 5s, actuator: light, state: on}]"
+    failures = play(tmp_path, LIGHT_FOR_30S, wrong)
+    assert len(failures) == 1
+    assert failures[0].startswith("expected not light is on at 5s, but it was on")
+    right = motion + "expect_not: [{at: 31s, actuator: light, state: on}]"
+    assert play(tmp_path, LIGHT_FOR_30S, right) == []

@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gateway.config.models import GatewayConfig
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
+from gateway.testing import MemoryActuators, RecordingOutbox, VirtualClock
+
+START = 1_760_000_000.0
 
 
-class Clock:
-    def __init__(self, now: float = 1_760_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Relays:
-    """Actuators in memory (what rule tests use too)."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.state = dict.fromkeys(names, False)
-
-    def names(self) -> Iterable[str]:
-        return self.state.keys()
-
-    def get(self, name: str) -> bool:
-        return self.state[name]
-
-    def set(self, name: str, state: bool) -> None:
-        self.state[name] = state
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, Any]] = []
-
-    def submit(self, endpoint: str, event: str, data: Any) -> str:
-        self.sent.append((endpoint, event, data))
-        return f"msg_{len(self.sent)}"
+def sent(outbox: RecordingOutbox) -> list[tuple[str, str, Any]]:
+    return [(s.endpoint, s.event, s.data) for s in outbox.sent]
 
 
 CONFIG = GatewayConfig.model_validate(
@@ -68,31 +41,34 @@ CONFIG = GatewayConfig.model_validate(
 
 
 def make(
-    tmp_path: Path, clock: Clock, relays: Relays | None = None, config: GatewayConfig = CONFIG
-) -> tuple[Runtime, Relays, Outbox]:
-    relays = relays or Relays(config.actuators)
-    outbox = Outbox()
+    tmp_path: Path,
+    clock: VirtualClock,
+    relays: MemoryActuators | None = None,
+    config: GatewayConfig = CONFIG,
+) -> tuple[Runtime, MemoryActuators, RecordingOutbox]:
+    relays = relays or MemoryActuators(dict.fromkeys(config.actuators, False), clock)
+    outbox = RecordingOutbox(clock)
     runtime = Runtime(config, relays, outbox, TimerTable(tmp_path / "timers.json"), clock)
     runtime.start(startup=False)
     return runtime, relays, outbox
 
 
 def test_motion_turns_light_on_then_off_after_5_minutes(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, outbox = make(tmp_path, clock)
     runtime.reading("motion", True, "test")
-    assert relays.state["light"] is True
-    assert outbox.sent == [("hub", "motion.detected", {"v": True})]
+    assert relays.states["light"] is True
+    assert sent(outbox) == [("hub", "motion.detected", {"v": True})]
     clock.now += 299
     runtime.run_due()
-    assert relays.state["light"] is True
+    assert relays.states["light"] is True
     clock.now += 1
     runtime.run_due()
-    assert relays.state["light"] is False
+    assert relays.states["light"] is False
 
 
 def test_motion_again_restarts_the_5_minutes(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.reading("motion", True, "test")
     clock.now += 200
@@ -100,27 +76,27 @@ def test_motion_again_restarts_the_5_minutes(tmp_path: Path) -> None:
     runtime.reading("motion", True, "test")
     clock.now += 200
     runtime.run_due()
-    assert relays.state["light"] is True
+    assert relays.states["light"] is True
     clock.now += 100
     runtime.run_due()
-    assert relays.state["light"] is False
+    assert relays.states["light"] is False
 
 
 def test_max_on_switches_off_whatever_the_rules_say(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.actuate("light", True, None, "test")
     clock.now += 3599
     runtime.run_due()
-    assert relays.state["light"] is True
+    assert relays.states["light"] is True
     clock.now += 1
     runtime.run_due()
-    assert relays.state["light"] is False
+    assert relays.states["light"] is False
     assert len(runtime.timers) == 0
 
 
 def test_an_auto_off_survives_a_restart_and_fires_at_its_original_time(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.reading("motion", True, "test")
     clock.now += 60
@@ -129,24 +105,24 @@ def test_an_auto_off_survives_a_restart_and_fires_at_its_original_time(tmp_path:
     assert restarted.next_due() == clock.now + 240
     clock.now += 239
     restarted.run_due()
-    assert relays.state["light"] is True
+    assert relays.states["light"] is True
     clock.now += 1
     restarted.run_due()
-    assert relays.state["light"] is False
+    assert relays.states["light"] is False
 
 
 def test_a_timer_missed_while_stopped_fires_at_once(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.reading("motion", True, "test")
     clock.now += 3 * 3600  # the gateway was off for three hours
     restarted, _, _ = make(tmp_path, clock, relays)
     restarted.run_due()
-    assert relays.state["light"] is False
+    assert relays.states["light"] is False
 
 
 def test_toggle_and_manual_switch_cancel_the_pending_auto_off(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.actuate("fan", True, 10, "test")
     assert runtime.timers.get("revert", "fan") is not None
@@ -178,22 +154,22 @@ def doorbell(mode: str) -> GatewayConfig:
 
 
 def test_runs_waiting_in_a_queue_survive_a_restart(tmp_path: Path) -> None:
-    clock, config = Clock(), doorbell("queued")
+    clock, config = VirtualClock(START), doorbell("queued")
     runtime, relays, outbox = make(tmp_path, clock, config=config)
     for press in (1.0, 2.0, 3.0):
         runtime.reading("bell", press, "test")
-    assert outbox.sent == [("hub", "start", 1.0)]  # 2 and 3 wait their turn
+    assert sent(outbox) == [("hub", "start", 1.0)]  # 2 and 3 wait their turn
     clock.now += 4
     # the process dies; the new one has the running delay and the two waiting runs
     restarted, _, outbox = make(tmp_path, clock, relays, config)
     clock.now += 6
     restarted.run_due()
-    assert outbox.sent == [("hub", "done", 1.0), ("hub", "start", 2.0)]
+    assert sent(outbox) == [("hub", "done", 1.0), ("hub", "start", 2.0)]
     clock.now += 10
     restarted.run_due()
     clock.now += 10
     restarted.run_due()
-    assert outbox.sent[2:] == [
+    assert sent(outbox)[2:] == [
         ("hub", "done", 2.0),
         ("hub", "start", 3.0),
         ("hub", "done", 3.0),
@@ -202,7 +178,7 @@ def test_runs_waiting_in_a_queue_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_new_runs_after_a_restart_do_not_take_the_ids_of_restored_ones(tmp_path: Path) -> None:
-    clock, config = Clock(), doorbell("parallel")
+    clock, config = VirtualClock(START), doorbell("parallel")
     runtime, relays, outbox = make(tmp_path, clock, config=config)
     runtime.reading("bell", 1.0, "test")
     clock.now += 4
@@ -210,7 +186,7 @@ def test_new_runs_after_a_restart_do_not_take_the_ids_of_restored_ones(tmp_path:
     restarted.reading("bell", 2.0, "test")  # a second run while the restored one waits
     clock.now += 10
     restarted.run_due()
-    assert sorted(outbox.sent) == [
+    assert sorted(sent(outbox)) == [
         ("hub", "done", 1.0),
         ("hub", "done", 2.0),
         ("hub", "start", 2.0),
