@@ -79,7 +79,6 @@ class Gateway(GatewayViews):
         self._outbox_rows: int | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connections_task: asyncio.Task[None] | None = None
-        self.connections = Connections(loaded.config, self._on_reading, self._on_mqtt)
         self._loop: asyncio.AbstractEventLoop | None = None
         state_dir = loaded.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +90,7 @@ class Gateway(GatewayViews):
             when_full=loaded.config.outbox.when_full,
         )
         self.delivery = Delivery(self.store, loaded.config.webhooks)
+        self.connections = Connections(loaded.config, self._on_reading, self._on_mqtt, self.store)
         self.tokens = TokenTable(loaded.config.server.tokens)
         self.access = AccessPolicy.from_config(loaded.config.server)
         self.devices: Devices | None = None
@@ -106,7 +106,7 @@ class Gateway(GatewayViews):
         """Devices and runtime for ``config`` (the old ones must be closed already)."""
         assert self._loop is not None
         factory = make_pin_factory(config.gpio.pin_factory, self.simulate)
-        self.connections = Connections(config, self._on_reading, self._on_mqtt)
+        self.connections = Connections(config, self._on_reading, self._on_mqtt, self.store)
         outputs = Actuators(dict(config.actuators), factory, self.connections, states)
         devices = Devices(factory, outputs)
         runtime = Runtime(

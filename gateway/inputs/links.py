@@ -14,7 +14,7 @@ from gateway.config.links import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
-from gateway.inputs.mqtt import MqttLink
+from gateway.inputs.mqtt import Commits, MqttLink
 from gateway.inputs.serial import SerialInput
 from gateway.ratelog import RateLimitedLog
 
@@ -30,6 +30,7 @@ class Connections:
         config: GatewayConfig,
         on_reading: Callable[[str, Value, str], None],
         on_mqtt: Callable[[MqttReceived], None],
+        commits: Commits | None = None,
     ) -> None:
         trigger_topics = sorted(
             {t.mqtt for rule in config.rules for t in rule.when if isinstance(t, MqttTrigger)}
@@ -53,6 +54,7 @@ class Connections:
                 trigger_topics,
                 lambda sensor, value: on_reading(sensor, value, "mqtt"),
                 lambda topic, payload: on_mqtt(MqttReceived(topic, payload, time.time())),
+                commits,
             )
 
     async def run(self) -> None:

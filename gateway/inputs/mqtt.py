@@ -18,7 +18,8 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -33,6 +34,7 @@ from gateway.rules.templates import TemplateError, render
 _LOG = logging.getLogger(__name__)
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+DRAIN_TIMEOUT = 2.0  # on a clean stop, acknowledge what is committed before leaving
 PENDING_MAX = 1000  # publishes kept while the broker is away
 
 
@@ -44,8 +46,33 @@ def decode(payload: bytes) -> Any:
         return payload.decode("utf-8", "replace")
 
 
+class Commits(Protocol):
+    """Where what a message causes is committed (the outbox): a message is
+    acknowledged to the broker only once that is done."""
+
+    def mark(self) -> int: ...
+    async def lost(self, spans: list[tuple[int, int]]) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Unacked:
+    mid: int
+    qos: int
+    before: int  # the outbox's mark before the message was handled ...
+    after: int  # ... and after
+
+
 class MqttLink:
-    """One connection to the broker for every MQTT sensor, trigger and publish."""
+    """One connection to the broker for every MQTT sensor, trigger and publish.
+
+    With ``commits`` (the outbox), a QoS 1 message is acknowledged (PUBACK)
+    only after the webhooks its rules queued are committed: paho's
+    ``manual_ack``, which aiomqtt 2.x does not expose yet (its issue #345),
+    set on the paho client it wraps. A crash in between leaves the message
+    unacknowledged, and the broker sends it again to the persistent session.
+    If the outbox could not commit them, the message is not acknowledged and
+    the link reconnects, so the broker sends it again.
+    """
 
     def __init__(
         self,
@@ -55,8 +82,11 @@ class MqttLink:
         trigger_topics: list[str],
         on_reading: Callable[[str, Value], None],
         on_message: Callable[[str, Any], None],
+        commits: Commits | None = None,
     ) -> None:
         self.config = config
+        self.commits = commits
+        self.unacknowledged = 0  # messages whose webhooks could not be committed
         self.sensors = sensors
         self.trigger_topics = trigger_topics
         self.on_reading = on_reading
@@ -114,20 +144,24 @@ class MqttLink:
         delay = BACKOFF_FIRST
         while True:
             try:
-                async with aiomqtt.Client(
-                    self.config.host, self.config.port, **self._client_args()
-                ) as client:
+                client = aiomqtt.Client(self.config.host, self.config.port, **self._client_args())
+                if self.commits is not None:
+                    client._client.manual_ack_set(True)  # before any message can arrive
+                async with client:
                     self._client = client
                     delay = BACKOFF_FIRST
                     await self._connected(client)
+                    unacked: asyncio.Queue[_Unacked | None] = asyncio.Queue()
+                    acker = asyncio.create_task(self._acknowledge(client, unacked))
                     try:
-                        async for message in client.messages:
-                            self.handle(str(message.topic), message.payload)
+                        await self._receive(client, unacked)
                     except asyncio.CancelledError:  # a clean shutdown: say so before leaving
                         self._client = None
+                        await self._drain(acker, unacked)
                         await _say_offline(client, self.status_topic)
                         raise
                     finally:
+                        acker.cancel()
                         self._client = None
                         self.state = "disconnected"
             except aiomqtt.MqttError as exc:
@@ -140,6 +174,51 @@ class MqttLink:
                 self.reconnects += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _receive(
+        self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
+    ) -> None:
+        commits = self.commits
+        async for message in client.messages:
+            before = commits.mark() if commits is not None else 0
+            self.handle(str(message.topic), message.payload)
+            if commits is not None and message.qos > 0:
+                unacked.put_nowait(_Unacked(message.mid, message.qos, before, commits.mark()))
+
+    async def _acknowledge(
+        self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
+    ) -> None:
+        """PUBACK each message, in the order they came, once its webhooks are committed."""
+        assert self.commits is not None or unacked.empty()
+        while True:
+            batch = [await unacked.get()]
+            while not unacked.empty():
+                batch.append(unacked.get_nowait())
+            messages = [m for m in batch if m is not None]
+            if messages and self.commits is not None:
+                lost = await self.commits.lost([(m.before, m.after) for m in messages])
+                for message, failed in zip(messages, lost, strict=True):
+                    if failed:
+                        self.unacknowledged += 1
+                    else:
+                        client._client.ack(message.mid, message.qos)
+                if any(lost):
+                    _LOG.error(
+                        "mqtt: %d message(s) not acknowledged: the webhooks they caused could "
+                        "not be stored; reconnecting so the broker sends them again",
+                        sum(1 for n in lost if n),
+                    )
+                    client._client.disconnect()
+            if None in batch:
+                return
+
+    async def _drain(
+        self, acker: asyncio.Task[None], unacked: asyncio.Queue[_Unacked | None]
+    ) -> None:
+        """Acknowledge what is committed before a clean stop (the rest comes again)."""
+        unacked.put_nowait(None)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(acker), DRAIN_TIMEOUT)
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         self.state = "connected"

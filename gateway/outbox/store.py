@@ -154,6 +154,11 @@ class OutboxStore:
         if lost:
             raise OutboxError(f"{lost} webhook(s) could not be stored (see the gateway log)")
 
+    async def lost(self, spans: list[tuple[int, int]]) -> list[int]:
+        r"""For each ``(before, after)`` pair of :meth:`mark`\ s, once everything
+        submitted so far is committed: how many webhooks between them could not be."""
+        return await self.call(lambda db: [self._lost_between(b, a) for b, a in spans])
+
     def _lost_between(self, since: int | None, upto: int) -> int:
         if since is None:
             return 0

@@ -227,3 +227,63 @@ async def test_tls_to_the_broker(tmp_path: Any) -> None:
             await task
     finally:
         broker.stop()
+
+
+class HeldCommits:
+    """The outbox side of acknowledgements: commits finish only when told to."""
+
+    def __init__(self, failing: int = 0) -> None:
+        self.marks = 0
+        self.failing = failing  # this many messages' commits fail, then all succeed
+        self.release = asyncio.Event()
+
+    def mark(self) -> int:
+        self.marks += 1  # each message "submits" one webhook
+        return self.marks
+
+    async def lost(self, spans: list[tuple[int, int]]) -> list[int]:
+        await self.release.wait()
+        lost = []
+        for _ in spans:
+            lost.append(1 if self.failing else 0)
+            self.failing = max(self.failing - 1, 0)
+        return lost
+
+
+def acked_link(broker: Mosquitto, seen: Seen, commits: HeldCommits) -> MqttLink:
+    config = MqttSection(host="127.0.0.1", port=broker.port, client_id="test-gw")
+    return MqttLink(config, "test", SENSORS, ["alarm/#"], seen.reading, seen.message, commits)
+
+
+async def test_a_message_is_acknowledged_only_after_its_webhooks_are_committed(
+    mosquitto: Mosquitto,
+) -> None:
+    """Gone before the commit: the broker sends the message again to the session."""
+    seen = Seen()
+    async with running(acked_link(mosquitto, seen, HeldCommits())):
+        await publish(mosquitto, "home/garage/door", "open")
+        await seen.wait(1)
+    # the commit never finished: no PUBACK went out, so the session still holds it
+    again = Seen()
+    commits = HeldCommits()
+    commits.release.set()
+    async with running(acked_link(mosquitto, again, commits)):
+        await again.wait(1)
+    assert again.readings == [("garage_door", "open")]
+    done = Seen()
+    async with running(acked_link(mosquitto, done, commits)):
+        await asyncio.sleep(0.5)
+    assert done.readings == []  # acknowledged at last: not sent a third time
+
+
+async def test_a_message_whose_webhooks_were_lost_is_sent_again(mosquitto: Mosquitto) -> None:
+    seen = Seen()
+    commits = HeldCommits(failing=1)
+    mqtt = acked_link(mosquitto, seen, commits)
+    async with running(mqtt):
+        await publish(mosquitto, "home/garage/door", "open")
+        await seen.wait(1)
+        commits.release.set()  # the first commit failed: the link reconnects
+        await seen.wait(2, timeout=15)
+    assert seen.readings == [("garage_door", "open")] * 2
+    assert mqtt.unacknowledged == 1
