@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     with_config(run)
     run.add_argument("--simulate", action="store_true", help="simulated GPIO (no Pi needed)")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text (with <N> priorities when stderr is the journal) or one JSON object a line",
+    )
 
     check = commands.add_parser("check", help="validate a config and print every error")
     with_config(check)
@@ -105,21 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def setup_logging(level: str) -> None:
-    # under systemd, journald adds the time itself
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        stream=sys.stderr,
-        format=stamp + "%(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+def setup_logging(level: str, style: str = "text") -> None:
+    from gateway import logs
+
+    logs.setup(level, style)
 
 
 def _run(args: argparse.Namespace) -> int:
     from gateway.app import run_daemon
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     path = args.config or default_config_path()
     logging.getLogger("gateway").info("edge-gateway %s starting with %s", __version__, path)
     try:

@@ -311,7 +311,7 @@ class Delivery:
         was_down = self.link_down
         state.unreachable = result.connection_failed
         if was_down and not self.link_down:
-            _LOG.warning("uplink is back (%s answered): resuming deliveries", name)
+            _LOG.info("uplink is back (%s answered): resuming deliveries", name)
             self.wake_all()
         status, error = result.status, result.error
         ok = 200 <= status < 300

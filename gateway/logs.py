@@ -1,0 +1,88 @@
+"""How the daemon's log lines look: for a terminal, for journald, or as JSON.
+
+journald stores a line without a ``<N>`` prefix at the unit's default
+priority (info), so ``journalctl -p warning`` would find nothing. When
+stderr is the journal (``JOURNAL_STREAM`` names stderr's device and inode,
+as systemd documents), each line starts with its syslog priority, and the
+timestamp is left to journald.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+PRIORITIES = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is connected to journald (not merely started by systemd)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a logging level (levels between take the lower one's)."""
+    for level in sorted(PRIORITIES, reverse=True):
+        if levelno >= level:
+            return PRIORITIES[level]
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    """``<4>gateway.outbox.delivery: ...``: journald reads the priority, adds the time."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in text.splitlines())  # a traceback too
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (ISO 8601, ms, Z), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        doc = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def setup(level: str, style: str = "text") -> None:
+    """Configure the root logger (only the CLI calls this)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if style == "json":
+        handler.setFormatter(JsonFormatter())
+    elif stderr_is_journal():
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
