@@ -53,7 +53,15 @@ Event = SensorChanged | HookReceived | MqttReceived | GatewayStarted
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
-    """MQTT topic filter matching: ``+`` is one level, ``#`` the rest."""
+    """MQTT topic filter matching: ``+`` is one level, ``#`` the rest.
+
+    As MQTT 3.1.1 section 4.7.2 (and paho's ``topic_matches_sub``, which a test
+    compares it with): a filter starting with a wildcard does not match topics
+    starting with ``$`` (``$SYS/...``). Ours avoids paho's per-call matcher tree
+    on the path every message takes.
+    """
+    if topic.startswith("$") and pattern[:1] in ("+", "#"):
+        return False
     parts, levels = pattern.split("/"), topic.split("/")
     for i, part in enumerate(parts):
         if part == "#":

@@ -183,6 +183,8 @@ class GatewayViews:
 
     async def metrics(self) -> str:
         stats = await self.store.call(lambda db: queries.stats(db, time.time()))
+        for name in self.config.webhooks:  # a series with no rows is 0, never missing
+            stats["endpoints"].setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
         info = {
             "name": self.config.gateway.name,
             "version": __version__,

@@ -6,6 +6,7 @@ not fit the format raises :class:`LineError` with what was wrong.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable
 
@@ -54,7 +55,7 @@ def parse_kv(line: str, port: SerialPort) -> dict[str, Value]:
 
 def parse_csv(line: str, port: SerialPort) -> dict[str, Value]:
     assert port.fields is not None
-    cells = [c.strip() for c in line.split(",")]
+    cells = [c.strip() for c in next(csv.reader([line], skipinitialspace=True), [])]
     if len(cells) != len(port.fields):
         raise LineError(
             f"{len(cells)} columns, expected {len(port.fields)} ({', '.join(port.fields)})"

@@ -249,3 +249,16 @@ async def test_a_real_device_cannot_be_set(tmp_path: Path) -> None:
         assert "real GPIO input" in body["error"]["message"]
         status, sensor = await call(base, "GET", "/api/v1/sensors/hallway_motion")
         assert sensor["value"] is False  # unchanged
+
+
+async def test_outbox_series_exist_with_0_for_every_endpoint_when_empty(
+    api: tuple[str, Gateway],
+) -> None:
+    """A vanished series breaks dashboards and absent() alerts."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(api[0] + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+    ):
+        text = await r.text()
+    assert 'gateway_outbox_pending{endpoint="home_hub"} 0' in text
+    assert 'gateway_outbox_dead{endpoint="home_hub"} 0' in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config.links import SerialPort
 from gateway.inputs.parsers import PARSERS, LineError, LineSplitter
@@ -22,6 +24,11 @@ def port(**kw: object) -> SerialPort:
         ),
         ({"format": "kv"}, "temp=21.5 hum=40 door:open", {"temp": 21.5, "hum": 40, "door": "open"}),
         ({"format": "csv", "fields": ["temp", "hum"]}, "21.5, 40", {"temp": 21.5, "hum": 40}),
+        (
+            {"format": "csv", "fields": ["temp", "where"]},
+            '21.5, "hall, upstairs"',
+            {"temp": 21.5, "where": "hall, upstairs"},
+        ),
         (
             {"format": "regex", "pattern": r"T=(?P<temp>-?[\d.]+)C H=(?P<hum>\d+)%"},
             "T=-3.5C H=80%",
@@ -77,3 +84,21 @@ def test_an_overlong_line_is_dropped_without_losing_the_next() -> None:
 def test_port_config_errors(config: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         port(**config)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pattern=st.lists(st.sampled_from(["a", "b", "+", "$SYS", ""]), min_size=1, max_size=4).map(
+        "/".join
+    )
+    | st.sampled_from(["#", "a/#", "+/#", "$SYS/#"]),
+    topic=st.lists(st.sampled_from(["a", "b", "$SYS", "$x", ""]), min_size=1, max_size=4).map(
+        "/".join
+    ),
+)
+def test_topic_matching_is_paho_s(pattern: str, topic: str) -> None:
+    from paho.mqtt.client import topic_matches_sub
+
+    from gateway.events import topic_matches
+
+    assert topic_matches(pattern, topic) == topic_matches_sub(pattern, topic)
