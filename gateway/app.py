@@ -45,6 +45,7 @@ _LOG = logging.getLogger(__name__)
 
 ATTEMPT_LOG_DAYS = 7
 STATUS_INTERVAL = 10.0
+STOP_FLUSH = 2.0  # seconds the last MQTT publishes and serial writes may take at a stop
 
 
 class _Shutdown(Exception):
@@ -76,6 +77,7 @@ class Gateway(GatewayViews):
         self._stop = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._ready = False
+        self._stopping = False  # inputs are no longer acted on
         self._outbox_rows: int | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connections_task: asyncio.Task[None] | None = None
@@ -149,15 +151,15 @@ class Gateway(GatewayViews):
         return states
 
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
-        if self.runtime is not None:
+        if self.runtime is not None and not self._stopping:
             self.runtime.reading(sensor, value, source)
 
     def _on_mqtt(self, event: MqttReceived) -> None:
-        if self.runtime is not None:
+        if self.runtime is not None and not self._stopping:
             self.runtime.handle(event)
 
     def _on_gpio(self, sensor: str, value: bool) -> None:
-        if self.runtime is not None:
+        if self.runtime is not None and not self._stopping:
             self.runtime.reading(sensor, value, "gpio")
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,7 +201,7 @@ class Gateway(GatewayViews):
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.delivery.run(), name="delivery")
-                group.create_task(self._run_timers(), name="timers")
+                timers = group.create_task(self._run_timers(), name="timers")
                 group.create_task(self._housekeeping(), name="housekeeping")
                 self._group = group
                 self._start_connections()
@@ -207,15 +209,34 @@ class Gateway(GatewayViews):
                 if interval:
                     group.create_task(self._watchdog(interval), name="watchdog")
                 self._ready = True
+                if self.devices is not None:
+                    self.devices.outputs.announce()
                 self.runtime.start()
                 self.notifier.ready(self._status_line())
                 _LOG.info(
                     "ready: %s; API on http://%s", self._status_line(), self.config.server.listen
                 )
                 await self._stop.wait()
+                await self._leave_safe(timers)
                 raise _Shutdown
         except* _Shutdown:
             pass
+
+    async def _leave_safe(self, timers: asyncio.Task[None]) -> None:
+        """The stop order is the safety order: no rule or timer switches anything
+        from now on, then every actuator goes to its safe state while the MQTT and
+        serial links are still up to carry it, then (the caller) the links go."""
+        self._stopping = True
+        timers.cancel()
+        if self.devices is not None:
+            self.devices.outputs.safe_state()
+        try:
+            async with asyncio.timeout(STOP_FLUSH):
+                await self.connections.flush()
+        except TimeoutError:
+            _LOG.warning(
+                "the last MQTT publishes or serial writes did not leave in %gs", STOP_FLUSH
+            )
 
     async def _start_server(self) -> web.AppRunner:
         server = self.config.server

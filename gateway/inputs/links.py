@@ -65,6 +65,13 @@ class Connections:
             if self.mqtt is not None:
                 group.create_task(self.mqtt.run(), name="mqtt")
 
+    async def flush(self) -> None:
+        """Let the last MQTT publishes and serial writes leave (the caller bounds the wait)."""
+        outputs = [port.flush() for port in self.serial.values()]
+        if self.mqtt is not None:
+            outputs.append(self.mqtt.flush())
+        await asyncio.gather(*outputs, return_exceptions=True)
+
     def states(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name, port in self.serial.items():

@@ -278,6 +278,11 @@ class MqttLink:
         if any(topic_matches(t, topic) for t in self.trigger_topics):
             self.on_message(topic, payload)
 
+    async def flush(self) -> None:
+        """Wait for the publishes under way (before a clean stop)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
         """Publish now, or as soon as the broker is back (at most 1,000 kept)."""
         client = self._client

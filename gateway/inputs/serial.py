@@ -130,6 +130,11 @@ class SerialInput:
             if key in fields:
                 self.on_reading(sensor, fields[key])
 
+    async def flush(self) -> None:
+        """Wait until what was written left for the device (before a clean stop)."""
+        if self._writer is not None:
+            await self._writer.drain()
+
     def write(self, data: str) -> None:
         """Write to the port (serial_write, serial actuators); an error if unplugged."""
         if self._writer is None:

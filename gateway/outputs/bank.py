@@ -53,11 +53,19 @@ class Actuators:
     def states(self) -> dict[str, State]:
         return {**self.gpio.states(), **{n: o.state for n, o in self.links.items()}}
 
+    def announce(self) -> None:
+        """Publish every MQTT actuator's state (at start: a retained "on" from before
+        a crash would otherwise keep the real device on while we say off)."""
+        for output in self.links.values():
+            if isinstance(output.config, MqttActuator):
+                output.send()
+
     def safe_state(self) -> None:
         self.gpio.safe_state()
-        for output in self.links.values():
+        for name, output in self.links.items():
             if output.state:
                 output.set(False)
+                _LOG.info("%s off (the safe state at a stop)", name)
 
     def close(self) -> None:
         self.gpio.close()
