@@ -27,6 +27,8 @@ _LOG = logging.getLogger(__name__)
 json_response = partial(web.json_response, dumps=safejson.dumps_text)
 """Every JSON answer is valid JSON, whatever a sensor or payload holds."""
 _SLOW_LOG = RateLimitedLog(_LOG)
+_REFUSED_LOG = RateLimitedLog(_LOG)
+_REJECTED_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a flood
 
 MAX_BODY = 64 * 1024
 AUTHENTICATED_PATHS = ("/api/v1", "/metrics")
@@ -111,8 +113,11 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     client = policy.client(request.remote, request.headers.get("X-Forwarded-For"))
     request[ADDRESS_KEY] = client
     if not policy.allowed(client):
-        _LOG.warning(
-            "API: refused %s %s from %s (not in server.allow)", request.method, request.path, client
+        _REFUSED_LOG.warning(
+            "API: refused %s %s from %s (not in server.allow)",
+            request.method,
+            request.path[:80],
+            client,
         )
         return error(403, "forbidden", "this address may not use the gateway's API")
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -220,8 +225,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     client = tokens.client(authorization)
     if client is None:
         failed(request, "API", authorization)
-        _LOG.warning(
-            "API: rejected request from %s to %s: bad or missing token", address, request.path
+        _REJECTED_LOG.warning(
+            "API: rejected request from %s to %s: bad or missing token", address, request.path[:80]
         )
         message = "a valid 'Authorization: Bearer <token>' is required"
         if not tokens:

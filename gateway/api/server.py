@@ -49,9 +49,11 @@ from gateway.api.openapi import openapi_document
 from gateway.config.models import GatewayConfig
 from gateway.errors import OutboxError
 from gateway.events import HookReceived
+from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 
+_REJECTED_HOOK_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a flood
 json_response = partial(web.json_response, dumps=safejson.dumps_text)
 """Every JSON answer is valid JSON, whatever a sensor or payload holds."""
 
@@ -232,7 +234,7 @@ async def post_hook(request: web.Request) -> web.Response:
         msg_id = check_request(config, request.headers, body, time.time())
     except Unverified as exc:
         failed(request, door, credential)
-        _LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
+        _REJECTED_HOOK_LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
         return error(401, "unauthorized", f"verification failed: {exc}")
     payload = parse_body(body, request.content_type if request.body_exists else "")
     check_payload(config, payload)

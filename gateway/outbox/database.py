@@ -126,7 +126,6 @@ def open_database(path: Path) -> sqlite_utils.Database:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-    conn.text_factory = _lenient_text  # a damaged page must not make a query raise
     if new:  # only takes effect before the first table exists
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     for pragma in PRAGMAS:
@@ -134,10 +133,6 @@ def open_database(path: Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(conn)
     conn.executescript(SCHEMA)
     return db
-
-
-def _lenient_text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
 
 
 def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
