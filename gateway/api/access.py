@@ -87,9 +87,6 @@ class AccessPolicy:
             if left > 0:
                 self._open_by_client[key] = left
 
-    def in_flight(self, pool: Pool) -> int:
-        return self._in_flight[pool]
-
     @classmethod
     def from_config(cls, server: ServerSection) -> AccessPolicy:
         policy = cls()

@@ -133,8 +133,8 @@ class FailureLimiter:
 
     def retry_after(self, client: str, door: str, credential: str = "") -> float:
         """Seconds until ``client`` may try ``credential`` at ``door`` again (0: now)."""
-        recent = self._recent((client, door))
-        same = [stamp for stamp, fp in recent if fp == fingerprint(credential)]
+        recent, presented = self._recent((client, door)), fingerprint(credential)
+        same = [stamp for stamp, fp in recent if fp == presented]
         if len(same) >= self.limit:
             return max(same[0] + self.window - self.clock(), 1.0)
         if len({fp for _, fp in recent}) >= self.limit:

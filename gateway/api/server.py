@@ -10,13 +10,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import safejson
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import Scope, TokenTable
 from gateway.api.hooks import (
@@ -42,6 +40,7 @@ from gateway.api.middleware import (
     error,
     failed,
     json_errors,
+    json_response,
     read_body,
 )
 from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
@@ -54,8 +53,6 @@ from gateway.ratelog import RateLimitedLog
 _LOG = logging.getLogger(__name__)
 
 _REJECTED_HOOK_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a flood
-json_response = partial(web.json_response, dumps=safejson.dumps_text)
-"""Every JSON answer is valid JSON, whatever a sensor or payload holds."""
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
 """Content types taken as JSON. curl -d sends x-www-form-urlencoded unless told

@@ -148,20 +148,19 @@ class OutboxStore:
         webhook submitted after that mark could not be committed (disk full,
         I/O error): the producer must not say "yes" for it.
         """
-        upto = self._submitted
-        # the queue is FIFO: inserts before this call are done when it runs
-        lost = await self.call(lambda db: self._lost_between(since, upto))
-        if lost:
-            raise OutboxError(f"{lost} webhook(s) could not be stored (see the gateway log)")
+        lost = await self.lost([(since, self._submitted)] if since is not None else [])
+        if any(lost):
+            raise OutboxError(f"{sum(lost)} webhook(s) could not be stored (see the gateway log)")
 
     async def lost(self, spans: list[tuple[int, int]]) -> list[int]:
         r"""For each ``(before, after)`` pair of :meth:`mark`\ s, once everything
-        submitted so far is committed: how many webhooks between them could not be."""
+        submitted so far is committed: how many webhooks between them could not be.
+
+        The queue is FIFO: the inserts submitted before this call are done when
+        it runs on the database thread, which alone writes ``_lost``."""
         return await self.call(lambda db: [self._lost_between(b, a) for b, a in spans])
 
-    def _lost_between(self, since: int | None, upto: int) -> int:
-        if since is None:
-            return 0
+    def _lost_between(self, since: int, upto: int) -> int:
         lost = 0
         for number in reversed(self._lost):
             if number <= since:
