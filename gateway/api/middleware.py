@@ -194,7 +194,8 @@ def failed(request: web.Request, door: str, credential: str) -> None:
     address = request[ADDRESS_KEY]
     if request.app[ACCESS_KEY].failures.failed(client_key(address), door, credential):
         _LOG.warning(
-            "%s: %s is locked out for %gs after %d failed verifications",
+            "%s: %s is refused for %gs after %d failed verifications (the same wrong "
+            "credential: only that one; different ones: every credential)",
             door,
             address,
             request.app[ACCESS_KEY].failures.window,
