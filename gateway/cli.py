@@ -226,7 +226,7 @@ def _outbox(args: argparse.Namespace) -> int:
             changed = queries.enable_endpoint(db, args.endpoint, now)
             print(f"endpoint {args.endpoint} " + ("re-enabled" if changed else "was not disabled"))
     finally:
-        db.conn.close()
+        db.close()
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlite_utils
+from gateway.errors import OutboxError
 
 _LOG = logging.getLogger(__name__)
 
@@ -74,19 +74,19 @@ PENDING, DEAD = "pending", "dead"
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[None]:
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction (the connection is in autocommit mode otherwise)."""
-    db.conn.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
         yield
-        db.conn.execute("COMMIT")
+        db.execute("COMMIT")
     except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
-def open_checked(path: Path) -> sqlite_utils.Database:
+def open_checked(path: Path) -> sqlite3.Connection:
     """Open the outbox, checking it first; a file that is not a database is moved aside.
 
     ``PRAGMA quick_check`` finds a damaged database (a torn page, a WAL from
@@ -96,7 +96,7 @@ def open_checked(path: Path) -> sqlite_utils.Database:
     """
     try:
         db = open_database(path)
-        problems = [row[0] for row in db.conn.execute("PRAGMA quick_check(5)")]
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
             outbox_size(db)  # can the queue still be read at all?
             _LOG.error(
@@ -109,7 +109,7 @@ def open_checked(path: Path) -> sqlite_utils.Database:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise
         with contextlib.suppress(NameError, sqlite3.Error):
-            db.conn.close()
+            db.close()
         aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         for suffix in ("", "-wal", "-shm"):
             source = path.with_name(path.name + suffix)
@@ -121,7 +121,7 @@ def open_checked(path: Path) -> sqlite_utils.Database:
         return open_database(path)
 
 
-def open_database(path: Path) -> sqlite_utils.Database:
+def open_database(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the outbox database with our pragmas set."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
@@ -130,27 +130,53 @@ def open_database(path: Path) -> sqlite_utils.Database:
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     for pragma in PRAGMAS:
         conn.execute(pragma)
-    db = sqlite_utils.Database(conn)
-    conn.executescript(SCHEMA)
-    return db
+    migrate(conn)
+    return conn
 
 
-def outbox_size(db: sqlite_utils.Database) -> tuple[int, int]:
+MIGRATIONS: tuple[str, ...] = (SCHEMA,)
+"""The schema's history: entry N brings a database from ``user_version`` N to N+1.
+
+A new table or column is a new entry (``ALTER TABLE ... ADD COLUMN``, or a
+new table and an ``INSERT ... SELECT`` for a change SQLite cannot alter);
+an entry, once released, is never edited."""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, each step in its own transaction."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise OutboxError(
+            f"the outbox was written by a newer gateway (schema {version}, this one knows"
+            f" {len(MIGRATIONS)}): upgrade the gateway or move outbox.db aside"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def outbox_size(db: sqlite3.Connection) -> tuple[int, int]:
     """Rows and body bytes in the outbox (pending and dead)."""
-    rows, size = db.conn.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
+    rows, size = db.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
     return int(rows), int(size)
 
 
-def add_to_counter(db: sqlite_utils.Database, name: str, amount: int) -> None:
+def add_to_counter(db: sqlite3.Connection, name: str, amount: int) -> None:
     """Count ``amount`` more of ``name`` inside the caller's transaction."""
-    db.conn.execute(
+    db.execute(
         "INSERT INTO counters (name, value) VALUES (?, ?)"
         " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
         (name, amount),
     )
 
 
-def bump_counter(db: sqlite_utils.Database, name: str, amount: int = 1) -> None:
+def bump_counter(db: sqlite3.Connection, name: str, amount: int = 1) -> None:
     """Count in a transaction of its own; a counter is not worth an error."""
     try:
         with transaction(db):

@@ -7,56 +7,55 @@ connection while the daemon runs or not.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
-
-import sqlite_utils
 
 from gateway.outbox.database import PENDING, transaction
 
 
-def counters(db: sqlite_utils.Database) -> dict[str, int]:
-    return {name: value for name, value in db.conn.execute("SELECT name, value FROM counters")}
+def counters(db: sqlite3.Connection) -> dict[str, int]:
+    return {name: value for name, value in db.execute("SELECT name, value FROM counters")}
 
 
-def hook_seen(db: sqlite_utils.Database, hook: str, msg_id: str) -> bool:
+def hook_seen(db: sqlite3.Connection, hook: str, msg_id: str) -> bool:
     """Whether an inbound webhook with this id was already acted on."""
-    row = db.conn.execute("SELECT 1 FROM seen_hooks WHERE id = ?", (f"{hook}:{msg_id}",))
+    row = db.execute("SELECT 1 FROM seen_hooks WHERE id = ?", (f"{hook}:{msg_id}",))
     return row.fetchone() is not None
 
 
-def remember_hook(db: sqlite_utils.Database, hook: str, msg_id: str, now: float) -> None:
+def remember_hook(db: sqlite3.Connection, hook: str, msg_id: str, now: float) -> None:
     with transaction(db):
-        db.conn.execute(
+        db.execute(
             "INSERT OR IGNORE INTO seen_hooks (id, hook, time) VALUES (?, ?, ?)",
             (f"{hook}:{msg_id}", hook, now),
         )
 
 
-def prune_attempts(db: sqlite_utils.Database, before: float) -> int:
+def prune_attempts(db: sqlite3.Connection, before: float) -> int:
     """Delete attempt logs and seen inbound ids older than ``before``; free the pages."""
     with transaction(db):
-        count = db.conn.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
-        db.conn.execute("DELETE FROM seen_hooks WHERE time < ?", (before,))
-    db.conn.execute("PRAGMA incremental_vacuum")
+        count = db.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
+        db.execute("DELETE FROM seen_hooks WHERE time < ?", (before,))
+    db.execute("PRAGMA incremental_vacuum")
     return int(count)
 
 
-def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
+def stats(db: sqlite3.Connection, now: float) -> dict[str, Any]:
     """Depth, oldest age and dead letters, overall and per endpoint."""
     per: dict[str, dict[str, Any]] = {}
-    for endpoint, state, count, oldest in db.conn.execute(
+    for endpoint, state, count, oldest in db.execute(
         "SELECT endpoint, state, count(*), min(created) FROM messages GROUP BY endpoint, state"
     ):
         entry = per.setdefault(endpoint, {"pending": 0, "dead": 0, "oldest_age": None})
         entry[state] = count
         if state == PENDING and oldest is not None:
             entry["oldest_age"] = round(now - oldest, 3)
-    for name, disabled, reason in db.conn.execute("SELECT name, disabled, reason FROM endpoints"):
+    for name, disabled, reason in db.execute("SELECT name, disabled, reason FROM endpoints"):
         entry = per.setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
         entry["disabled"] = bool(disabled)
         entry["disabled_reason"] = reason if disabled else None
     ages = [e["oldest_age"] for e in per.values() if e["oldest_age"] is not None]
-    recent = db.conn.execute(
+    recent = db.execute(
         "SELECT msg_id, endpoint, time, status, error FROM attempts WHERE error IS NOT NULL"
         " ORDER BY time DESC LIMIT 10"
     )
@@ -74,7 +73,7 @@ def stats(db: sqlite_utils.Database, now: float) -> dict[str, Any]:
 
 
 def list_messages(
-    db: sqlite_utils.Database,
+    db: sqlite3.Connection,
     state: str | None = None,
     limit: int = 100,
     endpoint: str | None = None,
@@ -86,7 +85,7 @@ def list_messages(
             clauses.append(f"{column} = ?")
             params.append(value)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = db.conn.execute(
+    rows = db.execute(
         "SELECT seq, id, endpoint, event, created, attempts, next_try, state, last_status,"
         f" last_error FROM messages {where} ORDER BY seq LIMIT ?",
         (*params, limit),
@@ -95,14 +94,14 @@ def list_messages(
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
-def show_message(db: sqlite_utils.Database, msg_id: str) -> dict[str, Any] | None:
-    cursor = db.conn.execute("SELECT * FROM messages WHERE id = ?", (msg_id,))
+def show_message(db: sqlite3.Connection, msg_id: str) -> dict[str, Any] | None:
+    cursor = db.execute("SELECT * FROM messages WHERE id = ?", (msg_id,))
     row = cursor.fetchone()
     if row is None:
         return None
     message = dict(zip([d[0] for d in cursor.description], row, strict=True))
     message["body"] = bytes(message["body"]).decode("utf-8", "replace")
-    attempts = db.conn.execute(
+    attempts = db.execute(
         "SELECT time, duration, status, error, response FROM attempts WHERE msg_id = ?"
         " ORDER BY time",
         (msg_id,),
@@ -115,7 +114,7 @@ def show_message(db: sqlite_utils.Database, msg_id: str) -> dict[str, Any] | Non
 
 
 def retry(
-    db: sqlite_utils.Database,
+    db: sqlite3.Connection,
     now: float,
     msg_id: str | None = None,
     dead: bool = False,
@@ -134,29 +133,29 @@ def retry(
     if not clauses:
         return 0
     with transaction(db):
-        return db.conn.execute(
+        return db.execute(
             "UPDATE messages SET state = 'pending', next_try = ?, first_try = NULL,"
             f" attempts = 0 WHERE {' AND '.join(clauses)}",
             (now, *params),
         ).rowcount
 
 
-def purge_dead(db: sqlite_utils.Database, endpoint: str | None = None) -> int:
+def purge_dead(db: sqlite3.Connection, endpoint: str | None = None) -> int:
     with transaction(db):
         if endpoint is None:
-            return db.conn.execute("DELETE FROM messages WHERE state = 'dead'").rowcount
-        return db.conn.execute(
+            return db.execute("DELETE FROM messages WHERE state = 'dead'").rowcount
+        return db.execute(
             "DELETE FROM messages WHERE state = 'dead' AND endpoint = ?", (endpoint,)
         ).rowcount
 
 
-def enable_endpoint(db: sqlite_utils.Database, endpoint: str, now: float) -> bool:
+def enable_endpoint(db: sqlite3.Connection, endpoint: str, now: float) -> bool:
     with transaction(db):
-        changed = db.conn.execute(
+        changed = db.execute(
             "UPDATE endpoints SET disabled = 0, reason = NULL WHERE name = ? AND disabled = 1",
             (endpoint,),
         ).rowcount
-        db.conn.execute(
+        db.execute(
             "UPDATE messages SET next_try = ? WHERE endpoint = ? AND state = 'pending'",
             (now, endpoint),
         )

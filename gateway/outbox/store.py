@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from gateway import safejson
 from gateway.errors import OutboxError
 from gateway.outbox.database import (
@@ -174,13 +172,13 @@ class OutboxStore:
         self._jobs.put(_Record(outcome, future))
         await asyncio.wrap_future(future)
 
-    def call_threadsafe(self, fn: Callable[[sqlite_utils.Database], T]) -> Future[T]:
+    def call_threadsafe(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
         future: Future[T] = Future()
         self._jobs.put((fn, future))
         return future
 
-    async def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(db)`` on the database thread and await its result."""
         return await asyncio.wrap_future(self.call_threadsafe(fn))
 
@@ -199,9 +197,9 @@ class OutboxStore:
         try:
             self._serve(db)
         finally:
-            db.conn.close()
+            db.close()
 
-    def _serve(self, db: sqlite_utils.Database) -> None:
+    def _serve(self, db: sqlite3.Connection) -> None:
         stop = False
         while not stop:
             jobs = [self._jobs.get()]
@@ -227,7 +225,7 @@ class OutboxStore:
                         except BaseException as exc:
                             future.set_exception(exc)
 
-    def _record(self, db: sqlite_utils.Database, records: list[_Record]) -> None:
+    def _record(self, db: sqlite3.Connection, records: list[_Record]) -> None:
         try:
             record_outcomes(db, [r.outcome for r in records])
         except sqlite3.Error as exc:
@@ -242,11 +240,11 @@ class OutboxStore:
             if r.future.set_running_or_notify_cancel():
                 r.future.set_result(None)
 
-    def _insert(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> None:
+    def _insert(self, db: sqlite3.Connection, messages: list[NewMessage]) -> None:
         try:
             with transaction(db):
                 kept = self._make_room(db, messages)
-                db.conn.executemany(
+                db.executemany(
                     "INSERT INTO messages (id, endpoint, event, body, created, next_try)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.id, m.endpoint, m.event, m.body, m.created, m.created) for m in kept],
@@ -267,7 +265,7 @@ class OutboxStore:
         if kept:
             self.on_commit({m.endpoint for m in kept})
 
-    def _make_room(self, db: sqlite_utils.Database, messages: list[NewMessage]) -> list[NewMessage]:
+    def _make_room(self, db: sqlite3.Connection, messages: list[NewMessage]) -> list[NewMessage]:
         """Apply ``max_rows``/``max_bytes`` to a batch about to be inserted."""
         new_rows, new_bytes = len(messages), sum(len(m.body) for m in messages)
         if self._fits(new_rows, new_bytes):
@@ -286,12 +284,12 @@ class OutboxStore:
         excess_rows = self._rows + new_rows - self.max_rows
         excess_bytes = self._bytes + new_bytes - self.max_bytes
         doomed = []
-        for seq, size in db.conn.execute("SELECT seq, length(body) FROM messages ORDER BY seq"):
+        for seq, size in db.execute("SELECT seq, length(body) FROM messages ORDER BY seq"):
             if excess_rows <= 0 and excess_bytes <= 0:
                 break
             doomed.append((seq,))
             excess_rows, excess_bytes = excess_rows - 1, excess_bytes - size
-        db.conn.executemany("DELETE FROM messages WHERE seq = ?", doomed)
+        db.executemany("DELETE FROM messages WHERE seq = ?", doomed)
         self._rows, self._bytes = outbox_size(db)
         kept = list(messages)
         while kept and not self._fits(len(kept), sum(len(k.body) for k in kept)):
@@ -310,7 +308,7 @@ _ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
 
 
 def due_rows(
-    db: sqlite_utils.Database,
+    db: sqlite3.Connection,
     endpoint: str,
     now: float,
     limit: int,
@@ -324,13 +322,11 @@ def due_rows(
     and only when it is due and not being sent: a later row never overtakes
     it. A disabled endpoint (410 Gone) has no due rows.
     """
-    disabled = db.conn.execute(
-        "SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)
-    ).fetchone()
+    disabled = db.execute("SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)).fetchone()
     if disabled and disabled[0]:
         return [], None
     if in_order:
-        head = db.conn.execute(
+        head = db.execute(
             f"SELECT {_ROW_COLUMNS}, next_try FROM messages"
             " WHERE endpoint = ? AND state = ? ORDER BY seq LIMIT 1",
             (endpoint, PENDING),
@@ -341,7 +337,7 @@ def due_rows(
             return [], head[-1]
         return [Row(*head[:-1])], None
     rows = []
-    cursor = db.conn.execute(
+    cursor = db.execute(
         f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
         " AND next_try <= ? ORDER BY next_try",  # walks the messages_due index, no sort
         (endpoint, PENDING, now),
@@ -354,7 +350,7 @@ def due_rows(
     cursor.close()
     if rows:
         return rows, None
-    upcoming = db.conn.execute(
+    upcoming = db.execute(
         "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ? AND next_try > ?",
         (endpoint, PENDING, now),
     ).fetchone()[0]
@@ -383,7 +379,7 @@ class _Record:
     future: Future[None]
 
 
-def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> None:
+def record_outcomes(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
     """Write back a batch of attempts in one transaction.
 
     The attempt log keeps every failed attempt and the success that ends a
@@ -393,7 +389,7 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
     with transaction(db):
         for o in outcomes:
             if not o.delivered or o.row.attempts:
-                db.conn.execute(
+                db.execute(
                     "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error,"
                     " response) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -407,18 +403,18 @@ def record_outcomes(db: sqlite_utils.Database, outcomes: Iterable[Outcome]) -> N
                     ),
                 )
             if o.delivered:
-                db.conn.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
+                db.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
                 add_to_counter(db, "delivered", 1)
                 continue
             state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
             if o.park_endpoint:
                 state, next_try = PENDING, o.time
-                db.conn.execute(
+                db.execute(
                     "INSERT INTO endpoints (name, disabled, reason) VALUES (?, 1, ?)"
                     " ON CONFLICT(name) DO UPDATE SET disabled = 1, reason = excluded.reason",
                     (o.row.endpoint, o.error),
                 )
-            db.conn.execute(
+            db.execute(
                 "UPDATE messages SET attempts = attempts + ?, next_try = ?, state = ?,"
                 " first_try = CASE WHEN ? THEN coalesce(first_try, ?) ELSE first_try END,"
                 " last_status = ?, last_error = ? WHERE seq = ?",

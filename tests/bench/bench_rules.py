@@ -97,7 +97,7 @@ async def with_outbox(config: GatewayConfig, tmp: Path) -> tuple[float, int]:
         await store.flushed()
         elapsed = time.perf_counter() - start
         rows = await store.call(
-            lambda db: db.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            lambda db: db.execute("SELECT count(*) FROM messages").fetchone()[0]
         )
     finally:
         store.stop()

@@ -217,15 +217,15 @@ async def test_bug2_a_failed_commit_reaches_the_producer(tmp_path: Path) -> None
         mark = store.mark()
         store.submit("hub", "before.full", {"n": 1})
         await store.flushed(since=mark)  # stored: no error
-        pages = await store.call(lambda db: db.conn.execute("PRAGMA page_count").fetchone()[0])
-        await store.call(lambda db: db.conn.execute(f"PRAGMA max_page_count={pages}"))
+        pages = await store.call(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
+        await store.call(lambda db: db.execute(f"PRAGMA max_page_count={pages}"))
         mark = store.mark()
         store.submit("hub", "while.full", {"blob": "x" * 200_000})
         with pytest.raises(OutboxError):
             await store.flushed(since=mark)
         mark = store.mark()  # an earlier failure is not the next producer's
         store.submit("hub", "small", {})
-        await store.call(lambda db: db.conn.execute("PRAGMA max_page_count=1073741823"))
+        await store.call(lambda db: db.execute("PRAGMA max_page_count=1073741823"))
         await store.flushed(since=mark)
     finally:
         store.stop()

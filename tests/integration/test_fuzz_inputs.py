@@ -204,7 +204,7 @@ def test_a_damaged_outbox_database_never_stops_the_start(
     except OutboxError:
         return  # said so, with the path; the daemon exits with the reason
     try:
-        future = store.call_threadsafe(lambda db: db.conn.execute("SELECT 1").fetchone())
+        future = store.call_threadsafe(lambda db: db.execute("SELECT 1").fetchone())
         future.result(10)
     except Exception:
         pass  # a damaged page may fail a query: what counts is that the start survived

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from gateway.config.models import WebhookEndpoint
+from gateway.errors import OutboxError
+from gateway.outbox import database
 from gateway.outbox import queries as db_ops
 from gateway.outbox.delivery import Delivery
 from gateway.outbox.signing import verify
@@ -271,8 +274,8 @@ async def test_the_outbox_survives_a_full_disk_without_losing_committed_rows(
         kept = ob.store.submit("hub", "kept", {})
         await ob.store.flushed()
         # the disk is full: SQLite may not grow the database any more
-        pages = await ob.store.call(lambda db: db.conn.execute("PRAGMA page_count").fetchone()[0])
-        await ob.store.call(lambda db: db.conn.execute(f"PRAGMA max_page_count={pages}"))
+        pages = await ob.store.call(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
+        await ob.store.call(lambda db: db.execute(f"PRAGMA max_page_count={pages}"))
         for n in range(200):
             ob.store.submit("hub", "lost", {"pad": "x" * 2000, "n": n})
         await ob.store.flushed()
@@ -281,7 +284,7 @@ async def test_the_outbox_survives_a_full_disk_without_losing_committed_rows(
         assert len(rows) < 20  # the first of the burst fitted in the last free page
         stats = await ob.stats()
         assert stats["counters"]["write_errors"] == 201 - len(rows)
-        await ob.store.call(lambda db: db.conn.execute("PRAGMA max_page_count=1073741823"))
+        await ob.store.call(lambda db: db.execute("PRAGMA max_page_count=1073741823"))
         again = ob.store.submit("hub", "after", {})
         await ob.store.flushed()
         assert [r["id"] for r in await ob.rows()][-1] == again
@@ -300,3 +303,18 @@ async def test_custom_headers_and_rotated_secrets_are_sent(
     assert len(got.headers["webhook-signature"].split()) == 2
     assert verify([SECRET], got.headers, got.body, now=time.time())
     assert verify([new_secret], got.headers, got.body, now=time.time())
+
+
+def test_schema_versions_are_migrated_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    """An outbox from before ``user_version`` is brought up to date; one written by a
+    newer gateway is refused with a message that says so, never silently misread."""
+    path = tmp_path / "outbox.db"
+    old = sqlite3.connect(path)
+    old.executescript(database.SCHEMA)  # the tables as released before migrations existed
+    old.close()
+    db = database.open_database(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS)
+    db.execute(f"PRAGMA user_version={len(database.MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(OutboxError, match="newer gateway"):
+        database.open_database(path)
