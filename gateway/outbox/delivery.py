@@ -24,9 +24,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, assert_never
 
 import aiohttp
 
@@ -35,16 +34,15 @@ from gateway.config.models import WebhookEndpoint
 from gateway.metrics import DeliveryMetrics
 from gateway.outbox.endpoints import (
     BREAKER_FIRST_PROBE,
-    BREAKER_MAX_PROBE,
-    BREAKER_THRESHOLD,
     THROTTLE_DELAY,
-    THROTTLED,
     EndpointState,
     log_outcome,
     parse_retry_after,
 )
+from gateway.outbox.policy import Attempt, Health, Notice, decide
+from gateway.outbox.rows import Outcome, Row, due_rows
 from gateway.outbox.signing import signature_header
-from gateway.outbox.store import OutboxStore, Outcome, Row, due_rows
+from gateway.outbox.store import OutboxStore
 
 _LOG = logging.getLogger(__name__)
 
@@ -52,18 +50,6 @@ PREFETCH = 64  # rows read at once for concurrency > 1
 IDLE_POLL = 30.0  # look at the database this often even when nothing woke us
 LINK_PROBE = 5.0  # while the uplink is down, each endpoint tries one row this often
 USER_AGENT = f"edge-gateway/{__version__}"
-
-
-@dataclass(frozen=True)
-class _Result:
-    """One HTTP attempt as it happened, before the policy decides what follows."""
-
-    status: int  # 0: no HTTP answer
-    error: str | None
-    response: str
-    retry_after: float | None
-    connection_failed: bool  # refused, unreachable, DNS: the request never got anywhere
-    timed_out: bool
 
 
 class Delivery:
@@ -227,10 +213,8 @@ class Delivery:
     ) -> None:
         start = self.clock()
         started = time.monotonic()
-        result = await self._post(endpoint, row, start)
-        outcome = self._decide(
-            name, endpoint, state, row, start, time.monotonic() - started, result
-        )
+        attempt = await self._post(endpoint, row, start)
+        outcome = self._apply(name, endpoint, state, row, attempt, start, started)
         try:
             await self.store.record(outcome)
         except Exception as exc:
@@ -238,6 +222,50 @@ class Delivery:
             await asyncio.sleep(1.0)
         self.metrics.observe(name, outcome, self.clock())
         log_outcome(name, outcome)
+
+    def _apply(
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        attempt: Attempt,
+        start: float,
+        started: float,
+    ) -> Outcome:
+        """Ask the policy, keep what it says about the endpoint, log its notices."""
+        was_down = self.link_down
+        state.unreachable = attempt.connection_failed
+        health = Health(
+            state.failures, was_down, self.link_down, self.link_probe, self.breaker_probe
+        )
+        verdict = decide(
+            endpoint, row, attempt, health, start, time.monotonic() - started, self.jitter()
+        )
+        state.failures = verdict.failures
+        if verdict.probe_at is not None:
+            state.probe_at = verdict.probe_at
+        for notice in verdict.notices:
+            if notice is Notice.LINK_BACK:
+                _LOG.info("uplink is back (%s answered): resuming deliveries", name)
+                self.wake_all()
+            elif notice is Notice.LINK_DOWN:
+                _LOG.warning(
+                    "uplink looks down (every endpoint refuses connections): attempts stop "
+                    "counting; probing every %gs",
+                    self.link_probe,
+                )
+            elif notice is Notice.CIRCUIT_OPEN:
+                _LOG.warning(
+                    "endpoint %s failed %d times in a row: circuit open, probing",
+                    name,
+                    state.failures,
+                )
+            elif notice is Notice.CIRCUIT_CLOSED:
+                _LOG.info("endpoint %s answers again: circuit closed", name)
+            else:
+                assert_never(notice)
+        return verdict.outcome
 
     async def _back_off(self, row: Row) -> None:
         """After an unexpected error: try the row again later, not at once."""
@@ -251,7 +279,7 @@ class Delivery:
             _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
             await asyncio.sleep(1.0)
 
-    async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> _Result:
+    async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
         assert self._session is not None
         stamp = int(now)
         headers = {key: value.get_secret_value() for key, value in endpoint.headers.items()}
@@ -278,120 +306,20 @@ class Delivery:
             ) as resp:
                 response = (await resp.content.read(2048)).decode("utf-8", "replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
-                return _Result(resp.status, None, response, retry_after, False, False)
+                return Attempt(resp.status, None, response, retry_after, False, False)
         except aiohttp.ConnectionTimeoutError:
             error = f"no connection within {endpoint.connect_timeout:g}s"
-            return _Result(0, error, "", None, True, True)
+            return Attempt(0, error, "", None, True, True)
         except TimeoutError:
-            return _Result(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+            return Attempt(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
         except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorDNSError) as exc:
-            return _Result(0, f"cannot connect: {exc.os_error or exc}", "", None, True, False)
+            return Attempt(0, f"cannot connect: {exc.os_error or exc}", "", None, True, False)
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return _Result(0, error, "", None, False, False)
+            return Attempt(0, error, "", None, False, False)
         except OSError as exc:
-            return _Result(0, f"network error: {exc}", "", None, True, False)
+            return Attempt(0, f"network error: {exc}", "", None, True, False)
         except Exception as exc:  # whatever the receiver answers: an attempt that backs off
-            return _Result(
+            return Attempt(
                 0, f"bad answer: {type(exc).__name__}: {exc}"[:300], "", None, False, False
             )
-
-    # ------------------------------------------------------------------ the policy
-
-    def _decide(
-        self,
-        name: str,
-        endpoint: WebhookEndpoint,
-        state: EndpointState,
-        row: Row,
-        now: float,
-        duration: float,
-        result: _Result,
-    ) -> Outcome:
-        was_down = self.link_down
-        state.unreachable = result.connection_failed
-        if was_down and not self.link_down:
-            _LOG.info("uplink is back (%s answered): resuming deliveries", name)
-            self.wake_all()
-        status, error = result.status, result.error
-        ok = 200 <= status < 300
-        if ok:
-            if state.breaker_open:
-                _LOG.info("endpoint %s answers again: circuit closed", name)
-            state.failures = 0
-            return Outcome(row, now, duration, status, None, result.response, delivered=True)
-        if status:
-            error = f"HTTP {status}"
-            if 300 <= status < 400:
-                error += " (redirects are not followed)"
-        if result.connection_failed and self.link_down:
-            if not was_down:
-                _LOG.warning(
-                    "uplink looks down (every endpoint refuses connections): attempts stop "
-                    "counting; probing every %gs",
-                    self.link_probe,
-                )
-            return Outcome(
-                row,
-                now,
-                duration,
-                0,
-                f"uplink down: {error}",
-                "",
-                delivered=False,
-                next_try=now + self.link_probe,
-                counts=False,
-            )
-        state.failures += 1
-        if state.breaker_open:
-            exponent = state.failures - BREAKER_THRESHOLD
-            delay = min(self.breaker_probe * 2**exponent, BREAKER_MAX_PROBE)
-            state.probe_at = now + delay
-            if state.failures == BREAKER_THRESHOLD:
-                _LOG.warning(
-                    "endpoint %s failed %d times in a row: circuit open, probing",
-                    name,
-                    state.failures,
-                )
-        if status == 410:
-            return Outcome(
-                row,
-                now,
-                duration,
-                status,
-                "HTTP 410 Gone: endpoint disabled",
-                result.response,
-                delivered=False,
-                park_endpoint=True,
-            )
-        throttled = status in THROTTLED or result.timed_out
-        return Outcome(
-            row,
-            now,
-            duration,
-            status,
-            error,
-            result.response,
-            delivered=False,
-            next_try=self._next_try(endpoint, row, now, throttled, result.retry_after),
-        )
-
-    def _next_try(
-        self,
-        endpoint: WebhookEndpoint,
-        row: Row,
-        now: float,
-        throttled: bool,
-        retry_after: float | None,
-    ) -> float | None:
-        """When to try again, or None when ``max_age`` is used up (dead letter)."""
-        schedule = endpoint.retry
-        delay = schedule[min(row.attempts, len(schedule) - 1)] * (0.8 + 0.4 * self.jitter())
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        elif throttled:
-            delay = max(delay, THROTTLE_DELAY)
-        first_try = row.first_try if row.first_try is not None else now
-        if now + delay > first_try + endpoint.max_age:
-            return None
-        return now + delay

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.outbox.store import Outcome, Row
+from gateway.outbox.rows import Outcome, Row
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,140 @@
+"""Rows as the delivery workers see them: which are due, and writing back attempts.
+
+Plain functions of the outbox connection, run on the outbox thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.outbox.database import DEAD, PENDING, add_to_counter, transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One message as the delivery workers see it."""
+
+    seq: int
+    id: str
+    endpoint: str
+    event: str
+    body: bytes
+    created: float
+    first_try: float | None
+    attempts: int
+
+
+_ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
+
+
+def due_rows(
+    db: sqlite3.Connection,
+    endpoint: str,
+    now: float,
+    limit: int,
+    exclude: frozenset[int],
+    in_order: bool,
+) -> tuple[list[Row], float | None]:
+    """Up to ``limit`` rows of ``endpoint`` due now (not in ``exclude``, the rows
+    being sent), and when the next one is due.
+
+    ``in_order`` (one request in flight) takes only the oldest pending row,
+    and only when it is due and not being sent: a later row never overtakes
+    it. A disabled endpoint (410 Gone) has no due rows.
+    """
+    disabled = db.execute("SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)).fetchone()
+    if disabled and disabled[0]:
+        return [], None
+    if in_order:
+        head = db.execute(
+            f"SELECT {_ROW_COLUMNS}, next_try FROM messages"
+            " WHERE endpoint = ? AND state = ? ORDER BY seq LIMIT 1",
+            (endpoint, PENDING),
+        ).fetchone()
+        if head is None or head[0] in exclude:
+            return [], None
+        if head[-1] > now:
+            return [], head[-1]
+        return [Row(*head[:-1])], None
+    rows = []
+    cursor = db.execute(
+        f"SELECT {_ROW_COLUMNS} FROM messages WHERE endpoint = ? AND state = ?"
+        " AND next_try <= ? ORDER BY next_try",  # walks the messages_due index, no sort
+        (endpoint, PENDING, now),
+    )
+    for candidate in cursor:
+        if candidate[0] not in exclude:
+            rows.append(Row(*candidate))
+            if len(rows) >= limit:
+                break
+    cursor.close()
+    if rows:
+        return rows, None
+    upcoming = db.execute(
+        "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ? AND next_try > ?",
+        (endpoint, PENDING, now),
+    ).fetchone()[0]
+    return rows, upcoming
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, to be written back."""
+
+    row: Row
+    time: float
+    duration: float
+    status: int  # 0 for a network error or timeout
+    error: str | None
+    response: str
+    delivered: bool
+    next_try: float | None = None  # None with delivered=False: dead letter
+    park_endpoint: bool = False
+    counts: bool = True  # False: the uplink was down, the attempt does not count
+
+
+def record_outcomes(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
+    """Write back a batch of attempts in one transaction.
+
+    The attempt log keeps every failed attempt and the success that ends a
+    retried message; a message delivered at its first attempt only counts
+    in ``delivered`` (one row written less per event: SD cards wear).
+    """
+    with transaction(db):
+        for o in outcomes:
+            if not o.delivered or o.row.attempts:
+                db.execute(
+                    "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error,"
+                    " response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        o.row.id,
+                        o.row.endpoint,
+                        o.time,
+                        o.duration,
+                        o.status,
+                        o.error,
+                        o.response if not o.delivered else "",
+                    ),
+                )
+            if o.delivered:
+                db.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
+                add_to_counter(db, "delivered", 1)
+                continue
+            state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
+            if o.park_endpoint:
+                state, next_try = PENDING, o.time
+                db.execute(
+                    "INSERT INTO endpoints (name, disabled, reason) VALUES (?, 1, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET disabled = 1, reason = excluded.reason",
+                    (o.row.endpoint, o.error),
+                )
+            db.execute(
+                "UPDATE messages SET attempts = attempts + ?, next_try = ?, state = ?,"
+                " first_try = CASE WHEN ? THEN coalesce(first_try, ?) ELSE first_try END,"
+                " last_status = ?, last_error = ? WHERE seq = ?",
+                (int(o.counts), next_try, state, o.counts, o.time, o.status, o.error, o.row.seq),
+            )
+            if state == DEAD:
+                add_to_counter(db, "dead", 1)
