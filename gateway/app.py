@@ -1,21 +1,20 @@
 """Builds the gateway from a config and runs it: start, reload, stop.
 
 This module wires; it does not decide. Rules decide (``rules/``), drivers
-talk to hardware (``inputs/``, ``outputs/``), the outbox delivers.
+talk to hardware (``inputs/``, ``outputs/``), the outbox delivers, and the
+outside sees and acts through :class:`gateway.control.Control`. Every part
+is built once and started in an :class:`~contextlib.AsyncExitStack`, so each
+start has its stop, in reverse order, whatever fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
 import ssl
 import time
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 from aiohttp import web
 
@@ -24,26 +23,22 @@ from gateway.api.auth import TokenTable
 from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
+from gateway.config.connections import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig, GpioSensor
-from gateway.errors import GatewayError, HardwareError
+from gateway.config.rules import MqttTrigger
+from gateway.control import Control, Live
+from gateway.devices import Devices
+from gateway.errors import GatewayError
 from gateway.events import MqttReceived, Value
-from gateway.inputs.gpio import GpioInput
-from gateway.inputs.links import Connections
+from gateway.inputs.connections import Connections
 from gateway.localtime import local_zone
-from gateway.outbox import queries
-from gateway.outbox.database import outbox_size
-from gateway.outbox.delivery import Delivery
-from gateway.outbox.store import OutboxStore
-from gateway.outputs.bank import Actuators
-from gateway.pins import make_pin_factory
+from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
 from gateway.systemd import Notifier, watchdog_interval
-from gateway.views import GatewayViews
 
 _LOG = logging.getLogger(__name__)
 
-ATTEMPT_LOG_DAYS = 7
 STATUS_INTERVAL = 10.0
 STOP_FLUSH = 2.0  # seconds the last MQTT publishes and serial writes may take at a stop
 
@@ -52,166 +47,132 @@ class _Shutdown(Exception):
     """Raised inside the task group to end it (cancelling every task)."""
 
 
-@dataclass
-class Devices:
-    """The pin factory and the devices built from one config."""
-
-    factory: Any
-    outputs: Actuators
-    inputs: dict[str, GpioInput] = field(default_factory=dict)
-
-    def close(self) -> None:
-        for sensor in self.inputs.values():
-            sensor.close()
-        self.outputs.close()
-
-
-class Gateway(GatewayViews):
+class Gateway:
     """The running daemon: one config, its devices, rules, outbox and API."""
 
     def __init__(self, loaded: LoadedConfig, simulate: bool = False) -> None:
         self.loaded = loaded
         self.simulate = simulate or loaded.config.gateway.simulate
-        self.started = time.time()
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         self._timer_wake = asyncio.Event()
-        self._ready = False
         self._stopping = False  # inputs are no longer acted on
         self._outbox_rows: int | None = None
         self._group: asyncio.TaskGroup | None = None
         self._connections_task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         state_dir = loaded.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        config = loaded.config
         self.timers = TimerTable(state_dir / "timers.json")
-        self.store = OutboxStore(
-            state_dir / "outbox.db",
-            max_rows=loaded.config.outbox.max_rows,
-            max_bytes=loaded.config.outbox.max_bytes,
-            when_full=loaded.config.outbox.when_full,
-        )
-        self.delivery = Delivery(self.store, loaded.config.webhooks)
-        self.connections = Connections(loaded.config, self._on_reading, self._on_mqtt, self.store)
-        self.tokens = TokenTable(loaded.config.server.tokens)
-        self.access = AccessPolicy.from_config(loaded.config.server)
-        self.devices: Devices | None = None
-        self.runtime: Runtime | None = None
+        self.outbox = Outbox(state_dir / "outbox.db", config.outbox, config.webhooks)
+        self.tokens = TokenTable(config.server.tokens)
+        self.access = AccessPolicy.from_config(config.server)
+        self.control: Control | None = None  # once started
 
     @property
     def config(self) -> GatewayConfig:
         return self.loaded.config
 
+    def stop(self) -> None:
+        self._stop.set()
+
     # ------------------------------------------------------------------ building
 
-    def _build(self, config: GatewayConfig, states: dict[str, bool | float] | None = None) -> None:
-        """Devices and runtime for ``config`` (the old ones must be closed already)."""
-        assert self._loop is not None
-        factory = make_pin_factory(config.gpio.pin_factory, self.simulate)
-        self.connections = Connections(config, self._on_reading, self._on_mqtt, self.store)
-        outputs = Actuators(dict(config.actuators), factory, self.connections, states)
-        devices = Devices(factory, outputs)
+    def _connect(self, config: GatewayConfig) -> Connections:
+        return Connections(config, self._on_reading, self._on_mqtt, self.outbox.store)
+
+    def _build(
+        self, config: GatewayConfig, connections: Connections, states: dict[str, bool | float]
+    ) -> Live:
+        """Devices and runtime for ``config``; on an error nothing stays open."""
+        loop = asyncio.get_running_loop()
+        devices = Devices.open(config, self.simulate, connections, loop, self._on_gpio, states)
         runtime = Runtime(
-            config, outputs, self.store, self.timers, time.time, local_zone(config.gateway.timezone)
+            config,
+            devices.outputs,
+            self.outbox,
+            self.timers,
+            time.time,
+            local_zone(config.gateway.timezone),
+            connections,
+            self._timer_wake.set,
         )
-        runtime.links = self.connections
-        runtime.on_timers_changed = self._timer_wake.set
-        try:
-            for name, sensor in config.sensors.items():
-                if isinstance(sensor, GpioSensor):
-                    device = GpioInput(name, sensor, factory, self._loop, self._on_gpio)
-                    devices.inputs[name] = device
-                    runtime.sensors[name] = device.value
-        except HardwareError:
-            devices.close()
-            raise
-        self.devices, self.runtime = devices, runtime
-
-    def _states_from_timers(self) -> dict[str, bool | float]:
-        """Actuators that were switched for a while when the gateway stopped or crashed.
-
-        A saved switch-back means the actuator was in another state until
-        then (a pwm output at a level): it is so again until that deadline
-        (one already passed switches it back at once).
-        """
-        states: dict[str, bool | float] = {}
-        now = time.time()
-        for timer in self.timers:
-            if timer.kind == "revert" and timer.key in self.config.actuators and timer.due > now:
-                was = timer.data.get("was", not timer.data.get("state", False))
-                states[timer.key] = was if isinstance(was, (bool, float)) else bool(was)
-                shown = "on" if was is True else "off" if was is False else f"at level {was:g}"
-                until = dt.datetime.fromtimestamp(timer.due).strftime("%H:%M:%S")
-                _LOG.info(
-                    "%s restored %s until %s (a timer saved before the restart)",
-                    timer.key,
-                    shown,
-                    until,
-                )
-        return states
+        runtime.sensors.update(devices.readings())
+        return Live(config, runtime, devices, connections)
 
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
-        if self.runtime is not None and not self._stopping:
-            self.runtime.reading(sensor, value, source)
+        if self.control is not None and not self._stopping:
+            self.control.live.runtime.reading(sensor, value, source)
 
     def _on_mqtt(self, event: MqttReceived) -> None:
-        if self.runtime is not None and not self._stopping:
-            self.runtime.handle(event)
+        if self.control is not None and not self._stopping:
+            self.control.live.runtime.handle(event)
 
     def _on_gpio(self, sensor: str, value: bool) -> None:
-        if self.runtime is not None and not self._stopping:
-            self.runtime.reading(sensor, value, "gpio")
+        if self.control is not None and not self._stopping:
+            self.control.live.runtime.reading(sensor, value, "gpio")
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, handle_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code."""
-        self._loop = asyncio.get_running_loop()
-        self.store.start()
-        self.store.on_commit = self._committed
-        try:
-            self._build(self.config, self._states_from_timers())
-        except GatewayError:
-            self.store.stop()
-            raise
-        runner = await self._start_server()
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
-        for signum in signals[:2]:
-            self._loop.add_signal_handler(signum, self._stop.set)
-        if signals:
-            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
-        try:
-            await self._serve()
-        finally:
-            self.notifier.stopping()
-            _LOG.info("stopping")
-            for signum in signals:
-                self._loop.remove_signal_handler(signum)
-            await runner.cleanup()
-            if self.devices is not None:
-                self.devices.outputs.safe_state()
-                self.devices.close()
-            self.store.stop()
-            self.notifier.close()
-            _LOG.info("stopped")
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self._stopped)
+            stack.enter_context(self.outbox)  # closed last: everything above may still write
+            states = self.timers.held(self.config.actuators, time.time())
+            live = self._build(self.config, self._connect(self.config), states)
+            self.control = Control(live, self.outbox, self.timers, self.simulate)
+            stack.callback(self._close_devices)
+            stack.push_async_callback((await self._start_server()).cleanup)
+            if handle_signals:
+                self._handle_signals(stack)
+            await self._serve(live)
         return 0
 
-    async def _serve(self) -> None:
-        assert self.runtime is not None
+    def _handle_signals(self, stack: contextlib.AsyncExitStack) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+            stack.callback(loop.remove_signal_handler, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+
+    async def _start_server(self) -> web.AppRunner:
+        assert self.control is not None
+        server = self.config.server
+        ssl_context = None
+        if server.tls is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(server.tls.cert, server.tls.key)
+            except (OSError, ssl.SSLError) as exc:
+                raise GatewayError(f"cannot load the TLS certificate or key: {exc}") from exc
+        app = make_app(self.control, self.tokens, self.access)
+        runner = web.AppRunner(app, access_log=None, logger=http_logger())
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise GatewayError(f"cannot listen on {server.listen}: {exc.strerror}") from exc
+        return runner
+
+    async def _serve(self, live: Live) -> None:
+        assert self.control is not None
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.delivery.run(), name="delivery")
+                group.create_task(self.outbox.run(), name="delivery")
                 timers = group.create_task(self._run_timers(), name="timers")
                 group.create_task(self._housekeeping(), name="housekeeping")
                 self._group = group
-                self._start_connections()
+                self._start_connections(live.connections)
                 interval = watchdog_interval()
                 if interval:
                     group.create_task(self._watchdog(interval), name="watchdog")
-                self._ready = True
-                if self.devices is not None:
-                    self.devices.outputs.announce()
-                self.runtime.start()
+                self.control.ready = True
+                live.devices.outputs.announce()
+                live.runtime.start()
                 self.notifier.ready(self._status_line())
                 _LOG.info(
                     "ready: %s; API on http://%s", self._status_line(), self.config.server.listen
@@ -225,60 +186,40 @@ class Gateway(GatewayViews):
     async def _leave_safe(self, timers: asyncio.Task[None]) -> None:
         """The stop order is the safety order: no rule or timer switches anything
         from now on, then every actuator goes to its safe state while the MQTT and
-        serial links are still up to carry it, then (the caller) the links go."""
+        serial links are still up to carry it, then (the task group) the links go."""
+        assert self.control is not None
+        self.notifier.stopping()
+        _LOG.info("stopping")
+        self.control.ready = False
         self._stopping = True
         timers.cancel()
-        if self.devices is not None:
-            self.devices.outputs.safe_state()
+        live = self.control.live
+        live.devices.outputs.safe_state()
         try:
             async with asyncio.timeout(STOP_FLUSH):
-                await self.connections.flush()
+                await live.connections.flush()
         except TimeoutError:
             _LOG.warning(
                 "the last MQTT publishes or serial writes did not leave in %gs", STOP_FLUSH
             )
 
-    async def _start_server(self) -> web.AppRunner:
-        server = self.config.server
-        runner = web.AppRunner(
-            make_app(self, self.tokens, self.access), access_log=None, logger=http_logger()
-        )
-        await runner.setup()
-        ssl_context = None
-        if server.tls is not None:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            try:
-                ssl_context.load_cert_chain(server.tls.cert, server.tls.key)
-            except (OSError, ssl.SSLError) as exc:
-                await runner.cleanup()
-                raise GatewayError(f"cannot load the TLS certificate or key: {exc}") from exc
-        site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            self.store.stop()
-            if self.devices is not None:
-                self.devices.close()
-            raise GatewayError(f"cannot listen on {server.listen}: {exc.strerror}") from exc
-        return runner
+    def _close_devices(self) -> None:
+        if self.control is not None:
+            devices = self.control.live.devices
+            devices.outputs.safe_state()  # already done at a clean stop; not after a failure
+            devices.close()
 
-    def _committed(self, endpoints: set[str]) -> None:
-        """Called on the outbox thread after new rows are committed."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
-                self._loop.call_soon_threadsafe(self.delivery.wake, endpoints)
+    def _stopped(self) -> None:
+        self.notifier.close()
+        _LOG.info("stopped")
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _start_connections(self) -> None:
+    def _start_connections(self, connections: Connections) -> None:
         if self._connections_task is not None:
             self._connections_task.cancel()
         if self._group is not None:
-            self._connections_task = self._group.create_task(
-                self.connections.run(), name="connections"
-            )
+            self._connections_task = self._group.create_task(connections.run(), name="connections")
+
+    # ------------------------------------------------------------------ reload
 
     def reload(self) -> None:
         """SIGHUP: load the config again; keep the old one if the new one is bad."""
@@ -296,26 +237,37 @@ class Gateway(GatewayViews):
         self.notifier.ready(self._status_line())
 
     def _swap(self, new: LoadedConfig) -> None:
-        old, old_states = self.loaded, self.devices.outputs.states() if self.devices else {}
+        """Apply a new config, keeping what did not change: sensor values, the timers
+        of unchanged rules, and the MQTT and serial connections if their settings
+        are the same (no offline/online flap on the status topic)."""
+        assert self.control is not None
+        old = self.control.live
         if new.config.server.listen != old.config.server.listen:
             _LOG.warning("server.listen changed: it takes effect after a restart")
-        if self.devices is not None:
-            self.devices.close()
-        old_runtime = self.runtime
+        states = old.devices.outputs.states()
+        same_links = _link_settings(old.config) == _link_settings(new.config)
+        connections = old.connections if same_links else self._connect(new.config)
+        old.devices.close()
         try:
-            self._build(new.config, old_states)
+            live = self._build(new.config, connections, states)
         except GatewayError as exc:
             _LOG.error("cannot apply the new config (%s): still running the old one", exc)
-            self._build(old.config, old_states)
-            new = old
-        if old_runtime is not None and self.runtime is not None:
-            for name, value in old_runtime.sensors.items():
-                self.runtime.sensors.setdefault(name, value)
-        if self.runtime is not None:
-            self.runtime.start(startup=False)
-        self._start_connections()
+            live, new = self._build(old.config, old.connections, states), self.loaded
+        for name, value in old.runtime.sensors.items():  # a reload is not a new reading
+            sensor = live.config.sensors.get(name)
+            if sensor is not None and not isinstance(sensor, GpioSensor):
+                live.runtime.sensors[name] = value
+        old_rules = {rule.id: rule for rule in old.config.rules}
+        new_rules = {rule.id: rule for rule in live.config.rules}
+        self.timers.forget_rules(
+            {rid for rid, rule in old_rules.items() if new_rules.get(rid) != rule}
+        )
+        self.control.live = live
+        live.runtime.start(startup=False)
+        if live.connections is not old.connections:
+            self._start_connections(live.connections)
         self.loaded = new
-        self.delivery.update(new.config.webhooks)
+        self.outbox.update(new.config.webhooks)
         self.tokens.replace(new.config.server.tokens)
         self.access.update(new.config.server)
         self._timer_wake.set()
@@ -326,11 +278,11 @@ class Gateway(GatewayViews):
     async def _run_timers(self) -> None:
         while True:
             self._timer_wake.clear()
-            if self.runtime is not None:
-                self.runtime.run_due()
-                due = self.runtime.next_due()
-            else:
-                due = None
+            due = None
+            if self.control is not None:
+                runtime = self.control.live.runtime
+                runtime.run_due()
+                due = runtime.next_due()
             delay = 60.0 if due is None else min(max(due - time.time(), 0.0), 60.0)
             try:
                 async with asyncio.timeout(delay):
@@ -339,16 +291,14 @@ class Gateway(GatewayViews):
                 pass
 
     async def _housekeeping(self) -> None:
-        """Every 10 s the STATUS= line (with the outbox depth); hourly, prune attempt logs."""
+        """Every 10 s the STATUS= line (with the outbox depth); hourly, prune old logs."""
         last_prune = 0.0
         while True:
             try:
                 if time.monotonic() - last_prune > 3600:
-                    cutoff = time.time() - ATTEMPT_LOG_DAYS * 86400
-                    await self.store.call(partial(queries.prune_attempts, before=cutoff))
+                    await self.outbox.prune(self.config.server.replay_window)
                     last_prune = time.monotonic()
-                rows, _ = await self.store.call(outbox_size)
-                self._outbox_rows = rows
+                self._outbox_rows = await self.outbox.size()
                 self.notifier.status(self._status_line())
             except Exception as exc:
                 _LOG.error("outbox housekeeping failed: %s", exc)
@@ -365,6 +315,17 @@ class Gateway(GatewayViews):
         if self._outbox_rows is not None:
             line += f", outbox {self._outbox_rows} pending"
         return line + (" (simulated GPIO)" if self.simulate else "")
+
+
+def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
+    """Everything the MQTT and serial connections are built from."""
+    return (
+        config.gateway.name,
+        config.mqtt,
+        config.serial,
+        {n: s for n, s in config.sensors.items() if isinstance(s, MqttSensor | SerialSensor)},
+        sorted({t.mqtt for r in config.rules for t in r.when if isinstance(t, MqttTrigger)}),
+    )
 
 
 async def run_daemon(path: str, simulate: bool) -> int:

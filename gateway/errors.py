@@ -41,3 +41,18 @@ class HardwareError(GatewayError, RuntimeError):
 
 class OutboxError(GatewayError, RuntimeError):
     """The outbox database could not be read or written."""
+
+
+class NotFound(GatewayError, KeyError):
+    """No sensor, actuator, message, hook or endpoint of that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Refused(GatewayError, ValueError):
+    """Understood, but it cannot be done (setting a real GPIO input, say)."""
+
+
+class InvalidValue(GatewayError, ValueError):
+    """A value that is not one the target takes (a word for a number, ``for`` past ``max_on``)."""

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.config import load_config
+from gateway.control import Control
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOKEN = "test-token-0123456789"
@@ -143,15 +144,18 @@ def board(tmp_path: Path) -> Iterator[Board]:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Path, simulate: bool = True) -> AsyncIterator[Gateway]:
-    """The gateway of ``config`` running in this event loop, ready for requests."""
+async def running(config: Path, simulate: bool = True) -> AsyncIterator[Control]:
+    """The gateway of ``config`` running in this event loop, ready for requests:
+    its :class:`Control`, what the API sees."""
     gateway = Gateway(load_config(config), simulate=simulate)
     task = asyncio.create_task(gateway.run())
     try:
         async with asyncio.timeout(5):
-            while not gateway.ready():
+            while gateway.control is None or not gateway.control.ready:
+                if task.done():
+                    await task  # raises why it could not start
                 await asyncio.sleep(0.01)
-        yield gateway
+        yield gateway.control
     finally:
         gateway.stop()
         assert await task == 0

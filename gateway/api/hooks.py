@@ -14,24 +14,15 @@ import hmac
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
 from gateway import safejson
 from gateway.config.server import HookConfig
-from gateway.events import HookReceived
-from gateway.outbox.signing import SignatureError, verify
+from gateway.signing import SignatureError, verify
 
 _LOG = logging.getLogger(__name__)
-
-
-class HookSink(Protocol):
-    """What the hook endpoint needs from the running gateway."""
-
-    def hook_config(self, name: str) -> HookConfig | None: ...
-    async def hook_seen(self, hook: str, msg_id: str) -> bool: ...
-    async def hook_received(self, event: HookReceived) -> None: ...
 
 
 class Unverified(Exception):

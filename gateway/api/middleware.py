@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway import safejson
 from gateway.api.access import AccessPolicy, Pool, client_key
 from gateway.api.auth import Client, Scope, TokenTable
-from gateway.errors import GatewayError, OutboxError
+from gateway.errors import InvalidValue, NotFound, OutboxError, Refused
 from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
@@ -39,14 +39,6 @@ ADDRESS_KEY = web.RequestKey("address", str)
 TOKENS_KEY = web.AppKey("tokens", TokenTable)
 SCOPES_KEY = web.AppKey("scopes", dict[Callable[..., Any], Scope])
 ACCESS_KEY = web.AppKey("access", AccessPolicy)
-
-
-class NotFound(GatewayError, KeyError):
-    """No sensor, actuator or message of that name."""
-
-
-class Refused(GatewayError, ValueError):
-    """The request is understood but cannot be done (e.g. writing a GPIO sensor)."""
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -92,9 +84,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         return error(exc.status, code, message, **headers)
     except NotFound as exc:
-        return error(404, "not_found", str(exc.args[0]))
+        return error(404, "not_found", str(exc))
     except Refused as exc:
         return error(409, "conflict", str(exc))
+    except InvalidValue as exc:
+        return error(422, "invalid", str(exc))
     except OutboxError as exc:  # not committed: never answer "yes"
         _LOG.error("API: %s %s: %s: answered 503", request.method, request.path[:80], exc)
         return error(503, "not_stored", str(exc), **{"Retry-After": "30"})

@@ -61,7 +61,9 @@ class StatusView(BaseModel):
     version: str
     uptime: float
     simulate: bool
-    inputs: dict[str, dict[str, str]]
+    inputs: dict[str, dict[str, Any]] = Field(
+        description="Each input: its type, state and counters"
+    )
     outbox: dict[str, Any]
     timers: int
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -18,7 +18,6 @@ from pydantic import BaseModel, ValidationError
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import Scope, TokenTable
 from gateway.api.hooks import (
-    HookSink,
     Unverified,
     check_payload,
     check_request,
@@ -33,7 +32,6 @@ from gateway.api.middleware import (
     SCOPES_KEY,
     TOKENS_KEY,
     Handler,
-    NotFound,
     access,
     bearer_auth,
     blocked,
@@ -45,8 +43,8 @@ from gateway.api.middleware import (
 )
 from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
 from gateway.api.openapi import openapi_document
-from gateway.config.models import GatewayConfig
-from gateway.errors import OutboxError
+from gateway.control import Control
+from gateway.errors import NotFound, OutboxError
 from gateway.events import HookReceived
 from gateway.ratelog import RateLimitedLog
 
@@ -59,31 +57,7 @@ JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
 otherwise; such a body must still be valid JSON."""
 
 
-class Control(HookSink, Protocol):
-    """What the API may see and do in the running gateway."""
-
-    async def status(self) -> dict[str, Any]: ...
-    def sensors(self) -> dict[str, dict[str, Any]]: ...
-    def actuators(self) -> dict[str, dict[str, Any]]: ...
-    async def inject(self, sensor: str, value: bool | float | str, who: str) -> dict[str, Any]: ...
-    def actuate(
-        self, actuator: str, state: bool | float | str, revert_after: float | None, who: str
-    ) -> dict[str, Any]: ...
-    async def outbox(self) -> dict[str, Any]: ...
-    async def metrics(self) -> str: ...
-    async def messages(
-        self, state: str | None, endpoint: str | None, limit: int
-    ) -> list[dict[str, Any]]: ...
-    async def message(self, msg_id: str) -> dict[str, Any] | None: ...
-    async def retry_message(self, msg_id: str) -> bool: ...
-    async def enable_endpoint(self, endpoint: str) -> bool: ...
-    def ready(self) -> bool: ...
-    @property
-    def config(self) -> GatewayConfig: ...
-
-
 CONTROL_KEY = web.AppKey("control", Control)
-HOOKS_KEY = web.AppKey("hooks", HookSink)
 HOOK_IDS_KEY = web.AppKey("hook_ids", dict[tuple[str, str], "asyncio.Future[bool]"])
 
 
@@ -122,53 +96,54 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[CONTROL_KEY].ready():
+    if request.app[CONTROL_KEY].ready:
         return json_response({"status": "ready"})
     return error(503, "not_ready", "starting or reloading")
 
 
+def _views(views: Mapping[str, BaseModel]) -> dict[str, Any]:
+    return {name: view.model_dump(exclude_unset=True) for name, view in views.items()}
+
+
 async def status(request: web.Request) -> web.Response:
-    return json_response(await request.app[CONTROL_KEY].status())
+    view = await request.app[CONTROL_KEY].status()
+    return json_response(view.model_dump(exclude_unset=True))
 
 
 async def list_sensors(request: web.Request) -> web.Response:
-    return json_response(request.app[CONTROL_KEY].sensors())
-
-
-def _named(request: web.Request, items: Mapping[str, Any], what: str) -> str:
-    """The ``{id}`` of the request, which must be one of ``items`` (else 404)."""
-    name = request.match_info["id"]
-    if name not in items:
-        raise NotFound(f"no {what} named {name!r}")
-    return name
+    return json_response(_views(request.app[CONTROL_KEY].sensors()))
 
 
 async def get_sensor(request: web.Request) -> web.Response:
-    sensors = request.app[CONTROL_KEY].sensors()
-    return json_response(sensors[_named(request, sensors, "sensor")])
+    view = request.app[CONTROL_KEY].sensor(request.match_info["id"])
+    return json_response(view.model_dump(exclude_unset=True))
 
 
 async def post_sensor(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = _named(request, control.config.sensors, "sensor")
+    name = request.match_info["id"]
+    control.sensor(name)  # 404 before the body is read
     body = await read_json(request, SensorWrite)
-    return json_response(await control.inject(name, body.value, _who(request)))
+    view = await control.set_sensor(name, body.value, _who(request))
+    return json_response(view.model_dump(exclude_unset=True))
 
 
 async def list_actuators(request: web.Request) -> web.Response:
-    return json_response(request.app[CONTROL_KEY].actuators())
+    return json_response(_views(request.app[CONTROL_KEY].actuators()))
 
 
 async def get_actuator(request: web.Request) -> web.Response:
-    actuators = request.app[CONTROL_KEY].actuators()
-    return json_response(actuators[_named(request, actuators, "actuator")])
+    view = request.app[CONTROL_KEY].actuator(request.match_info["id"])
+    return json_response(view.model_dump(exclude_unset=True))
 
 
 async def post_actuator(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = _named(request, control.config.actuators, "actuator")
+    name = request.match_info["id"]
+    control.actuator(name)  # 404 before the body is read
     body = await read_json(request, ActuatorWrite)
-    return json_response(control.actuate(name, body.state, body.for_, _who(request)))
+    view = control.switch(name, body.state, body.for_, _who(request))
+    return json_response(view.model_dump(exclude_unset=True))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -182,7 +157,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def outbox(request: web.Request) -> web.Response:
-    return json_response(await request.app[CONTROL_KEY].outbox())
+    return json_response(await request.app[CONTROL_KEY].outbox_view())
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -190,13 +165,14 @@ async def list_messages(request: web.Request) -> web.Response:
         query = MessageQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise web.HTTPUnprocessableEntity(text=describe_errors(exc, "query")) from None
-    found = await request.app[CONTROL_KEY].messages(query.state, query.endpoint, query.limit)
+    box = request.app[CONTROL_KEY].outbox
+    found = await box.messages(query.state, query.endpoint, query.limit)
     return json_response({"messages": found})
 
 
 async def get_message(request: web.Request) -> web.Response:
     msg_id = request.match_info["id"]
-    message = await request.app[CONTROL_KEY].message(msg_id)
+    message = await request.app[CONTROL_KEY].outbox.message(msg_id)
     if message is None:
         raise NotFound(f"no message {msg_id!r} in the outbox")
     return json_response(message)
@@ -204,24 +180,21 @@ async def get_message(request: web.Request) -> web.Response:
 
 async def retry_message(request: web.Request) -> web.Response:
     msg_id = request.match_info["id"]
-    if not await request.app[CONTROL_KEY].retry_message(msg_id):
+    if not await request.app[CONTROL_KEY].outbox.retry(msg_id):
         raise NotFound(f"no message {msg_id!r} in the outbox")
     return json_response({"id": msg_id, "state": "pending"})
 
 
 async def enable_endpoint(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if not await request.app[CONTROL_KEY].enable_endpoint(name):
-        raise NotFound(f"no webhook endpoint {name!r}")
+    await request.app[CONTROL_KEY].enable_endpoint(name)
     return json_response({"endpoint": name, "disabled": False})
 
 
 async def post_hook(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    sink = request.app[HOOKS_KEY]
-    config = sink.hook_config(name)
-    if config is None:
-        raise NotFound(f"no hook named {name!r}")
+    control = request.app[CONTROL_KEY]
+    config = control.hook(name)
     address, door = request[ADDRESS_KEY], f"hook {name}"
     credential = request.headers.get(config.credential_header, "")
     if (refusal := blocked(request, door, credential)) is not None:
@@ -245,7 +218,7 @@ async def post_hook(request: web.Request) -> web.Response:
     handled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     busy[key] = handled
     try:
-        if await sink.hook_seen(name, msg_id):
+        if await control.hook_seen(name, msg_id):
             handled.set_result(True)
             return _duplicate(name, msg_id, address)
         event = HookReceived(
@@ -257,7 +230,7 @@ async def post_hook(request: web.Request) -> web.Response:
             time=time.time(),
             source=address,
         )
-        await sink.hook_received(event)
+        await control.accept_hook(event)
         handled.set_result(True)
     finally:
         if not handled.done():
@@ -281,7 +254,6 @@ def make_app(
     """The aiohttp application; the caller runs it (``web.AppRunner``)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, access, bearer_auth])
     app[CONTROL_KEY] = control
-    app[HOOKS_KEY] = control
     app[TOKENS_KEY] = tokens
     app[ACCESS_KEY] = policy or AccessPolicy()
     app[HOOK_IDS_KEY] = {}

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from gateway.config.base import Model, Name, secret_values
-from gateway.config.links import MqttSection, MqttSensor, SerialPort, SerialSensor
+from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
-from gateway.config.links import MqttSensor, SerialSensor
+from gateway.config.connections import MqttSensor, SerialSensor
 from gateway.config.models import (
     GatewayConfig,
     GpioActuator,

@@ -21,9 +21,9 @@ from pydantic import (
 )
 
 from gateway.config.base import Model, Name
-from gateway.config.links import check_topic_filter
+from gateway.config.connections import check_topic_filter
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
-from gateway.rules.templates import check_template_tree
+from gateway.templates import check_template_tree
 
 
 def _binary_word(value: Any) -> Any:

@@ -179,6 +179,12 @@ class ServerSection(Model):
     body_timeout: Duration = Field(
         10.0, gt=0, description="A request body must arrive within this long (408 otherwise)"
     )
+    replay_window: Duration = Field(
+        7 * 86400.0,
+        gt=0,
+        description="A hook delivery id seen within this long is answered as a duplicate "
+        "and not acted on again",
+    )
 
     @field_validator("listen")
     @classmethod

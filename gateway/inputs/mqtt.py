@@ -26,10 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway import safejson
-from gateway.config.links import MqttSection, MqttSensor
+from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
 from gateway.ratelog import RateLimitedLog
-from gateway.rules.templates import TemplateError, render
+from gateway.templates import TemplateError, render
 
 _LOG = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 
 from gateway import safejson
-from gateway.config.links import SerialPort
+from gateway.config.connections import SerialPort
 from gateway.events import Value
 
 

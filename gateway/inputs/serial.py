@@ -16,7 +16,7 @@ from collections.abc import Callable
 import serial
 import serial_asyncio_fast
 
-from gateway.config.links import SerialPort
+from gateway.config.connections import SerialPort
 from gateway.events import Value
 from gateway.inputs.parsers import PARSERS, LineError, LineSplitter
 from gateway.ratelog import RateLimitedLog

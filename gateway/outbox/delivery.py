@@ -41,8 +41,8 @@ from gateway.outbox.endpoints import (
 )
 from gateway.outbox.policy import Attempt, Health, Notice, decide
 from gateway.outbox.rows import Outcome, Row, due_rows
-from gateway.outbox.signing import signature_header
 from gateway.outbox.store import OutboxStore
+from gateway.signing import signature_header
 
 _LOG = logging.getLogger(__name__)
 

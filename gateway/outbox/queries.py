@@ -17,25 +17,19 @@ def counters(db: sqlite3.Connection) -> dict[str, int]:
     return {name: value for name, value in db.execute("SELECT name, value FROM counters")}
 
 
-def hook_seen(db: sqlite3.Connection, hook: str, msg_id: str) -> bool:
-    """Whether an inbound webhook with this id was already acted on."""
-    row = db.execute("SELECT 1 FROM seen_hooks WHERE id = ?", (f"{hook}:{msg_id}",))
+def hook_seen(db: sqlite3.Connection, hook: str, msg_id: str, since: float) -> bool:
+    """Whether an inbound webhook with this id was acted on at ``since`` or later."""
+    row = db.execute(
+        "SELECT 1 FROM seen_hooks WHERE id = ? AND time >= ?", (f"{hook}:{msg_id}", since)
+    )
     return row.fetchone() is not None
 
 
-def remember_hook(db: sqlite3.Connection, hook: str, msg_id: str, now: float) -> None:
+def prune(db: sqlite3.Connection, attempts_before: float, seen_before: float) -> int:
+    """Delete attempt logs and seen inbound ids older than these; free the pages."""
     with transaction(db):
-        db.execute(
-            "INSERT OR IGNORE INTO seen_hooks (id, hook, time) VALUES (?, ?, ?)",
-            (f"{hook}:{msg_id}", hook, now),
-        )
-
-
-def prune_attempts(db: sqlite3.Connection, before: float) -> int:
-    """Delete attempt logs and seen inbound ids older than ``before``; free the pages."""
-    with transaction(db):
-        count = db.execute("DELETE FROM attempts WHERE time < ?", (before,)).rowcount
-        db.execute("DELETE FROM seen_hooks WHERE time < ?", (before,))
+        count = db.execute("DELETE FROM attempts WHERE time < ?", (attempts_before,)).rowcount
+        db.execute("DELETE FROM seen_hooks WHERE time < ?", (seen_before,))
     db.execute("PRAGMA incremental_vacuum")
     return int(count)
 

@@ -35,7 +35,7 @@ from gateway.outbox.database import (
     transaction,
 )
 from gateway.outbox.rows import Outcome, record_outcomes
-from gateway.outbox.signing import new_message_id
+from gateway.signing import new_message_id
 
 _LOG = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ def encode_body(event: str, data: Any, now: float) -> bytes:
     """The wire body ``{"type", "timestamp", "data"}``, stored and re-sent byte for byte."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     return safejson.dumps({"type": event, "timestamp": stamp, "data": data})
+
+
+@dataclass(frozen=True, slots=True)
+class SeenHook:
+    """An inbound hook delivery to remember, in the transaction of the rows before it."""
+
+    hook: str
+    msg_id: str
+    time: float
+    number: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,12 @@ class OutboxStore:
         message = NewMessage(new_message_id(), endpoint, event, body, now, number)
         self._jobs.put(message)
         return message.id
+
+    def remember_hook(self, hook: str, msg_id: str) -> None:
+        """Remember a hook's delivery id, committed with the webhooks submitted before it
+        (those its rules queued): both are on disk, or neither (:meth:`flushed` says)."""
+        number = self._submitted = next(self._numbers)
+        self._jobs.put(SeenHook(hook, msg_id, self.clock(), number))
 
     def mark(self) -> int:
         """A point in the stream of submissions, for :meth:`flushed` ``since``."""
@@ -193,9 +209,9 @@ class OutboxStore:
                     jobs.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            messages = [j for j in jobs if isinstance(j, NewMessage)]
-            if messages:
-                self._insert(db, messages)
+            writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
+            if writes:
+                self._insert(db, writes)
             records = [j for j in jobs if isinstance(j, _Record)]
             if records:
                 self._record(db, records)
@@ -225,25 +241,29 @@ class OutboxStore:
             if r.future.set_running_or_notify_cancel():
                 r.future.set_result(None)
 
-    def _insert(self, db: sqlite3.Connection, messages: list[NewMessage]) -> None:
+    def _insert(self, db: sqlite3.Connection, writes: list[NewMessage | SeenHook]) -> None:
+        messages = [w for w in writes if isinstance(w, NewMessage)]
+        seen = [(f"{w.hook}:{w.msg_id}", w.hook, w.time) for w in writes if isinstance(w, SeenHook)]
         try:
             with transaction(db):
-                kept = self._make_room(db, messages)
+                kept = self._make_room(db, messages) if messages else []
                 db.executemany(
                     "INSERT INTO messages (id, endpoint, event, body, created, next_try)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.id, m.endpoint, m.event, m.body, m.created, m.created) for m in kept],
                 )
+                db.executemany("INSERT OR REPLACE INTO seen_hooks VALUES (?, ?, ?)", seen)
         except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly
-            self._lost.extend(m.number for m in messages)
+            self._lost.extend(w.number for w in writes)
             _LOG.error(
-                "outbox: cannot store %d webhook(s) (%s): %s%s; already stored ones are safe",
+                "outbox: cannot store %d webhook(s)%s (%s): %s%s; already stored ones are safe",
                 len(messages),
+                f" and {len(seen)} hook delivery id(s)" if seen else "",
                 exc,
                 ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5]),
                 f" and {len(messages) - 5} more" if len(messages) > 5 else "",
             )
-            bump_counter(db, "write_errors", len(messages))
+            bump_counter(db, "write_errors", len(writes))
             return
         self._rows += len(kept)
         self._bytes += sum(len(m.body) for m in kept)

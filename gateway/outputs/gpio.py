@@ -65,7 +65,7 @@ class GpioOutput:
 
 
 class GpioOutputs:
-    """Every GPIO actuator, by name (an ``ActuatorBank`` for the runtime)."""
+    """Every GPIO actuator, by name (part of the ``ActuatorBank``)."""
 
     def __init__(
         self,

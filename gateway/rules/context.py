@@ -29,7 +29,7 @@ from gateway.rules.decisions import (
     WriteLog,
     WriteSerial,
 )
-from gateway.rules.templates import TemplateError, render, render_tree
+from gateway.templates import TemplateError, render, render_tree
 
 _LOG = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ from gateway.rules.decisions import (
     Schedule,
     Snapshot,
 )
-from gateway.rules.templates import TemplateError, render
 from gateway.rules.timers import Timer
 from gateway.rules.values import equal, in_range, next_local_time, rearmed, trigger_holds
+from gateway.templates import TemplateError, render
 
 _LOG = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from gateway import safejson
 from gateway.config.models import GatewayConfig, VirtualSensor
 from gateway.events import Event, GatewayStarted, SensorChanged, Value
+from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
 from gateway.rules.decisions import (
     Cancel,
     Decision,
@@ -32,49 +32,19 @@ from gateway.rules.timers import ACTUATOR_TIMERS, Timer, TimerTable
 _LOG = logging.getLogger(__name__)
 
 
-class ActuatorBank(Protocol):
-    """The actuators, whatever drives them."""
-
-    def names(self) -> Iterable[str]: ...
-    def get(self, name: str) -> bool | float: ...
-    def set(self, name: str, state: bool | float) -> None: ...
-
-
-class WebhookSink(Protocol):
-    """Where webhook decisions go (the outbox)."""
-
-    def submit(self, endpoint: str, event: str, data: Any) -> str: ...
-
-
-class Links(Protocol):
-    """MQTT and serial ports, for mqtt_publish and serial_write."""
-
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None: ...
-    def write_serial(self, port: str, data: str) -> None: ...
-
-
-class NoLinks:
-    """For a config without MQTT or serial ports (references are checked at load)."""
-
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None:
-        _LOG.error("no MQTT broker is configured: %s not published", topic)
-
-    def write_serial(self, port: str, data: str) -> None:
-        _LOG.error("no serial port %s is configured", port)
-
-
 class Runtime:
     """Sensor values, the engine, and the timers of one loaded config."""
 
     def __init__(
         self,
         config: GatewayConfig,
-        actuators: ActuatorBank,
+        actuators: Actuators,
         webhooks: WebhookSink,
         timers: TimerTable,
         clock: Callable[[], float],
         tz: dt.tzinfo | None = None,
         links: Links | None = None,
+        on_timers_changed: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.actuators = actuators
@@ -89,7 +59,7 @@ class Runtime:
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
         self.timers.keep_only(set(config.actuators))
-        self.on_timers_changed: Callable[[], None] = lambda: None
+        self.on_timers_changed: Callable[[], None] = on_timers_changed or (lambda: None)
 
     # ------------------------------------------------------------------ inputs
 
@@ -139,13 +109,7 @@ class Runtime:
         """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state."""
         current = self.actuators.get(name)
         level = isinstance(current, float)
-        new: bool | float
-        if state == "toggle":
-            new = (0.0 if current else 1.0) if level else not current
-        elif isinstance(state, float) and not isinstance(state, bool):
-            new = min(max(state, 0.0), 1.0) if level else state > 0
-        else:
-            new = (1.0 if state else 0.0) if level else bool(state)
+        new = self.target(name, state)
         if revert_after is not None:
             back: bool | float = (0.0 if new else 1.0) if level else not new
             due = self.clock() + revert_after
@@ -166,6 +130,16 @@ class Runtime:
         self._limit_on_time(name, bool(new))
         self.on_timers_changed()
         return new
+
+    def target(self, name: str, state: bool | float | str) -> bool | float:
+        """The state ``state`` (on/off, "toggle", a level) means for ``name`` now."""
+        current = self.actuators.get(name)
+        level = isinstance(current, float)
+        if state == "toggle":
+            return (0.0 if current else 1.0) if level else not current
+        if isinstance(state, float) and not isinstance(state, bool):
+            return min(max(state, 0.0), 1.0) if level else state > 0
+        return (1.0 if state else 0.0) if level else bool(state)
 
     def _limit_on_time(self, name: str, state: bool) -> None:
         limit = self.config.actuators[name].max_on

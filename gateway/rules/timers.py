@@ -9,6 +9,7 @@ at 21:05 fires at 21:05, or at once if that time has passed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -94,6 +95,41 @@ class TimerTable:
         ]
         for key in stale:
             del self._timers[key]
+        if stale:
+            self._save()
+
+    def held(self, actuators: Collection[str], now: float) -> dict[str, bool | float]:
+        """Actuators that were switched for a while when the gateway stopped or crashed.
+
+        A saved switch-back means the actuator was in another state until
+        then (a pwm output at a level): it is so again until that deadline
+        (one already passed switches it back at once).
+        """
+        states: dict[str, bool | float] = {}
+        for timer in self:
+            if timer.kind != "revert" or timer.key not in actuators or timer.due <= now:
+                continue
+            was = timer.data.get("was", not timer.data.get("state", False))
+            states[timer.key] = was if isinstance(was, (bool, float)) else bool(was)
+            shown = "on" if was is True else "off" if was is False else f"at level {was:g}"
+            until = dt.datetime.fromtimestamp(timer.due).strftime("%H:%M:%S")
+            _LOG.info(
+                "%s restored %s until %s (a timer saved before the restart)",
+                timer.key,
+                shown,
+                until,
+            )
+        return states
+
+    def forget_rules(self, rules: Collection[str]) -> None:
+        """Forget the timers of these rules (changed or removed by a reload)."""
+        stale = [
+            slot
+            for slot, t in self._timers.items()
+            if t.kind not in ACTUATOR_TIMERS and t.data.get("rule") in rules
+        ]
+        for slot in stale:
+            del self._timers[slot]
         if stale:
             self._save()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.outbox.signing import verify
+from gateway.signing import verify
 from tests.conftest import SECRET, TOKEN, Daemon, Receiver, demo_like_config, free_port
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +183,7 @@ async def test_an_auto_off_keeps_its_deadline_across_a_kill_9(
 async def test_a_signed_hook_from_a_local_client_switches_the_relay_through_a_rule(
     tmp_path: Path, daemon_factory: MakeDaemon
 ) -> None:
-    from gateway.outbox.signing import sign
+    from gateway.signing import sign
 
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")

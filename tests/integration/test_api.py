@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import Gateway
+from gateway.control import Control
 from tests.conftest import TOKEN, demo_like_config, free_port, running
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Gateway]]:
+async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Control]]:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     text = (
@@ -52,11 +52,11 @@ async def call(
         return r.status, await r.json()
 
 
-async def test_healthz_needs_no_token(api: tuple[str, Gateway]) -> None:
+async def test_healthz_needs_no_token(api: tuple[str, Control]) -> None:
     assert await call(api[0], "GET", "/healthz", token=None) == (200, {"status": "ok"})
 
 
-async def test_status_reports_name_version_and_outbox(api: tuple[str, Gateway]) -> None:
+async def test_status_reports_name_version_and_outbox(api: tuple[str, Control]) -> None:
     status, body = await call(api[0], "GET", "/api/v1/status")
     assert status == 200
     assert body["name"] == "test-pi"
@@ -64,7 +64,7 @@ async def test_status_reports_name_version_and_outbox(api: tuple[str, Gateway]) 
     assert body["inputs"]["hallway_motion"]["state"] == "connected"
 
 
-async def test_injected_motion_turns_the_light_on(api: tuple[str, Gateway]) -> None:
+async def test_injected_motion_turns_the_light_on(api: tuple[str, Control]) -> None:
     base, gw = api
     status, body = await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
     assert (status, body["value"]) == (200, True)
@@ -75,7 +75,7 @@ async def test_injected_motion_turns_the_light_on(api: tuple[str, Gateway]) -> N
 
 
 async def test_curl_default_content_type_with_a_json_body_is_accepted(
-    api: tuple[str, Gateway],
+    api: tuple[str, Control],
 ) -> None:
     status, body = await call(
         api[0],
@@ -89,14 +89,13 @@ async def test_curl_default_content_type_with_a_json_body_is_accepted(
     assert sensor["value"] == -9.5
 
 
-async def test_switching_a_relay_for_10_seconds(api: tuple[str, Gateway]) -> None:
+async def test_switching_a_relay_for_10_seconds(api: tuple[str, Control]) -> None:
     base, gw = api
     status, body = await call(
         base, "POST", "/api/v1/actuators/hallway_light", {"state": "on", "for": "10s"}
     )
     assert (status, body["state"]) == (200, "on")
-    assert gw.devices is not None
-    assert gw.devices.factory.pin(27).state == 0  # active-low board: on is low
+    assert gw.live.devices.factory.pin(27).state == 0  # active-low board: on is low
     assert gw.timers.get("revert", "hallway_light") is not None
 
 
@@ -140,7 +139,7 @@ async def test_switching_a_relay_for_10_seconds(api: tuple[str, Gateway]) -> Non
     ],
 )
 async def test_bad_requests_get_json_errors(
-    api: tuple[str, Gateway],
+    api: tuple[str, Control],
     method: str,
     path: str,
     body: Any,
@@ -154,7 +153,7 @@ async def test_bad_requests_get_json_errors(
     assert got["error"]["message"]
 
 
-async def test_malformed_json_is_400_and_other_types_415(api: tuple[str, Gateway]) -> None:
+async def test_malformed_json_is_400_and_other_types_415(api: tuple[str, Control]) -> None:
     path = "/api/v1/actuators/hallway_light"
     status, body = await call(
         api[0], "POST", path, data=b"{state: on", content_type="application/json"
@@ -164,7 +163,7 @@ async def test_malformed_json_is_400_and_other_types_415(api: tuple[str, Gateway
     assert (status, body["error"]["code"]) == (415, "unsupported_media_type")
 
 
-async def test_a_body_over_64_kib_is_413(api: tuple[str, Gateway]) -> None:
+async def test_a_body_over_64_kib_is_413(api: tuple[str, Control]) -> None:
     big = b'{"state": "on", "pad": "' + b"x" * 70_000 + b'"}'
     status, body = await call(
         api[0], "POST", "/api/v1/actuators/hallway_light", data=big, content_type="application/json"
@@ -172,7 +171,7 @@ async def test_a_body_over_64_kib_is_413(api: tuple[str, Gateway]) -> None:
     assert (status, body["error"]["code"]) == (413, "too_large")
 
 
-async def test_a_scoped_token_may_switch_its_own_actuator(api: tuple[str, Gateway]) -> None:
+async def test_a_scoped_token_may_switch_its_own_actuator(api: tuple[str, Control]) -> None:
     status, body = await call(
         api[0],
         "POST",
@@ -184,7 +183,7 @@ async def test_a_scoped_token_may_switch_its_own_actuator(api: tuple[str, Gatewa
 
 
 async def test_a_repeated_wrong_token_is_limited_but_the_right_one_still_works(
-    api: tuple[str, Gateway],
+    api: tuple[str, Control],
 ) -> None:
     """A misconfigured client on the same machine (bug 9) must not lock out valid tokens."""
     statuses = [
@@ -196,7 +195,7 @@ async def test_a_repeated_wrong_token_is_limited_but_the_right_one_still_works(
 
 
 async def test_guessing_many_tokens_locks_the_client_out_of_the_api(
-    api: tuple[str, Gateway],
+    api: tuple[str, Control],
 ) -> None:
     statuses = [
         (await call(api[0], "GET", "/api/v1/status", token=f"guess-{i:02d}-0123456789"))[0]
@@ -207,7 +206,7 @@ async def test_guessing_many_tokens_locks_the_client_out_of_the_api(
     assert (await call(api[0], "GET", "/api/v1/status"))[0] == 429
 
 
-async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Gateway]) -> None:
+async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Control]) -> None:
     base, gw = api
     await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
     async with aiohttp.ClientSession() as s:
@@ -223,7 +222,7 @@ async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Gate
     assert 'gateway_input_connected{input="hallway_motion"} 1' in text
 
 
-async def test_outbox_view_and_endpoint_enable(api: tuple[str, Gateway]) -> None:
+async def test_outbox_view_and_endpoint_enable(api: tuple[str, Control]) -> None:
     base, _ = api
     status, outbox = await call(base, "GET", "/api/v1/outbox")
     assert status == 200
@@ -252,7 +251,7 @@ async def test_a_real_device_cannot_be_set(tmp_path: Path) -> None:
 
 
 async def test_outbox_series_exist_with_0_for_every_endpoint_when_empty(
-    api: tuple[str, Gateway],
+    api: tuple[str, Control],
 ) -> None:
     """A vanished series breaks dashboards and absent() alerts."""
     async with (

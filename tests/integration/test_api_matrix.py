@@ -33,9 +33,9 @@ import pytest
 import pytest_asyncio
 
 from gateway.api.openapi import openapi_document
-from gateway.app import Gateway
+from gateway.control import Control
 from gateway.outbox import queries
-from gateway.outbox.signing import sign
+from gateway.signing import sign
 from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
 
 VIEWER = "viewer-token-0123456789"
@@ -305,7 +305,7 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(module_tmp: Path) -> AsyncIterator[tuple[str, Gateway, str]]:
+async def api(module_tmp: Path) -> AsyncIterator[tuple[str, Control, str]]:
     port = free_port()
     config = demo_like_config(module_tmp, port, "http://127.0.0.1:9/")
     text = (
@@ -327,7 +327,7 @@ async def api(module_tmp: Path) -> AsyncIterator[tuple[str, Gateway, str]]:
             url = base + "/api/v1/sensors/hallway_motion"
             async with s.post(url, data=MOTION, headers=headers) as r:
                 assert r.status == 200, await r.text()
-        [message] = await gw.store.call(lambda db: queries.list_messages(db))
+        [message] = await gw.outbox.store.call(lambda db: queries.list_messages(db))
         errors = Errors()
         logging.getLogger("gateway").addHandler(errors)
         try:
@@ -408,7 +408,7 @@ def check_documented(doc: dict[str, Any], row: Row, status: int, answer: Any) ->
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
-async def test_each_documented_answer(api: tuple[str, Gateway, str], row: Row) -> None:
+async def test_each_documented_answer(api: tuple[str, Control, str], row: Row) -> None:
     base, gw, msg = api
     doc = openapi_document(gw.config)
     client = row.client or new_client()
@@ -440,7 +440,7 @@ async def test_each_documented_answer(api: tuple[str, Gateway, str], row: Row) -
         assert headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_every_path_answers_405_to_other_methods(api: tuple[str, Gateway, str]) -> None:
+async def test_every_path_answers_405_to_other_methods(api: tuple[str, Control, str]) -> None:
     base, gw, msg = api
     doc = openapi_document(gw.config)
     async with aiohttp.ClientSession() as s:
@@ -455,7 +455,7 @@ async def test_every_path_answers_405_to_other_methods(api: tuple[str, Gateway, 
                 assert {m.lower() for m in r.headers["Allow"].split(",")} >= set(ops), path
 
 
-async def test_the_table_covers_every_documented_answer(api: tuple[str, Gateway, str]) -> None:
+async def test_the_table_covers_every_documented_answer(api: tuple[str, Control, str]) -> None:
     doc = openapi_document(api[1].config)
     documented = {
         (path, method, code)

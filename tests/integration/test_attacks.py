@@ -24,15 +24,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import Gateway
 from gateway.config import ConfigError, load_config
-from gateway.config.links import MqttSection, MqttSensor, SerialPort
+from gateway.config.connections import MqttSection, MqttSensor, SerialPort
+from gateway.control import Control
 from gateway.errors import OutboxError
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
-from gateway.outbox.signing import sign
 from gateway.outbox.store import OutboxStore
 from gateway.rules.timers import TimerTable
+from gateway.signing import sign
 from tests.conftest import SECRET, TOKEN, Mosquitto, Receiver, free_port, running, write_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,7 +93,7 @@ def attack_config(tmp: Path, port: int, receiver_url: str, state_dir: Path | Non
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[tuple[str, Gateway]]:
+async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[tuple[str, Control]]:
     port = free_port()
     async with running(attack_config(tmp_path, port, receiver.url)) as gw:
         yield f"http://127.0.0.1:{port}", gw
@@ -269,7 +269,7 @@ async def test_bug2_on_a_full_disk_no_yes_without_a_commit(tmp_path: Path) -> No
             assert set(answers) <= {200, 503}
             assert 503 in answers
             (state / "filler").unlink()
-            await gw.store.flushed()
+            await gw.outbox.flushed()
         db = sqlite3.connect(state / "outbox.db")
         stored = db.execute("SELECT count(*) FROM messages WHERE event = 'note.changed'")
         assert stored.fetchone()[0] >= answers.count(200)
@@ -288,7 +288,7 @@ async def test_bug2_on_a_full_disk_no_yes_without_a_commit(tmp_path: Path) -> No
     ],
 )
 async def test_bugs3_4_surrogates_and_non_finite_numbers_are_400(
-    gateway: tuple[str, Gateway], path: str, body: bytes
+    gateway: tuple[str, Control], path: str, body: bytes
 ) -> None:
     status, answer = await call(gateway[0], "POST", path, body)
     assert status == 400, answer
@@ -296,7 +296,7 @@ async def test_bugs3_4_surrogates_and_non_finite_numbers_are_400(
 
 
 async def test_bugs3_4_hook_payloads_with_surrogates_or_1e999_are_400(
-    gateway: tuple[str, Gateway],
+    gateway: tuple[str, Control],
 ) -> None:
     base, _ = gateway
     async with aiohttp.ClientSession() as s:
@@ -306,7 +306,7 @@ async def test_bugs3_4_hook_payloads_with_surrogates_or_1e999_are_400(
 
 
 async def test_bug3_every_emitted_body_is_valid_json(
-    gateway: tuple[str, Gateway], receiver: Receiver
+    gateway: tuple[str, Control], receiver: Receiver
 ) -> None:
     """Header bytes that are not UTF-8 reach templates; the body stays valid JSON."""
     base, gw = gateway
@@ -335,7 +335,7 @@ async def test_bug3_every_emitted_body_is_valid_json(
     ],
 )
 async def test_bug5_malformed_hook_headers_are_401_never_500(
-    gateway: tuple[str, Gateway], header: bytes
+    gateway: tuple[str, Control], header: bytes
 ) -> None:
     base, _ = gateway
     body = b"{}"
@@ -353,7 +353,7 @@ async def test_bug5_malformed_hook_headers_are_401_never_500(
 
 
 async def test_a_malformed_request_is_one_warning_line_not_a_traceback(
-    gateway: tuple[str, Gateway], caplog: pytest.LogCaptureFixture
+    gateway: tuple[str, Control], caplog: pytest.LogCaptureFixture
 ) -> None:
     base, _ = gateway
     with caplog.at_level(logging.DEBUG):
@@ -416,7 +416,7 @@ async def test_bug6_a_hostile_retry_after_backs_off_instead_of_a_hot_loop(tmp_pa
 
 
 async def test_bug7_thirty_concurrent_copies_of_one_request_act_once(
-    gateway: tuple[str, Gateway], receiver: Receiver
+    gateway: tuple[str, Control], receiver: Receiver
 ) -> None:
     base, gw = gateway
     body = b'{"n": 7}'
@@ -466,7 +466,7 @@ async def trickle(base: str, path: str, stop: asyncio.Event) -> bytes:
 
 
 async def test_bug8_slow_loris_clients_never_starve_authenticated_ones(
-    gateway: tuple[str, Gateway],
+    gateway: tuple[str, Control],
 ) -> None:
     base, _ = gateway
     stop = asyncio.Event()
@@ -488,7 +488,7 @@ async def test_bug8_slow_loris_clients_never_starve_authenticated_ones(
     assert any(a.startswith(b"HTTP/1.1 503") for a in answers)
 
 
-async def test_a_body_that_trickles_is_408_in_time(gateway: tuple[str, Gateway]) -> None:
+async def test_a_body_that_trickles_is_408_in_time(gateway: tuple[str, Control]) -> None:
     base, _ = gateway
     stop = asyncio.Event()
     for path in ["/api/v1/sensors/note", "/hooks/hub", "/hooks/door"]:
@@ -502,7 +502,7 @@ async def test_a_body_that_trickles_is_408_in_time(gateway: tuple[str, Gateway])
 
 
 async def test_an_oversized_content_length_is_413_before_the_body(
-    gateway: tuple[str, Gateway],
+    gateway: tuple[str, Control],
 ) -> None:
     answer = await raw_request(
         gateway[0],
@@ -515,7 +515,7 @@ async def test_an_oversized_content_length_is_413_before_the_body(
 
 
 async def test_bug9_failures_at_one_hook_do_not_lock_out_other_doors(
-    gateway: tuple[str, Gateway],
+    gateway: tuple[str, Control],
 ) -> None:
     base, _ = gateway
     async with aiohttp.ClientSession() as s:
@@ -567,7 +567,7 @@ def test_bug10_every_endpoint_is_in_the_scope_table() -> None:
 
 @pytest.mark.parametrize("route", sorted(SCOPE_TABLE), ids=" ".join)
 async def test_bug10_each_endpoint_against_each_token(
-    gateway: tuple[str, Gateway], route: tuple[str, str]
+    gateway: tuple[str, Control], route: tuple[str, str]
 ) -> None:
     base, _ = gateway
     method, _ = route
@@ -612,7 +612,7 @@ async def test_bug11_the_daemon_starts_with_a_wrong_typed_timer(
     state.mkdir()
     (state / "timers.json").write_text('[{"kind": "revert", "key": "fan", "due": "soon"}]')
     async with running(attack_config(tmp_path, free_port(), receiver.url)) as gw:
-        assert gw.ready()
+        assert gw.ready
 
 
 # ---------------------------------------------------------------------- 12. secrets
@@ -685,7 +685,7 @@ def test_ipv6_clients_are_limited_by_their_slash_64() -> None:
 
 
 def test_a_template_result_type_does_not_depend_on_the_data() -> None:
-    from gateway.rules.templates import render
+    from gateway.templates import render
 
     assert render("{{ v }}", {"v": "True"}) == "True"
     assert render("{{ a }},{{ b }}", {"a": "1e999", "b": 2}) == "1e999,2"

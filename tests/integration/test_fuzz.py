@@ -84,7 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     )
     thread.start()
     for _ in range(500):
-        if gateway.ready():
+        if gateway.control is not None and gateway.control.ready:
             break
         threading.Event().wait(0.01)
     yield port

@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 from gateway import safejson
 from gateway.app import Gateway
 from gateway.config import ConfigError, load_config
-from gateway.config.links import MqttSection, MqttSensor, SerialPort
+from gateway.config.connections import MqttSection, MqttSensor, SerialPort
 from gateway.errors import OutboxError
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
-from gateway.outbox.signing import sign
 from gateway.outbox.store import OutboxStore
 from gateway.rules.timers import TimerTable
+from gateway.signing import sign
 from tests.conftest import SECRET, TOKEN, free_port, write_config
 
 FUZZ = settings(
@@ -267,7 +267,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Gate
     )
     thread.start()
     deadline = time.monotonic() + 5
-    while not gateway.ready() and time.monotonic() < deadline:
+    while (gateway.control is None or not gateway.control.ready) and time.monotonic() < deadline:
         time.sleep(0.01)
     yield port, gateway
     loop.call_soon_threadsafe(gateway.stop)

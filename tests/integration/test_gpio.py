@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from gateway.app import Gateway
 from gateway.config.models import GpioSensor
+from gateway.control import Control
 from gateway.inputs.gpio import GpioInput
 from tests.conftest import Receiver, demo_like_config, free_port, running
 
@@ -22,22 +22,21 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[n
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Control]:
     config = demo_like_config(tmp_path, free_port(), receiver.url)
     async with running(config) as gw:
         yield gw
 
 
 async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
-    gateway: Gateway, receiver: Receiver
+    gateway: Control, receiver: Receiver
 ) -> None:
-    assert gateway.devices is not None
-    motion = gateway.devices.factory.pin(17)
-    light = gateway.devices.factory.pin(27)
+    motion = gateway.live.devices.factory.pin(17)
+    light = gateway.live.devices.factory.pin(27)
     assert light.state == 1  # active-low relay board: off means the pin is high
     motion.drive_high()
     await wait_until(lambda: light.state == 0)  # relay on
-    assert gateway.actuators()["hallway_light"]["state"] == "on"
+    assert gateway.actuators()["hallway_light"].state == "on"
     await wait_until(lambda: light.state == 1, timeout=3)  # off again after `for: 1s`
     [webhook] = await receiver.wait_for(1)
     assert webhook.json["type"] == "motion.detected"
@@ -47,9 +46,8 @@ async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
 async def test_stopping_leaves_actuators_in_their_safe_state(tmp_path: Path) -> None:
     config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
     async with running(config) as gw:
-        assert gw.devices is not None
-        light = gw.devices.factory.pin(27)
-        gw.actuate("hallway_light", True, None, "test")
+        light = gw.live.devices.factory.pin(27)
+        gw.switch("hallway_light", True, None, "test")
         assert light.state == 0  # on (active low)
     # initial off (high), on (low), then off again before the pins were released
     assert [s.state for s in light.states][1:4] == [1, 0, 1]
@@ -106,12 +104,11 @@ async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Pat
         config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
     )
     async with running(config) as gw:
-        assert gw.devices is not None
-        pin = gw.devices.factory.pin(18)
-        assert gw.actuate("fan", 0.25, None, "test")["level"] == 0.25
+        pin = gw.live.devices.factory.pin(18)
+        assert gw.switch("fan", 0.25, None, "test").level == 0.25
         assert pin.state == pytest.approx(0.25)
-        assert gw.actuate("fan", "toggle", None, "test")["level"] == 0.0
-        assert gw.actuate("fan", True, 0.2, "test")["level"] == 1.0
+        assert gw.switch("fan", "toggle", None, "test").level == 0.0
+        assert gw.switch("fan", True, 0.2, "test").level == 1.0
         await wait_until(lambda: pin.state == 0, timeout=3)
 
 
@@ -122,10 +119,9 @@ async def test_a_timed_pwm_level_is_restored_at_its_level_after_a_restart(tmp_pa
         config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
     )
     async with running(config) as gw:
-        gw.actuate("fan", 0.4, 60, "test")  # 40 % for a minute
+        gw.switch("fan", 0.4, 60, "test")  # 40 % for a minute
     # a clean stop switches everything off; the saved switch-back keeps the minute
     async with running(config) as gw:
-        assert gw.actuators()["fan"]["level"] == pytest.approx(0.4)
-        assert gw.devices is not None
-        assert gw.devices.factory.pin(18).state == pytest.approx(0.4)
-        assert gw.actuators()["fan"]["until"] is not None
+        assert gw.actuators()["fan"].level == pytest.approx(0.4)
+        assert gw.live.devices.factory.pin(18).state == pytest.approx(0.4)
+        assert gw.actuators()["fan"].until is not None

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import Gateway
-from gateway.outbox.signing import sign
+from gateway.control import Control
+from gateway.signing import sign
 from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
 
 OLD_SECRET = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
@@ -27,7 +27,7 @@ HOOKS = f"""
   hooks:
     hub: {{verify: standard-webhooks, secret: [{SECRET}, {OLD_SECRET}]}}
     ci: {{verify: github, secret: {GITHUB_SECRET}, headers: [X-GitHub-Event]}}
-    shortcut: {{verify: token, token: {SHORTCUT}, header: X-Gateway-Token}}
+    shortcut: {{verify: token, token: {SHORTCUT}, header: X-Control-Token}}
 """
 
 RULES = """
@@ -54,7 +54,7 @@ def config_text(base: str, extra_server: str = "") -> str:
 
 
 @pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[tuple[str, Gateway]]:
+async def gw(tmp_path: Path) -> AsyncIterator[tuple[str, Control]]:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(config_text(config.read_text()))
@@ -82,26 +82,26 @@ async def post(base: str, path: str, body: bytes, headers: dict[str, str]) -> tu
 BODY = b'{"light": "on", "door": "front"}'
 
 
-async def light(gw: Gateway) -> str:
-    return str(gw.actuators()["hallway_light"]["state"])
+async def light(gw: Control) -> str:
+    return str(gw.actuators()["hallway_light"].state)
 
 
 async def test_a_signed_hook_fires_its_rule_once_and_a_replay_is_not_acted_on(
-    gw: tuple[str, Gateway],
+    gw: tuple[str, Control],
 ) -> None:
     base, gateway = gw
     status, body = await post(base, "/hooks/hub", BODY, signed(BODY))
     assert (status, body) == (202, {"id": "msg_abc"})
     assert await light(gateway) == "on"
-    gateway.actuate("hallway_light", False, None, "test")
+    gateway.switch("hallway_light", False, None, "test")
     status, body = await post(base, "/hooks/hub", BODY, signed(BODY))  # the sender retries
     assert (status, body) == (200, {"id": "msg_abc", "duplicate": True})
     assert await light(gateway) == "off"  # not acted on again
-    outbox = await gateway.outbox()
+    outbox = await gateway.outbox_view()
     assert outbox["pending"] == 1  # one webhook from the rule, not two
 
 
-async def test_the_rotated_secret_is_accepted(gw: tuple[str, Gateway]) -> None:
+async def test_the_rotated_secret_is_accepted(gw: tuple[str, Control]) -> None:
     status, _ = await post(gw[0], "/hooks/hub", BODY, signed(BODY, OLD_SECRET, "msg_old"))
     assert status == 202
 
@@ -136,7 +136,7 @@ async def test_the_rotated_secret_is_accepted(gw: tuple[str, Gateway]) -> None:
     ],
 )
 async def test_bad_standard_webhooks_are_401(
-    gw: tuple[str, Gateway], headers: Callable[[], dict[str, str]], body: bytes, why: str
+    gw: tuple[str, Control], headers: Callable[[], dict[str, str]], body: bytes, why: str
 ) -> None:
     """Headers are signed when the test runs, not at collection (time stamps expire)."""
     status, answer = await post(gw[0], "/hooks/hub", body, headers())
@@ -145,7 +145,7 @@ async def test_bad_standard_webhooks_are_401(
     assert await light(gw[1]) == "off"
 
 
-async def test_github_signatures(gw: tuple[str, Gateway]) -> None:
+async def test_github_signatures(gw: tuple[str, Control]) -> None:
     base, gateway = gw
     body = b'{"ref": "refs/heads/main"}'
     good = "sha256=" + hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -163,12 +163,12 @@ async def test_github_signatures(gw: tuple[str, Gateway]) -> None:
     assert (await post(base, "/hooks/ci", body, malformed))[0] == 401
 
 
-async def test_token_hooks(gw: tuple[str, Gateway]) -> None:
+async def test_token_hooks(gw: tuple[str, Control]) -> None:
     base, gateway = gw
-    ok = {"X-Gateway-Token": SHORTCUT, "Content-Type": "application/json"}
+    ok = {"X-Control-Token": SHORTCUT, "Content-Type": "application/json"}
     assert (await post(base, "/hooks/shortcut", b"{}", ok))[0] == 202
     assert await light(gateway) == "on"
-    wrong = {"X-Gateway-Token": "nope", "Content-Type": "application/json"}
+    wrong = {"X-Control-Token": "nope", "Content-Type": "application/json"}
     assert (await post(base, "/hooks/shortcut", b"{}", wrong))[0] == 401
 
 
@@ -187,7 +187,7 @@ async def test_token_hooks(gw: tuple[str, Gateway]) -> None:
     ],
 )
 async def test_hook_errors(
-    gw: tuple[str, Gateway],
+    gw: tuple[str, Control],
     path: str,
     body: bytes,
     headers: Callable[[], dict[str, str]],
@@ -198,7 +198,7 @@ async def test_hook_errors(
     assert answer["error"]["message"]
 
 
-async def test_failed_hook_verifications_are_rate_limited(gw: tuple[str, Gateway]) -> None:
+async def test_failed_hook_verifications_are_rate_limited(gw: tuple[str, Control]) -> None:
     statuses = []
     for n in range(11):
         bad = signed(BODY, "whsec_" + "WllaWllaWllaWllaWllaWllaWllaWlla", f"msg_{n}")
@@ -207,7 +207,7 @@ async def test_failed_hook_verifications_are_rate_limited(gw: tuple[str, Gateway
 
 
 async def test_the_openapi_document_is_valid_and_describes_the_answers(
-    gw: tuple[str, Gateway],
+    gw: tuple[str, Control],
 ) -> None:
     import jsonschema
     from openapi_spec_validator import validate
@@ -361,7 +361,7 @@ async def test_a_replay_after_a_restart_is_still_not_acted_on(tmp_path: Path) ->
         assert await light(gateway) == "off"  # off after the restart, and not switched again
 
 
-async def test_a_github_redelivery_is_not_acted_on_twice(gw: tuple[str, Gateway]) -> None:
+async def test_a_github_redelivery_is_not_acted_on_twice(gw: tuple[str, Control]) -> None:
     base, gateway = gw
     body = b'{"ref": "refs/heads/main"}'
     mac = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -412,7 +412,7 @@ async def test_a_token_hook_takes_a_bearer_token_and_templates_see_the_query(
 
 
 async def test_every_api_actuation_is_audited_even_when_nothing_changes(
-    gw: tuple[str, Gateway], caplog: pytest.LogCaptureFixture
+    gw: tuple[str, Control], caplog: pytest.LogCaptureFixture
 ) -> None:
     base, _ = gw
     caplog.set_level(logging.INFO, logger="gateway")

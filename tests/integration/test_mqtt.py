@@ -11,7 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.config.links import MqttSection, MqttSensor
+from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value
 from gateway.inputs.mqtt import MqttLink
 from tests.conftest import Board, Mosquitto
@@ -185,13 +185,13 @@ async def test_mqtt_and_serial_actuators_send_their_state(
         async with gateway_running(config) as gw:
             async with asyncio.timeout(10):
                 while (
-                    not gw.ready()
-                    or gw.connections.states()["serial:board"]["state"] != ("connected")
-                    or gw.connections.states()["mqtt"]["state"] != "connected"
+                    not gw.ready
+                    or gw.live.connections.states()["serial:board"]["state"] != ("connected")
+                    or gw.live.connections.states()["mqtt"]["state"] != "connected"
                 ):
                     await asyncio.sleep(0.05)
-            assert gw.actuate("siren", True, None, "test")["state"] == "on"
-            assert gw.actuate("display", True, None, "test")["state"] == "on"
+            assert gw.switch("siren", True, None, "test").state == "on"
+            assert gw.switch("display", True, None, "test").state == "on"
             async with asyncio.timeout(5):
                 messages = aiter(siren.messages)
                 for _ in range(2):

@@ -16,8 +16,8 @@ from gateway.errors import OutboxError
 from gateway.outbox import database
 from gateway.outbox import queries as db_ops
 from gateway.outbox.delivery import Delivery
-from gateway.outbox.signing import verify
 from gateway.outbox.store import OutboxStore
+from gateway.signing import verify
 from tests.conftest import SECRET, Receiver, free_port
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 
-from gateway.config.links import SerialPort
+from gateway.config.connections import SerialPort
 from gateway.events import Value
 from gateway.inputs.serial import SerialInput
 from tests.conftest import Board

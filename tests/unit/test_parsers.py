@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config.links import SerialPort
+from gateway.config.connections import SerialPort
 from gateway.inputs.parsers import PARSERS, LineError, LineSplitter
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.outbox.signing import SignatureError, sign, signature_header, verify
+from gateway.signing import SignatureError, sign, signature_header, verify
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"

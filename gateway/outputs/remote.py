@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.config.models import MqttActuator, SerialActuator
-from gateway.rules.templates import TemplateError, render
+from gateway.interfaces import Links
+from gateway.templates import TemplateError, render
 
 _LOG = logging.getLogger(__name__)
-
-
-class Sender(Protocol):
-    def publish(self, topic: str, payload: str, qos: int, retain: bool) -> None: ...
-    def write_serial(self, port: str, data: str) -> None: ...
 
 
 class LinkOutput:
     """The state is what we last sent: such devices cannot be read back."""
 
-    def __init__(self, name: str, config: MqttActuator | SerialActuator, sender: Sender) -> None:
+    def __init__(self, name: str, config: MqttActuator | SerialActuator, sender: Links) -> None:
         self.name = name
         self.config = config
         self.sender = sender

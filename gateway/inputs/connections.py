@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from gateway import safejson
-from gateway.config.links import MqttSensor, SerialSensor
+from gateway.config.connections import MqttSensor, SerialSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value

@@ -1,4 +1,4 @@
-"""Every actuator of a config behind one interface (the runtime's ``ActuatorBank``)."""
+"""Every actuator of a config behind one object (the runtime's ``Actuators``)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.config.models import GpioActuator, MqttActuator, SerialActuator
+from gateway.interfaces import Links
 from gateway.outputs.gpio import GpioOutputs
-from gateway.outputs.links import LinkOutput, Sender
+from gateway.outputs.remote import LinkOutput
 
 _LOG = logging.getLogger(__name__)
 
 State = bool | float
 
 
-class Actuators:
+class ActuatorBank:
     """GPIO outputs and MQTT/serial outputs, by name."""
 
     def __init__(
         self,
         configs: Mapping[str, Any],
         factory: Any,
-        sender: Sender,
+        sender: Links,
         states: Mapping[str, bool | float] | None = None,
     ) -> None:
         gpio = {n: c for n, c in configs.items() if isinstance(c, GpioActuator)}

@@ -1,0 +1,227 @@
+"""What the outside may see and do in the running gateway: one facade.
+
+The HTTP API talks to :class:`Control` (and next, the dashboard and MQTT
+commands will): it reads the parts the gateway is made of and acts through
+the same runtime rules use, so a switch from the API gets the same audit
+line, ``max_on`` and timers as one from a rule. It answers with the view
+models of :mod:`gateway.api.models` and raises the errors of
+:mod:`gateway.errors` (the API maps them to HTTP); it knows no HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import __version__
+from gateway.api.models import ActuatorView, SensorAccepted, SensorView, StatusView
+from gateway.config.models import GatewayConfig, GpioSensor, Sensor, VirtualSensor
+from gateway.config.server import HookConfig
+from gateway.config.types import parse_binary
+from gateway.devices import Devices
+from gateway.errors import InvalidValue, NotFound, Refused
+from gateway.events import HookReceived, Value
+from gateway.inputs.connections import Connections
+from gateway.metrics import render as render_metrics
+from gateway.outbox.service import Outbox
+from gateway.rules.runtime import Runtime
+from gateway.rules.timers import TimerTable
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Live:
+    """What one config builds; a reload replaces it (or parts of it)."""
+
+    config: GatewayConfig
+    runtime: Runtime
+    devices: Devices
+    connections: Connections
+
+
+class Control:
+    """Status, sensors, actuators, hooks and the outbox, as the outside sees them."""
+
+    def __init__(
+        self,
+        live: Live,
+        outbox: Outbox,
+        timers: TimerTable,
+        simulate: bool = False,
+        started: float | None = None,
+    ) -> None:
+        self.live = live
+        self.outbox = outbox
+        self.timers = timers
+        self.simulate = simulate
+        self.started = time.time() if started is None else started
+        self.ready = False  # serving: started and not stopping
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.live.config
+
+    # ------------------------------------------------------------------ reading
+
+    async def status(self) -> StatusView:
+        outbox = await self.outbox.stats()
+        return StatusView.model_construct(
+            name=self.config.gateway.name,
+            version=__version__,
+            uptime=round(time.time() - self.started, 3),
+            simulate=self.simulate,
+            inputs=self._inputs(),
+            outbox={k: outbox[k] for k in ("pending", "dead", "oldest_age")},
+            timers=len(self.timers),
+        )
+
+    def _inputs(self) -> dict[str, dict[str, Any]]:
+        inputs: dict[str, dict[str, Any]] = {
+            name: {"type": "gpio", "state": "connected"} for name in self.live.devices.inputs
+        }
+        inputs.update(self.live.connections.states())
+        return inputs
+
+    def sensors(self) -> dict[str, SensorView]:
+        return {name: self.sensor(name) for name in self.config.sensors}
+
+    def sensor(self, name: str) -> SensorView:
+        sensor = self.config.sensors.get(name)
+        if sensor is None:
+            raise NotFound(f"no sensor named {name!r}")
+        value = self.live.runtime.sensors.get(name)
+        view: dict[str, Any] = {"id": name, "kind": sensor.kind, "value": value}
+        if isinstance(sensor, GpioSensor):
+            view["gpio"] = sensor.gpio
+        if sensor.binary and isinstance(value, bool):
+            view["state"] = "on" if value else "off"
+        return SensorView.model_construct(**view)
+
+    def actuators(self) -> dict[str, ActuatorView]:
+        return {name: self.actuator(name) for name in self.config.actuators}
+
+    def actuator(self, name: str) -> ActuatorView:
+        actuator = self.config.actuators.get(name)
+        if actuator is None:
+            raise NotFound(f"no actuator named {name!r}")
+        state = self.live.devices.outputs.get(name)
+        pending = [t.due for k in ("revert", "max_on") if (t := self.timers.get(k, name))]
+        view: dict[str, Any] = {
+            "id": name,
+            "kind": actuator.kind,
+            "gpio": getattr(actuator, "gpio", None),
+            "state": "on" if state else "off",
+            "on": bool(state),
+            "until": _iso(min(pending)) if pending else None,  # the next switch, whichever
+        }
+        if isinstance(state, float):
+            view["level"] = state
+        return ActuatorView.model_construct(**view)
+
+    async def metrics(self) -> str:
+        stats = await self.outbox.stats(self.config.webhooks)
+        info = {
+            "name": self.config.gateway.name,
+            "version": __version__,
+            "uptime": time.time() - self.started,
+        }
+        connections = {name: v["state"] for name, v in self._inputs().items()}
+        return render_metrics(info, stats, self.outbox.metrics, connections)
+
+    async def outbox_view(self) -> dict[str, Any]:
+        return await self.outbox.view(self.config.webhooks)
+
+    # ------------------------------------------------------------------ acting
+
+    async def set_sensor(self, name: str, value: bool | float | str, who: str) -> SensorAccepted:
+        """Set a virtual sensor (any sensor in simulation); returns once the webhooks
+        it caused are committed (:class:`OutboxError` if they could not be)."""
+        config = self.config.sensors.get(name)
+        if config is None:
+            raise NotFound(f"no sensor named {name!r}")
+        reading = _coerce(config, value)
+        mark = self.outbox.mark()
+        if isinstance(config, GpioSensor):
+            if not self.simulate:
+                raise Refused(f"sensor {name!r} is a real GPIO input: it cannot be set")
+            self.live.devices.inputs[name].simulate(bool(reading))
+            await asyncio.sleep(0)  # the pin's edge reaches the rules via call_soon_threadsafe
+        elif not isinstance(config, VirtualSensor) and not self.simulate:
+            raise Refused(f"sensor {name!r} reads a device: it can be set only in simulation")
+        else:
+            self.live.runtime.reading(name, reading, who)
+        await self.outbox.flushed(since=mark)
+        _LOG.info("sensor %s set to %r by %s", name, reading, who)
+        return SensorAccepted.model_construct(id=name, value=reading, accepted=True)
+
+    def switch(
+        self, name: str, state: bool | float | str, revert_after: float | None, who: str
+    ) -> ActuatorView:
+        """Switch an actuator as a rule would (same ``max_on``, timers and audit line)."""
+        actuator = self.config.actuators.get(name)
+        if actuator is None:
+            raise NotFound(f"no actuator named {name!r}")
+        runtime = self.live.runtime
+        limit = actuator.max_on
+        too_long = revert_after is not None and limit is not None and revert_after > limit
+        if too_long and runtime.target(name, state):
+            raise InvalidValue(
+                f"for: {revert_after:g}s is longer than max_on ({limit:g}s) of {name}"
+            )
+        runtime.actuate(name, state, revert_after, who)
+        return self.actuator(name)
+
+    # ------------------------------------------------------------------ inbound hooks
+
+    def hook(self, name: str) -> HookConfig:
+        config = self.config.server.hooks.get(name)
+        if config is None:
+            raise NotFound(f"no hook named {name!r}")
+        return config
+
+    async def hook_seen(self, hook: str, msg_id: str) -> bool:
+        """Whether this delivery was acted on within the replay window."""
+        return await self.outbox.hook_seen(hook, msg_id, self.config.server.replay_window)
+
+    async def accept_hook(self, event: HookReceived) -> None:
+        """Run the hook's rules; commit what they queued and the delivery id together."""
+        runtime = self.live.runtime
+        _LOG.info("hook %s: %s accepted from %s", event.hook, event.id, event.source)
+        if not runtime.engine.watches_hook(event.hook):
+            _LOG.warning("hook %s: no rule has `when: {hook: %s}`", event.hook, event.hook)
+        mark = self.outbox.mark()
+        runtime.handle(event)
+        self.outbox.remember_hook(event.hook, event.id)
+        await self.outbox.flushed(since=mark)  # else OutboxError: 503, the sender retries
+
+    async def enable_endpoint(self, endpoint: str) -> None:
+        if endpoint not in self.config.webhooks:
+            raise NotFound(f"no webhook endpoint {endpoint!r}")
+        await self.outbox.enable_endpoint(endpoint)
+
+
+def _coerce(config: Sensor, value: bool | float | str) -> Value:
+    try:
+        if config.binary:
+            return parse_binary(value)
+        numeric = config.type if isinstance(config, VirtualSensor) else config.kind
+        if numeric == "number":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
+        return str(value)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidValue(f"value: {exc}") from None
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
