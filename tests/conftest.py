@@ -22,10 +22,19 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.api.access import AccessPolicy
+from gateway.api.auth import TokenTable
+from gateway.api.server import make_app
 from gateway.app import Gateway
 from gateway.config import load_config
-from gateway.control import Control
+from gateway.control import Control, Live
+from gateway.devices import Devices
+from gateway.inputs.connections import Connections
+from gateway.outbox.service import Outbox
+from gateway.rules.runtime import Runtime
+from gateway.rules.timers import TimerTable
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOKEN = "test-token-0123456789"
@@ -159,6 +168,31 @@ async def running(config: Path, simulate: bool = True) -> AsyncIterator[Control]
     finally:
         gateway.stop()
         assert await task == 0
+
+
+@contextlib.asynccontextmanager
+async def control_client(
+    config: Path, simulate: bool = True
+) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Control]]:
+    """The API of ``config`` on a :class:`Control` built from its parts, with no
+    daemon around it (no background tasks, no connections running), served by
+    aiohttp's test server on port 0."""
+    loaded = load_config(config)
+    cfg = loaded.config
+    loop = asyncio.get_running_loop()
+    timers = TimerTable(None)
+    with Outbox(loaded.state_dir / "outbox.db", cfg.outbox, cfg.webhooks) as outbox:
+        connections = Connections(cfg, lambda *a: None, lambda e: None, outbox.store)
+        devices = Devices.open(cfg, simulate, connections, loop, lambda s, v: None)
+        runtime = Runtime(cfg, devices.outputs, outbox, timers, time.time, None, connections)
+        control = Control(Live(cfg, runtime, devices, connections), outbox, timers, simulate)
+        control.ready = True
+        app = make_app(control, TokenTable(cfg.server.tokens), AccessPolicy.from_config(cfg.server))
+        try:
+            async with TestClient(TestServer(app, port=0)) as client:
+                yield client, control
+        finally:
+            devices.close()
 
 
 def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:

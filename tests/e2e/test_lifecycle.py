@@ -10,7 +10,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.conftest import Daemon, Mosquitto, free_port, write_config
+from tests.conftest import Daemon, Mosquitto, Receiver, free_port, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -63,3 +63,96 @@ async def test_a_retained_mqtt_actuator_is_off_after_a_stop_and_announced_at_sta
     assert daemon.wait() == 0
     assert await retained(mosquitto, "yard/siren/set") == "off"
     assert "siren off (the safe state at a stop)" in daemon.log()
+
+
+def freezer_config(tmp: Path, port: int, broker: int, receiver_url: str, note: str) -> Path:
+    return write_config(
+        tmp,
+        f"""
+        gateway: {{name: cold, state_dir: {tmp / "state"}, simulate: true}}
+        mqtt: {{host: 127.0.0.1, port: {broker}, client_id: cold-gw}}
+        sensors:
+          freezer_temp: {{kind: virtual, type: number, initial: -20}}
+          door: {{kind: virtual, type: binary, initial: off}}
+        webhooks:
+          phone: {{url: {receiver_url}, retry: [200ms]}}
+        server: {{listen: 127.0.0.1:{port}}}
+        rules:
+          - id: freezer_warm
+            when: {{sensor: freezer_temp, above: -10, for: 3s}}
+            then:
+              - webhook: phone
+                event: freezer.warm
+          - id: door_note
+            when: {{sensor: door, to: on}}
+            then:
+              - log: "{note}"
+        """,
+    )
+
+
+async def test_a_reload_keeps_values_pending_alarms_and_the_mqtt_connection(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    receiver: Receiver,
+    daemon_factory: Callable[[Path, int], Daemon],
+) -> None:
+    """Editing an unrelated rule must not disarm a pending freezer alarm, make the
+    freezer look cold again, or flap the retained status topic."""
+    port = free_port()
+    config = freezer_config(tmp_path, port, mosquitto.port, receiver.url, "door opened")
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    statuses: list[str] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="watcher") as watcher:
+        await watcher.subscribe("gateway/cold/status", qos=1)
+
+        async def watch() -> None:
+            async for message in watcher.messages:
+                statuses.append(bytes(message.payload).decode())
+
+        watching = asyncio.create_task(watch())
+        async with asyncio.timeout(5):
+            while statuses != ["online"]:
+                await asyncio.sleep(0.05)  # the retained "online" of the start
+        status, _ = await daemon.request("POST", "/api/v1/sensors/freezer_temp", {"value": 5})
+        assert status == 200  # the 3 s of "above -10" start now
+        config.write_text(config.read_text().replace("door opened", "the door opened"))
+        daemon.signal(signal.SIGHUP)
+        async with asyncio.timeout(5):
+            while "reloaded" not in daemon.log():
+                await asyncio.sleep(0.05)
+        _, sensor = await daemon.request("GET", "/api/v1/sensors/freezer_temp")
+        assert sensor["value"] == 5  # not reset to initial: -20
+        [hook] = await receiver.wait_for(1, timeout=10)
+        assert hook.json["type"] == "freezer.warm"
+        await asyncio.sleep(0.3)
+        watching.cancel()
+    assert statuses == ["online"], "the reload flapped the status topic"
+    assert "changed while stopped" not in daemon.log()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+
+
+async def test_a_reload_that_changes_a_rule_drops_only_that_rules_timers(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    receiver: Receiver,
+    daemon_factory: Callable[[Path, int], Daemon],
+) -> None:
+    port = free_port()
+    config = freezer_config(tmp_path, port, mosquitto.port, receiver.url, "door opened")
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    await daemon.request("POST", "/api/v1/sensors/freezer_temp", {"value": 5})
+    config.write_text(config.read_text().replace("above: -10, for: 3s", "above: -10, for: 2s"))
+    daemon.signal(signal.SIGHUP)
+    async with asyncio.timeout(5):
+        while "reloaded" not in daemon.log():
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(3.5)
+    assert receiver.received == []  # the changed rule starts over: no reading since
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
