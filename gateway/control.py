@@ -30,7 +30,7 @@ from gateway.inputs.connections import Connections
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
-from gateway.rules.timers import TimerTable
+from gateway.rules.timers import ACTUATOR_KINDS, TimerTable
 
 _LOG = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Control:
         if actuator is None:
             raise NotFound(f"no actuator named {name!r}")
         state = self.live.devices.outputs.get(name)
-        pending = [t.due for k in ("revert", "max_on") if (t := self.timers.get(k, name))]
+        pending = [t.due for k in ACTUATOR_KINDS if (t := self.timers.get(k, name))]
         view: dict[str, Any] = {
             "id": name,
             "kind": actuator.kind,

@@ -9,17 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, assert_never
 
 from gateway.config.rules import (
+    Action,
     ActuateAction,
+    DelayAction,
     LogAction,
     MqttPublishAction,
     Rule,
     SerialWriteAction,
     WebhookAction,
 )
-from gateway.events import Event, HookReceived, MqttReceived, SensorChanged
+from gateway.events import Event, GatewayStarted, HookReceived, MqttReceived, SensorChanged
 from gateway.rules.decisions import (
     Decision,
     PublishMqtt,
@@ -40,35 +42,39 @@ def iso_time(moment: float, snap: Snapshot) -> str:
 
 def event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
     """What templates see as ``event``: plain values only (it is saved with timers)."""
-    if isinstance(event, SensorChanged):
-        return {
-            "trigger": "sensor",
-            "sensor": event.sensor,
-            "value": event.value,
-            "previous": event.previous,
-            "time": iso_time(event.time, snap),
-            "source": event.source,
-        }
-    if isinstance(event, MqttReceived):
-        return {
-            "trigger": "mqtt",
-            "topic": event.topic,
-            "payload": event.payload,
-            "time": iso_time(event.time, snap),
-            "source": "mqtt",
-        }
-    if isinstance(event, HookReceived):
-        return {
-            "trigger": "hook",
-            "hook": event.hook,
-            "id": event.id,
-            "payload": event.payload,
-            "query": dict(event.query),
-            "headers": dict(event.headers),
-            "time": iso_time(event.time, snap),
-            "source": event.source,
-        }
-    return {"trigger": "startup", "time": iso_time(event.time, snap), "source": "startup"}
+    match event:
+        case SensorChanged():
+            return {
+                "trigger": "sensor",
+                "sensor": event.sensor,
+                "value": event.value,
+                "previous": event.previous,
+                "time": iso_time(event.time, snap),
+                "source": event.source,
+            }
+        case MqttReceived():
+            return {
+                "trigger": "mqtt",
+                "topic": event.topic,
+                "payload": event.payload,
+                "time": iso_time(event.time, snap),
+                "source": "mqtt",
+            }
+        case HookReceived():
+            return {
+                "trigger": "hook",
+                "hook": event.hook,
+                "id": event.id,
+                "payload": event.payload,
+                "query": dict(event.query),
+                "headers": dict(event.headers),
+                "time": iso_time(event.time, snap),
+                "source": event.source,
+            }
+        case GatewayStarted():
+            return {"trigger": "startup", "time": iso_time(event.time, snap), "source": "startup"}
+        case _:
+            assert_never(event)
 
 
 def describe(event: dict[str, Any]) -> str:
@@ -94,24 +100,31 @@ def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[
     }
 
 
-def decide_action(rule: Rule, action: Any, context: dict[str, Any]) -> Decision | None:
+def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decision | None:
+    """What one action does, its templates rendered (None: a delay, or a template error)."""
     try:
-        if isinstance(action, ActuateAction):
-            cause = describe(context["event"])
-            return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
-        if isinstance(action, WebhookAction):
-            data = render_tree(action.data, context)
-            return SendWebhook(action.webhook, action.event, data, rule.id)
-        if isinstance(action, LogAction):
-            level = logging.getLevelName(action.level.upper())
-            return WriteLog(level, str(render(action.log, context)), rule.id)
-        if isinstance(action, MqttPublishAction):
-            topic = str(render(action.mqtt_publish, context))
-            payload = render_tree(action.payload, context)
-            text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-            return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
-        if isinstance(action, SerialWriteAction):
-            return WriteSerial(action.serial_write, str(render(action.data, context)), rule.id)
+        match action:
+            case ActuateAction():
+                cause = describe(context["event"])
+                return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
+            case WebhookAction():
+                data = render_tree(action.data, context)
+                return SendWebhook(action.webhook, action.event, data, rule.id)
+            case LogAction():
+                level = logging.getLevelName(action.level.upper())
+                return WriteLog(level, str(render(action.log, context)), rule.id)
+            case MqttPublishAction():
+                topic = str(render(action.mqtt_publish, context))
+                payload = render_tree(action.payload, context)
+                text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+                return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
+            case SerialWriteAction():
+                text = str(render(action.data, context))
+                return WriteSerial(action.serial_write, text, rule.id)
+            case DelayAction():
+                return None  # the engine's own
+            case _:
+                assert_never(action)
     except TemplateError as exc:
         _LOG.error("rule %s: action skipped: %s", rule.id, exc)
     return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.events import Value
-from gateway.rules.timers import Timer
+from gateway.rules.timers import QueuedRun, Timer, TimerKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,33 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    kind: str
+    kind: TimerKind
     key: str
 
 
-Decision = SetActuator | SendWebhook | WriteLog | PublishMqtt | WriteSerial | Schedule | Cancel
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Keep ``run`` (a queued rule's waiting run) until :class:`Dequeue` takes it."""
+
+    run: QueuedRun
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    run: str
+
+
+Decision = (
+    SetActuator
+    | SendWebhook
+    | WriteLog
+    | PublishMqtt
+    | WriteSerial
+    | Schedule
+    | Cancel
+    | Enqueue
+    | Dequeue
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import assert_never
 
 from gateway import safejson
 from gateway.config.models import GatewayConfig, VirtualSensor
@@ -18,6 +19,8 @@ from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
 from gateway.rules.decisions import (
     Cancel,
     Decision,
+    Dequeue,
+    Enqueue,
     PublishMqtt,
     Schedule,
     SendWebhook,
@@ -27,7 +30,7 @@ from gateway.rules.decisions import (
     WriteSerial,
 )
 from gateway.rules.engine import RuleEngine
-from gateway.rules.timers import ACTUATOR_TIMERS, Timer, TimerTable
+from gateway.rules.timers import ACTUATOR_KINDS, Switch, Timer, TimerKind, TimerTable
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,9 +72,10 @@ class Runtime:
         Call once the inputs have reported their first values: a saved
         ``for`` whose sensor now reads otherwise is cancelled.
         """
-        self._apply_all(self.engine.start(self.snapshot(), list(self.timers)))
-        if startup:  # not after a reload
-            self.handle(GatewayStarted(self.clock()))
+        with self.timers.batch():
+            self._apply_all(self.engine.start(self.snapshot(), self.timers, self.timers.queued()))
+            if startup:  # not after a reload
+                self.handle(GatewayStarted(self.clock()))
         self.on_timers_changed()
 
     def reading(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
@@ -89,8 +93,9 @@ class Runtime:
         return event
 
     def handle(self, event: Event) -> None:
-        """Run every rule that ``event`` fires."""
-        self._apply_all(self.engine.handle(event, self.snapshot()))
+        """Run every rule that ``event`` fires (their timers saved once, together)."""
+        with self.timers.batch():
+            self._apply_all(self.engine.handle(event, self.snapshot()))
 
     def _apply_all(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -106,7 +111,17 @@ class Runtime:
     def actuate(
         self, name: str, state: bool | float | str, revert_after: float | None, who: str
     ) -> bool | float:
-        """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state."""
+        """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state.
+
+        Its timers (the switch-back, ``max_on``) are saved once, together."""
+        with self.timers.batch():
+            new = self._actuate(name, state, revert_after, who)
+        self.on_timers_changed()
+        return new
+
+    def _actuate(
+        self, name: str, state: bool | float | str, revert_after: float | None, who: str
+    ) -> bool | float:
         current = self.actuators.get(name)
         level = isinstance(current, float)
         new = self.target(name, state)
@@ -114,9 +129,9 @@ class Runtime:
             back: bool | float = (0.0 if new else 1.0) if level else not new
             due = self.clock() + revert_after
             # "was": the state to restore if the gateway restarts before ``due``
-            self.timers.set(Timer("revert", name, due, {"state": back, "by": who, "was": new}))
+            self.timers.set(Timer(TimerKind.REVERT, name, due, Switch(back, who, new)))
         else:
-            self.timers.cancel("revert", name)
+            self.timers.cancel(TimerKind.REVERT, name)
         if new != current:
             self.actuators.set(name, new)
         _LOG.info(  # the audit line: every actuation, also one that changes nothing
@@ -128,7 +143,6 @@ class Runtime:
             "" if new != current else f" (already {_shown(new)})",
         )
         self._limit_on_time(name, bool(new))
-        self.on_timers_changed()
         return new
 
     def target(self, name: str, state: bool | float | str) -> bool | float:
@@ -145,21 +159,26 @@ class Runtime:
         limit = self.config.actuators[name].max_on
         if limit is None:
             return
-        if state and self.timers.get("max_on", name) is None:
-            self.timers.set(Timer("max_on", name, self.clock() + limit, {"state": False}))
+        if state and self.timers.get(TimerKind.MAX_ON, name) is None:
+            due = self.clock() + limit
+            self.timers.set(Timer(TimerKind.MAX_ON, name, due, Switch(False, "max_on")))
         elif not state:
-            self.timers.cancel("max_on", name)
+            self.timers.cancel(TimerKind.MAX_ON, name)
 
     def _apply(self, decision: Decision) -> None:
         try:
-            if isinstance(decision, SetActuator):
-                self.actuate(
-                    decision.actuator,
-                    decision.state,
-                    decision.revert_after,
-                    f"rule {decision.rule}" + (f" ({decision.cause})" if decision.cause else ""),
-                )
-            elif isinstance(decision, SendWebhook):
+            self._carry_out(decision)
+        except Exception:  # one failed action must not stop the others or the daemon
+            rule = getattr(decision, "rule", "?")
+            _LOG.exception("rule %s: action %s failed", rule, type(decision).__name__)
+
+    def _carry_out(self, decision: Decision) -> None:
+        match decision:
+            case SetActuator():
+                cause = f" ({decision.cause})" if decision.cause else ""
+                who = f"rule {decision.rule}{cause}"
+                self.actuate(decision.actuator, decision.state, decision.revert_after, who)
+            case SendWebhook():
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)
                 _LOG.info(
                     "rule %s: webhook %s queued for %s as %s",
@@ -168,20 +187,23 @@ class Runtime:
                     decision.endpoint,
                     msg_id,
                 )
-            elif isinstance(decision, WriteLog):
+            case WriteLog():
                 _LOG.log(decision.level, "rule %s: %s", decision.rule, decision.message)
-            elif isinstance(decision, PublishMqtt):
+            case PublishMqtt():
                 self.links.publish(decision.topic, decision.payload, decision.qos, decision.retain)
-            elif isinstance(decision, WriteSerial):
+            case WriteSerial():
                 self.links.write_serial(decision.port, decision.data)
-            elif isinstance(decision, Schedule):
+            case Schedule():
                 self.timers.set(decision.timer)
                 self.on_timers_changed()
-            elif isinstance(decision, Cancel):
+            case Cancel():
                 self.timers.cancel(decision.kind, decision.key)
-        except Exception:  # one failed action must not stop the others or the daemon
-            rule = getattr(decision, "rule", "?")
-            _LOG.exception("rule %s: action %s failed", rule, type(decision).__name__)
+            case Enqueue():
+                self.timers.enqueue(decision.run)
+            case Dequeue():
+                self.timers.dequeue(decision.run)
+            case _:
+                assert_never(decision)
 
     # ------------------------------------------------------------------ timers
 
@@ -191,24 +213,26 @@ class Runtime:
     def run_due(self) -> None:
         """Fire every timer whose time has come (late ones at once)."""
         now = self.clock()
-        while due := self.timers.pop_due(now):
-            for timer in due:
-                if timer.kind in ACTUATOR_TIMERS:
-                    self._actuator_timer(timer, now)
-                else:
-                    self._apply_all(self.engine.fire(timer, self.snapshot()))
+        with self.timers.batch():
+            while due := self.timers.pop_due(now):
+                for timer in due:
+                    if timer.kind in ACTUATOR_KINDS and isinstance(timer.payload, Switch):
+                        self._actuator_timer(timer, timer.payload, now)
+                    else:
+                        self._apply_all(self.engine.fire(timer, self.snapshot()))
 
-    def _actuator_timer(self, timer: Timer, now: float) -> None:
-        name, state = timer.key, timer.data.get("state", False)
+    def _actuator_timer(self, timer: Timer, switch: Switch, now: float) -> None:
+        name, state = timer.key, switch.state
         if name not in self.config.actuators:
             return
         if isinstance(self.actuators.get(name), float):
             state = float(state)
         late = now - timer.due
-        why = "max_on limit" if timer.kind == "max_on" else f"timer set by {timer.data.get('by')}"
+        limit = timer.kind is TimerKind.MAX_ON
+        why = "max_on limit" if limit else f"timer set by {switch.by}"
         if late > 1:
             why += f", {late:.0f}s late (was the gateway stopped?)"
-        self.timers.cancel("revert" if timer.kind == "max_on" else "max_on", name)
+        self.timers.cancel(TimerKind.REVERT if limit else TimerKind.MAX_ON, name)
         if self.actuators.get(name) != state:
             self.actuators.set(name, state)
             _LOG.info("%s %s (%s)", name, _shown(state), why)

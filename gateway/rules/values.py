@@ -14,6 +14,55 @@ def trigger_holds(trigger: SensorTrigger, value: Value) -> bool:
     return trigger.to is None or equal(value, trigger.to)
 
 
+def crossing(
+    armed: dict[str, bool],
+    key: str,
+    trigger: SensorTrigger,
+    value: Value,
+    previous: Value | None,
+) -> tuple[bool, bool]:
+    """Crossing into above/below (with hysteresis): (fires now, still inside).
+
+    ``armed`` is the engine's memory per trigger ``key``: whether the value
+    left the range far enough since it last fired."""
+    inside = in_range(value, trigger.above, trigger.below)
+    was_armed = armed.get(key)
+    if was_armed is None:  # no crossing is seen from an unknown previous value
+        was_armed = previous is not None and not in_range(previous, trigger.above, trigger.below)
+    if inside:
+        armed[key] = False
+    elif rearmed(value, trigger):
+        armed[key] = True
+    return inside and was_armed, inside
+
+
+def changed_enough(
+    last_values: dict[str, float],
+    key: str,
+    trigger: SensorTrigger,
+    value: Value,
+    previous: Value | None,
+) -> bool:
+    """``changes:`` triggers: any change, or a change of at least N since it last fired
+    (``last_values`` is the engine's memory of the value it last fired at, per ``key``)."""
+    step = trigger.changes
+    if step is None or isinstance(step, bool):
+        return True  # any change, also the first value after an unknown one
+    if previous is None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            last_values[key] = float(value)
+        return False
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    last = last_values.get(key)
+    if last is None:
+        last = float(previous) if isinstance(previous, int | float) else float(value)
+    if abs(float(value) - last) >= step:
+        last_values[key] = float(value)
+        return True
+    return False
+
+
 def rearmed(value: Value, trigger: SensorTrigger) -> bool:
     """Whether the value left the range far enough to fire again (hysteresis)."""
     if not isinstance(value, int | float) or isinstance(value, bool):

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.control import Control
+from gateway.rules.timers import TimerKind
 from tests.conftest import TOKEN, demo_like_config, free_port, running
 
 
@@ -96,7 +97,7 @@ async def test_switching_a_relay_for_10_seconds(api: tuple[str, Control]) -> Non
     )
     assert (status, body["state"]) == (200, "on")
     assert gw.live.devices.factory.pin(27).state == 0  # active-low board: on is low
-    assert gw.timers.get("revert", "hallway_light") is not None
+    assert gw.timers.get(TimerKind.REVERT, "hallway_light") is not None
 
 
 @pytest.mark.parametrize(

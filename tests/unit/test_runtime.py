@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.config.models import GatewayConfig
 from gateway.rules.runtime import Runtime
-from gateway.rules.timers import TimerTable
+from gateway.rules.timers import Step, Switch, TimerKind, TimerTable
 from gateway.testing import MemoryActuators, RecordingOutbox, VirtualClock
 
 START = 1_760_000_000.0
@@ -125,9 +129,9 @@ def test_toggle_and_manual_switch_cancel_the_pending_auto_off(tmp_path: Path) ->
     clock = VirtualClock(START)
     runtime, relays, _ = make(tmp_path, clock)
     runtime.actuate("fan", True, 10, "test")
-    assert runtime.timers.get("revert", "fan") is not None
+    assert runtime.timers.get(TimerKind.REVERT, "fan") is not None
     assert runtime.actuate("fan", "toggle", None, "test") is False
-    assert runtime.timers.get("revert", "fan") is None
+    assert runtime.timers.get(TimerKind.REVERT, "fan") is None
 
 
 def doorbell(mode: str) -> GatewayConfig:
@@ -191,3 +195,84 @@ def test_new_runs_after_a_restart_do_not_take_the_ids_of_restored_ones(tmp_path:
         ("hub", "done", 2.0),
         ("hub", "start", 2.0),
     ]
+
+
+def test_one_motion_event_saves_the_timers_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule sets a 5-minute revert and the light's max_on starts: one save, not two
+    (a save is two fsyncs: the file and its directory)."""
+    clock = VirtualClock(START)
+    runtime, _, _ = make(tmp_path, clock)
+    syncs: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr("gateway.rules.timers.os.fsync", counted)
+    runtime.reading("motion", True, "test")
+    assert runtime.timers.get(TimerKind.REVERT, "light") is not None
+    assert runtime.timers.get(TimerKind.MAX_ON, "light") is not None
+    assert len(syncs) == 2
+
+
+QUEUED = GatewayConfig.model_validate(
+    {
+        "sensors": {"bell": {"kind": "virtual", "type": "number"}},
+        "actuators": {"chime": {"gpio": 22}},
+        "rules": [
+            {
+                "id": "ring",
+                "mode": "queued",
+                "when": {"sensor": "bell"},
+                "then": [{"log": "ring {{ event.value }}"}, {"delay": "10s"}],
+            }
+        ],
+    }
+)
+
+
+def test_queued_runs_are_saved_as_a_queue_and_taken_back_in_order(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    runtime, _, _ = make(tmp_path, clock, config=QUEUED)
+    for value in (1.0, 2.0, 3.0):
+        runtime.reading("bell", value, "test")
+    saved = json.loads((tmp_path / "timers.json").read_text())
+    assert [t["kind"] for t in saved["timers"]] == ["run"]  # no far-future "queued" timers
+    assert [q["event"]["value"] for q in saved["queued"]] == [2.0, 3.0]
+    restarted, _, _ = make(tmp_path, clock, config=QUEUED)  # a restart
+    assert [r.event["value"] for r in restarted.timers.queued()] == [2.0, 3.0]
+    clock.now += 10
+    restarted.run_due()  # the first run ends; the second starts (and waits in its delay)
+    assert [r.event["value"] for r in restarted.timers.queued()] == [3.0]
+
+
+def test_a_timers_file_of_the_format_before_is_read_on_upgrade(tmp_path: Path) -> None:
+    """The list written before version 2: a queued run as a timer due in the year 9000,
+    a ``for`` whose trigger is only in its key, a cooldown with no index."""
+    event = {"trigger": "sensor", "sensor": "bell", "value": 2.0, "time": "", "source": "t"}
+    old = [
+        {"kind": "revert", "key": "chime", "due": START + 60, "durable": True,
+         "data": {"state": False, "by": "rule ring", "was": True}},
+        {"kind": "queued", "key": "ring:7", "due": 221845392000.0, "durable": True,
+         "data": {"rule": "ring", "event": event, "seq": 7}},
+        {"kind": "run", "key": "ring:6", "due": START + 5, "durable": True,
+         "data": {"rule": "ring", "index": 1, "event": event}},
+        {"kind": "for", "key": "ring#0", "due": START + 5, "durable": True,
+         "data": {"rule": "ring", "event": event}},
+        {"kind": "cooldown", "key": "ring", "due": START + 5, "durable": True,
+         "data": {"rule": "ring"}},
+    ]  # fmt: skip
+    (tmp_path / "timers.json").write_text(json.dumps(old, indent=0))
+    table = TimerTable(tmp_path / "timers.json")
+    assert [r.id for r in table.queued()] == ["ring:7"]
+    assert sorted(str(t.kind) for t in table) == ["cooldown", "for", "revert", "run"]
+    revert = table.get(TimerKind.REVERT, "chime")
+    assert revert is not None
+    assert revert.payload == Switch(False, "rule ring", True)
+    for_timer = table.get(TimerKind.FOR, "ring#0")
+    assert for_timer is not None
+    assert for_timer.payload == Step("ring", 0, event)
+    assert table.held({"chime"}, START) == {"chime": True}
