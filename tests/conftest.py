@@ -14,10 +14,10 @@ import sys
 import textwrap
 import time
 import tty
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -35,6 +35,8 @@ from gateway.inputs.connections import Connections
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
+
+T = TypeVar("T")
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOKEN = "test-token-0123456789"
@@ -195,6 +197,37 @@ async def control_client(
             devices.close()
 
 
+async def wait_until(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], Any], timeout: float = 5.0
+) -> T:
+    """Read until ``done(value)`` holds (polling every 20 ms); the last value.
+
+    For what has no event to await: instead of a fixed sleep before an
+    assertion, which is too short on a slow machine and too long elsewhere."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout:g}s; last: {value!r:.300}")
+        await asyncio.sleep(0.02)
+
+
+async def value_of(value: T) -> T:
+    """``value`` as an awaitable, for :func:`wait_until` on something already at hand."""
+    return value
+
+
+def edited(text: str, *changes: tuple[str, str]) -> str:
+    """``text`` with each ``(old, new)`` replaced; an ``old`` that is not there fails
+    the test (a plain ``str.replace`` would silently change nothing)."""
+    for old, new in changes:
+        assert old in text, f"{old!r} is not in the config text any more"
+        text = text.replace(old, new)
+    return text
+
+
 def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text).lstrip())
@@ -281,6 +314,10 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    async def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        """Until ``text`` is in the daemon's log (say, after a SIGHUP: "reloaded")."""
+        await wait_until(lambda: value_of(self.log()), lambda log: text in log, timeout)
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.conftest import TOKEN, Daemon, demo_like_config, free_port
+from tests.conftest import TOKEN, Daemon, demo_like_config, edited, free_port
 
 DURATION = "3s" if os.environ.get("BENCH_SMOKE") else "10s"
 CONNECTIONS = 50
@@ -80,9 +80,13 @@ def main() -> None:
         port = free_port()
         config = demo_like_config(tmp, port, "http://127.0.0.1:9/")
         config.write_text(
-            config.read_text().replace(
-                "  tokens:\n",
-                "  rate_limit: {requests: 100000000, per: 1s}\n  max_in_flight: 1000\n  tokens:\n",
+            edited(
+                config.read_text(),
+                (
+                    "  tokens:\n",
+                    "  rate_limit: {requests: 100000000, per: 1s}\n"
+                    "  max_in_flight: 1000\n  tokens:\n",
+                ),
             )
         )
         daemon = Daemon(config, port, tmp / "daemon.log")

@@ -27,9 +27,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.config.models import WebhookEndpoint
-from gateway.outbox.delivery import Delivery
-from gateway.outbox.store import OutboxStore
+from gateway.config.models import OutboxSection, WebhookEndpoint
+from gateway.outbox import service
 from tests.conftest import SECRET, free_port
 
 SMOKE = bool(os.environ.get("BENCH_SMOKE"))
@@ -88,29 +87,29 @@ class Sink:
             await asyncio.sleep(0.02)
 
 
-class Outbox:
+class Outbox(service.Outbox):
+    """The gateway's outbox, its store started apart from its delivery (to time each)."""
+
     def __init__(self, path: Path, url: str, concurrency: int) -> None:
-        self.store = OutboxStore(path, max_rows=1_000_000, max_bytes=1 << 34)
         endpoint = WebhookEndpoint.model_validate(
             {"url": url + "/hook", "secret": SECRET, "concurrency": concurrency}
         )
-        self.delivery = Delivery(self.store, {"sink": endpoint})
+        section = OutboxSection(max_rows=1_000_000, max_bytes=1 << 34)
+        super().__init__(path, section, {"sink": endpoint})
         self.task: asyncio.Task[None] | None = None
 
     def start_store(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.store.start()
-        self.store.on_commit = lambda eps: loop.call_soon_threadsafe(self.delivery.wake, eps)
+        self.__enter__()
 
     def start_delivery(self) -> None:
-        self.task = asyncio.create_task(self.delivery.run())
+        self.task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.store.stop()
+        self.__exit__(None, None, None)
 
 
 async def burst(tmp: Path, sink: Sink, session: aiohttp.ClientSession, conc: int) -> None:

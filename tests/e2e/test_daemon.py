@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.signing import verify
-from tests.conftest import SECRET, TOKEN, Daemon, Receiver, demo_like_config, free_port
+from tests.conftest import SECRET, TOKEN, Daemon, Receiver, demo_like_config, edited, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -76,11 +76,10 @@ async def test_sighup_with_a_broken_config_keeps_the_old_rules_working(
     daemon.start()
     await daemon.wait_ready()
     good = config.read_text()
-    config.write_text(good.replace("to: on", "to: on, tpyo: 1"))
+    config.write_text(edited(good, ("to: on", "to: on, tpyo: 1")))
     daemon.signal(signal.SIGHUP)
-    await asyncio.sleep(0.5)
+    await daemon.wait_log("still running the old one")
     assert "unknown key 'tpyo'" in daemon.log()
-    assert "still running the old one" in daemon.log()
     await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
     await asyncio.sleep(0.1)
     status, light = await daemon.request("GET", "/api/v1/actuators/hallway_light")
@@ -96,10 +95,14 @@ async def test_sighup_with_a_good_config_applies_the_new_rules(
     daemon = daemon_factory(config, port)
     daemon.start()
     await daemon.wait_ready()
-    config.write_text(config.read_text().replace("event: motion.detected", "event: motion.seen"))
+    config.write_text(
+        edited(
+            config.read_text(),
+            ("event: motion.detected", "event: motion.seen"),
+        )
+    )
     daemon.signal(signal.SIGHUP)
-    await asyncio.sleep(0.5)
-    assert "reloaded" in daemon.log()
+    await daemon.wait_log("reloaded")
     await daemon.request("POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
     [hook] = await receiver.wait_for(1)
     assert hook.json["type"] == "motion.seen"
@@ -125,7 +128,7 @@ async def test_a_daemon_with_an_invalid_config_exits_2_with_positions(
 ) -> None:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
-    config.write_text(config.read_text().replace("kind: relay", "kind: rellay"))
+    config.write_text(edited(config.read_text(), ("kind: relay", "kind: rellay")))
     daemon = daemon_factory(config, port)
     daemon.start()
     assert daemon.wait(20) == 2
@@ -137,8 +140,16 @@ async def test_a_daemon_refuses_the_network_without_tokens(
 ) -> None:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
-    text = config.read_text().replace(f"127.0.0.1:{port}", f"0.0.0.0:{port}")
-    config.write_text(text.replace(f"  tokens:\n    tester: {{token: {TOKEN}}}\n", ""))
+    text = edited(
+        config.read_text(),
+        (f"127.0.0.1:{port}", f"0.0.0.0:{port}"),
+    )
+    config.write_text(
+        edited(
+            text,
+            (f"  tokens:\n    tester: {{token: {TOKEN}}}\n", ""),
+        )
+    )
     daemon = daemon_factory(config, port)
     daemon.start()
     assert daemon.wait(20) == 2
@@ -188,15 +199,17 @@ async def test_a_signed_hook_from_a_local_client_switches_the_relay_through_a_ru
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(
-        config.read_text()
-        .replace(
-            "  tokens:\n",
-            f"  hooks:\n    hub: {{verify: standard-webhooks, secret: {SECRET}}}\n  tokens:\n",
-        )
-        .replace(
-            "rules:\n",
-            "rules:\n  - {id: hub, when: {hook: hub}, then: "
-            "[{actuate: hallway_light, state: on}]}\n",
+        edited(
+            config.read_text(),
+            (
+                "  tokens:\n",
+                f"  hooks:\n    hub: {{verify: standard-webhooks, secret: {SECRET}}}\n  tokens:\n",
+            ),
+            (
+                "rules:\n",
+                "rules:\n  - {id: hub, when: {hook: hub}, then: "
+                "[{actuate: hallway_light, state: on}]}\n",
+            ),
         )
     )
     daemon = daemon_factory(config, port)

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.conftest import Daemon, Mosquitto, Receiver, free_port, write_config
+from tests.conftest import Daemon, Mosquitto, Receiver, edited, free_port, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -118,11 +118,14 @@ async def test_a_reload_keeps_values_pending_alarms_and_the_mqtt_connection(
                 await asyncio.sleep(0.05)  # the retained "online" of the start
         status, _ = await daemon.request("POST", "/api/v1/sensors/freezer_temp", {"value": 5})
         assert status == 200  # the 3 s of "above -10" start now
-        config.write_text(config.read_text().replace("door opened", "the door opened"))
+        config.write_text(
+            edited(
+                config.read_text(),
+                ("door opened", "the door opened"),
+            )
+        )
         daemon.signal(signal.SIGHUP)
-        async with asyncio.timeout(5):
-            while "reloaded" not in daemon.log():
-                await asyncio.sleep(0.05)
+        await daemon.wait_log("reloaded")
         _, sensor = await daemon.request("GET", "/api/v1/sensors/freezer_temp")
         assert sensor["value"] == 5  # not reset to initial: -20
         [hook] = await receiver.wait_for(1, timeout=10)
@@ -147,11 +150,14 @@ async def test_a_reload_that_changes_a_rule_drops_only_that_rules_timers(
     daemon.start()
     await daemon.wait_ready()
     await daemon.request("POST", "/api/v1/sensors/freezer_temp", {"value": 5})
-    config.write_text(config.read_text().replace("above: -10, for: 3s", "above: -10, for: 2s"))
+    config.write_text(
+        edited(
+            config.read_text(),
+            ("above: -10, for: 3s", "above: -10, for: 2s"),
+        )
+    )
     daemon.signal(signal.SIGHUP)
-    async with asyncio.timeout(5):
-        while "reloaded" not in daemon.log():
-            await asyncio.sleep(0.05)
+    await daemon.wait_log("reloaded")
     await asyncio.sleep(3.5)
     assert receiver.received == []  # the changed rule starts over: no reading since
     daemon.signal(signal.SIGTERM)

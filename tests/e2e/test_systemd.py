@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import load_config
-from tests.conftest import Daemon, demo_like_config, free_port
+from tests.conftest import Daemon, demo_like_config, edited, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeDaemon = Callable[[Path, int], Daemon]
@@ -193,7 +193,10 @@ def test_install_upgrade_and_uninstall_into_a_staging_root(tmp_path: Path) -> No
     # the unit verifies against the binary it starts
     staged_unit = tmp_path / "edge-gateway.service"
     staged_unit.write_text(
-        unit.read_text().replace("/opt/edge-gateway", str(root / "opt/edge-gateway"))
+        edited(
+            unit.read_text(),
+            ("/opt/edge-gateway", str(root / "opt/edge-gateway")),
+        )
     )
     verify = subprocess.run(
         ["systemd-analyze", "verify", str(staged_unit)], capture_output=True, text=True

@@ -12,22 +12,22 @@ import pytest
 
 from gateway.control import Control
 from gateway.rules.timers import TimerKind
-from tests.conftest import TOKEN, demo_like_config, free_port, running
+from tests.conftest import TOKEN, demo_like_config, edited, free_port, running
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Control]]:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
-    text = (
-        config.read_text()
-        .replace("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n")
-        .replace(
+    text = edited(
+        config.read_text(),
+        ("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n"),
+        (
             "tokens:\n",
             "tokens:\n    viewer: {token: viewer-token-0123456789, read_only: true}\n"
             "    fan_only: {token: fan-only-token-0123456789, actuators: [fan]}\n",
-        )
-        .replace("actuators:\n", "actuators:\n  fan: {gpio: 22}\n")
+        ),
+        ("actuators:\n", "actuators:\n  fan: {gpio: 22}\n"),
     )
     config.write_text(text)
     async with running(config) as gw:
@@ -240,7 +240,10 @@ async def test_a_real_device_cannot_be_set(tmp_path: Path) -> None:
     """Outside simulation a GPIO input is read from its pin: setting it is 409."""
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
-    text = config.read_text().replace("simulate: true", "simulate: false")
+    text = edited(
+        config.read_text(),
+        ("simulate: true", "simulate: false"),
+    )
     config.write_text(text + "gpio: {pin_factory: mock}\n")
     async with running(config, simulate=False):
         base = f"http://127.0.0.1:{port}"

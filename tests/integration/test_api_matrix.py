@@ -36,7 +36,7 @@ from gateway.api.openapi import openapi_document
 from gateway.control import Control
 from gateway.outbox import queries
 from gateway.signing import sign
-from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
+from tests.conftest import SECRET, TOKEN, demo_like_config, edited, free_port, running
 
 VIEWER = "viewer-token-0123456789"
 FAN_ONLY = "fan-only-token-0123456789"
@@ -308,11 +308,11 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def api(module_tmp: Path) -> AsyncIterator[tuple[str, Control, str]]:
     port = free_port()
     config = demo_like_config(module_tmp, port, "http://127.0.0.1:9/")
-    text = (
-        config.read_text()
-        .replace("  tokens:\n", SERVER)
-        .replace("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n")
-        .replace("actuators:\n", "actuators:\n  fan: {gpio: 22}\n")
+    text = edited(
+        config.read_text(),
+        ("  tokens:\n", SERVER),
+        ("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n"),
+        ("actuators:\n", "actuators:\n  fan: {gpio: 22}\n"),
     )
     config.write_text(text)
     base = f"http://127.0.0.1:{port}"

@@ -372,8 +372,8 @@ async def test_a_malformed_request_is_one_warning_line_not_a_traceback(
 
 
 async def test_bug6_a_hostile_retry_after_backs_off_instead_of_a_hot_loop(tmp_path: Path) -> None:
-    from gateway.config.models import WebhookEndpoint
-    from gateway.outbox.delivery import Delivery
+    from gateway.config.models import OutboxSection, WebhookEndpoint
+    from gateway.outbox.service import Outbox
 
     posts = 0
 
@@ -394,22 +394,18 @@ async def test_bug6_a_hostile_retry_after_backs_off_instead_of_a_hot_loop(tmp_pa
     endpoint = WebhookEndpoint.model_validate(
         {"url": f"http://127.0.0.1:{port}/", "secret": SECRET, "retry": ["100ms"]}
     )
-    store = OutboxStore(tmp_path / "outbox.db")
-    store.start()
-    delivery = Delivery(store, {"hub": endpoint}, jitter=lambda: 0.5)
-    loop = asyncio.get_running_loop()
-    store.on_commit = lambda eps: loop.call_soon_threadsafe(delivery.wake, eps)
-    task = asyncio.create_task(delivery.run())
-    try:
-        store.submit("hub", "x", {})
-        await asyncio.sleep(2.0)
-        assert 1 <= posts <= 2  # "²" is no Retry-After: a 503 waits 60 s
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        store.stop()
-        server.close()
+    outbox = Outbox(tmp_path / "outbox.db", OutboxSection(), {"hub": endpoint}, jitter=lambda: 0.5)
+    with outbox:
+        task = asyncio.create_task(outbox.run())
+        try:
+            outbox.submit("hub", "x", {})
+            await asyncio.sleep(2.0)  # what must NOT happen is a retry within this time
+            assert 1 <= posts <= 2  # "²" is no Retry-After: a 503 waits 60 s
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            server.close()
 
 
 # ---------------------------------------------------------------------- 7. replay race

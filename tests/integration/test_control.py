@@ -13,7 +13,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.errors import GatewayError, InvalidValue, NotFound, Refused
-from tests.conftest import TOKEN, control_client, demo_like_config, free_port
+from tests.conftest import TOKEN, control_client, demo_like_config, edited, free_port
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -23,8 +23,10 @@ def limited_config(tmp_path: Path) -> Path:
     text = config.read_text()
     assert "active_high: false}" in text
     config.write_text(
-        text.replace("active_high: false}", "active_high: false, max_on: 4s}").replace(
-            "sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n"
+        edited(
+            text,
+            ("active_high: false}", "active_high: false, max_on: 4s}"),
+            ("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n"),
         )
     )
     return config
@@ -92,7 +94,12 @@ async def test_a_bad_tls_key_at_start_leaves_no_thread_and_no_pin_open(tmp_path:
     config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
     text = config.read_text()
     assert "server:\n" in text
-    config.write_text(text.replace("server:\n", f"server:\n  tls: {{cert: {cert}, key: {key}}}\n"))
+    config.write_text(
+        edited(
+            text,
+            ("server:\n", f"server:\n  tls: {{cert: {cert}, key: {key}}}\n"),
+        )
+    )
     gateway = Gateway(load_config(config), simulate=True)
     with pytest.raises(GatewayError, match="TLS certificate or key"):
         await gateway.run(handle_signals=False)

@@ -12,13 +12,15 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from gateway.config.models import GpioSensor
 from gateway.control import Control
 from gateway.inputs.gpio import GpioInput
-from tests.conftest import Receiver, demo_like_config, free_port, running
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+from tests.conftest import (
+    Receiver,
+    demo_like_config,
+    edited,
+    free_port,
+    running,
+    value_of,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -35,9 +37,11 @@ async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
     light = gateway.live.devices.factory.pin(27)
     assert light.state == 1  # active-low relay board: off means the pin is high
     motion.drive_high()
-    await wait_until(lambda: light.state == 0)  # relay on
+    await wait_until(lambda: value_of(light.state), lambda state: state == 0)  # relay on
     assert gateway.actuators()["hallway_light"].state == "on"
-    await wait_until(lambda: light.state == 1, timeout=3)  # off again after `for: 1s`
+    await wait_until(
+        lambda: value_of(light.state), lambda state: state == 1, timeout=3
+    )  # off again after `for: 1s`
     [webhook] = await receiver.wait_for(1)
     assert webhook.json["type"] == "motion.detected"
     assert webhook.json["data"] == {"where": "hallway", "value": True}
@@ -101,7 +105,10 @@ async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Pat
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(
-        config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
+        edited(
+            config.read_text(),
+            ("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n"),
+        )
     )
     async with running(config) as gw:
         pin = gw.live.devices.factory.pin(18)
@@ -109,14 +116,17 @@ async def test_a_pwm_output_takes_levels_and_a_timed_level_reverts(tmp_path: Pat
         assert pin.state == pytest.approx(0.25)
         assert gw.switch("fan", "toggle", None, "test").level == 0.0
         assert gw.switch("fan", True, 0.2, "test").level == 1.0
-        await wait_until(lambda: pin.state == 0, timeout=3)
+        await wait_until(lambda: value_of(pin.state), lambda state: state == 0, timeout=3)
 
 
 async def test_a_timed_pwm_level_is_restored_at_its_level_after_a_restart(tmp_path: Path) -> None:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(
-        config.read_text().replace("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n")
+        edited(
+            config.read_text(),
+            ("actuators:\n", "actuators:\n  fan: {gpio: 18, kind: pwm}\n"),
+        )
     )
     async with running(config) as gw:
         gw.switch("fan", 0.4, 60, "test")  # 40 % for a minute

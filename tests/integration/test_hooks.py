@@ -17,7 +17,7 @@ import pytest
 
 from gateway.control import Control
 from gateway.signing import sign
-from tests.conftest import SECRET, TOKEN, demo_like_config, free_port, running
+from tests.conftest import SECRET, TOKEN, demo_like_config, edited, free_port, running
 
 OLD_SECRET = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
 GITHUB_SECRET = "github-secret-0123456789"
@@ -48,8 +48,14 @@ RULES = """
 
 
 def config_text(base: str, extra_server: str = "") -> str:
-    text = base.replace("  tokens:\n", HOOKS + extra_server + "  tokens:\n")
-    text = text.replace("rules:\n", "rules:\n" + RULES.replace('for: "{{ 1 }}"', "for: 1m"))
+    text = edited(
+        base,
+        ("  tokens:\n", HOOKS + extra_server + "  tokens:\n"),
+    )
+    text = edited(
+        text,
+        ("rules:\n", "rules:\n" + RULES.replace('for: "{{ 1 }}"', "for: 1m")),
+    )
     return text
 
 
@@ -332,8 +338,9 @@ async def test_tls_serves_https(tmp_path: Path) -> None:
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
     config.write_text(
-        config.read_text().replace(
-            "  tokens:\n", f"  tls: {{cert: {cert}, key: {key}}}\n  tokens:\n"
+        edited(
+            config.read_text(),
+            ("  tokens:\n", f"  tls: {{cert: {cert}, key: {key}}}\n  tokens:\n"),
         )
     )
     async with running(config):
@@ -389,9 +396,11 @@ async def test_a_token_hook_takes_a_bearer_token_and_templates_see_the_query(
         "    then: [{actuate: hallway_light, state: on}]\n"
     )
     config.write_text(
-        config.read_text()
-        .replace("  tokens:\n", hook + "  tokens:\n")
-        .replace("rules:\n", "rules:\n" + rule)
+        edited(
+            config.read_text(),
+            ("  tokens:\n", hook + "  tokens:\n"),
+            ("rules:\n", "rules:\n" + rule),
+        )
     )
     base = f"http://127.0.0.1:{port}"
     bearer = {"Authorization": f"Bearer {SHORTCUT}", "Content-Type": "application/json"}
@@ -435,8 +444,12 @@ async def test_without_tokens_the_api_answers_only_this_machine(tmp_path: Path) 
     """No tokens on a loopback listener: local clients only, also behind a local proxy."""
     port = free_port()
     config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
-    text = config.read_text().replace(
-        f"  tokens:\n    tester: {{token: {TOKEN}}}\n", "  trusted_proxies: [127.0.0.1]\n"
+    text = edited(
+        config.read_text(),
+        (
+            f"  tokens:\n    tester: {{token: {TOKEN}}}\n",
+            "  trusted_proxies: [127.0.0.1]\n",
+        ),
     )
     assert "tokens:" not in text
     config.write_text(text)

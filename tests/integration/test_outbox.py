@@ -11,28 +11,28 @@ from typing import Any
 
 import pytest
 
-from gateway.config.models import WebhookEndpoint
+from gateway.config.models import OutboxSection, WebhookEndpoint
 from gateway.errors import OutboxError
-from gateway.outbox import database
+from gateway.outbox import database, service
 from gateway.outbox import queries as db_ops
-from gateway.outbox.delivery import Delivery
-from gateway.outbox.store import OutboxStore
 from gateway.signing import verify
-from tests.conftest import SECRET, Receiver, free_port
+from tests.conftest import SECRET, Receiver, free_port, value_of, wait_until
 
 
-class Outbox:
+class Outbox(service.Outbox):
+    """The gateway's outbox with its delivery running, fast probes and no jitter."""
+
     def __init__(
         self,
         path: Path,
         endpoints: dict[str, WebhookEndpoint],
         link_probe: float = 0.3,
         breaker_probe: float = 0.5,
-        **kw: Any,
+        **section: Any,
     ) -> None:
-        self.store = OutboxStore(path, **kw)
-        self.delivery = Delivery(
-            self.store,
+        super().__init__(
+            path,
+            OutboxSection.model_validate(section),
             endpoints,
             jitter=lambda: 0.5,
             link_probe=link_probe,
@@ -41,10 +41,8 @@ class Outbox:
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Outbox:
-        loop = asyncio.get_running_loop()
-        self.store.start()
-        self.store.on_commit = lambda eps: loop.call_soon_threadsafe(self.delivery.wake, eps)
-        self.task = asyncio.create_task(self.delivery.run())
+        self.__enter__()
+        self.task = asyncio.create_task(self.run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -52,13 +50,13 @@ class Outbox:
         self.task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await self.task
-        self.store.stop()
-
-    async def stats(self) -> dict[str, Any]:
-        return await self.store.call(lambda db: db_ops.stats(db, time.time()))
+        self.__exit__(None, None, None)
 
     async def rows(self) -> list[dict[str, Any]]:
         return await self.store.call(lambda db: db_ops.list_messages(db))
+
+    async def state(self, key: str) -> Any:
+        return (await self.stats())[key]
 
 
 def endpoint(url: str, **kw: Any) -> WebhookEndpoint:
@@ -122,9 +120,8 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_webhooks(
     receiver.responses = [(410, {})]
     outbox.store.submit("hub", "x", {})
     await receiver.wait_for(1)
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: outbox.stats(), lambda s: s["endpoints"]["hub"].get("disabled"))
     stats = await outbox.stats()
-    assert stats["endpoints"]["hub"]["disabled"] is True
     assert stats["pending"] == 1
     assert len(receiver.received) == 1  # no more attempts while disabled
     await outbox.store.call(lambda db: db_ops.enable_endpoint(db, "hub", time.time()))
@@ -140,7 +137,7 @@ async def test_exhausted_rows_become_dead_letters_and_retry_delivers_them(
         receiver.responses = [(500, {})] * 3
         msg_id = ob.store.submit("hub", "x", {})
         await receiver.wait_for(3)
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: ob.state("dead"), lambda dead: dead == 1)
         stats = await ob.stats()
         assert (stats["pending"], stats["dead"]) == (0, 1)
         [dead] = await ob.store.call(lambda db: db_ops.list_messages(db, "dead"))
@@ -157,7 +154,7 @@ async def test_a_full_outbox_drops_the_oldest_and_counts_it(tmp_path: Path) -> N
     async with Outbox(tmp_path / "o.db", {"hub": dead_end}, max_rows=3) as ob:
         for n in range(5):
             ob.store.submit("hub", "n", {"n": n})
-        await asyncio.sleep(0.3)
+        await ob.flushed()
         stats = await ob.stats()
         assert stats["pending"] == 3
         assert stats["counters"]["dropped_oldest"] == 2
@@ -169,7 +166,7 @@ async def test_a_full_outbox_can_reject_new_webhooks_instead(tmp_path: Path) -> 
         tmp_path / "o.db", {"hub": dead_end}, max_rows=2, when_full="reject_new"
     ) as ob:
         first = [ob.store.submit("hub", "n", {"n": n}) for n in range(4)]
-        await asyncio.sleep(0.3)
+        await ob.flushed()
         rows = await ob.store.call(lambda db: db_ops.list_messages(db))
         assert [r["id"] for r in rows] == first[:2]
         assert (await ob.stats())["counters"]["dropped_new"] == 2
@@ -179,7 +176,7 @@ async def test_max_bytes_caps_the_outbox_by_body_size(tmp_path: Path) -> None:
     dead_end = endpoint("http://127.0.0.1:9/", retry=["1h"])
     async with Outbox(tmp_path / "o.db", {"hub": dead_end}, max_bytes=1000) as ob:
         ids = [ob.store.submit("hub", "n", {"pad": "x" * 300}) for _ in range(5)]
-        await asyncio.sleep(0.3)
+        await ob.flushed()
         rows = await ob.store.call(lambda db: db_ops.list_messages(db))
         assert [r["id"] for r in rows] == ids[-2:]  # ~360 bytes each: two fit in 1000
 
@@ -192,16 +189,14 @@ async def test_other_client_and_server_errors_retry_on_the_schedule(
     outbox.store.submit("hub", "x", {})
     got = await receiver.wait_for(2)  # retried after ~100ms, then delivered
     assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"]
-    await asyncio.sleep(0.1)
-    assert (await outbox.stats())["pending"] == 0
+    await wait_until(lambda: outbox.state("pending"), lambda pending: pending == 0)
 
 
 async def test_429_waits_for_retry_after(outbox: Outbox, receiver: Receiver) -> None:
     receiver.responses = [(429, {"Retry-After": "120"})]
     outbox.store.submit("hub", "x", {})
     await receiver.wait_for(1)
-    await asyncio.sleep(0.2)
-    [row] = await outbox.rows()
+    [row] = await wait_until(outbox.rows, lambda rows: rows[0]["attempts"] == 1)
     assert 115 < row["next_try"] - time.time() <= 120
     assert row["last_error"] == "HTTP 429"
 
@@ -212,8 +207,7 @@ async def test_a_timeout_counts_as_throttled(tmp_path: Path, receiver: Receiver)
     async with Outbox(tmp_path / "o.db", {"hub": hub}) as ob:
         ob.store.submit("hub", "x", {})
         await receiver.wait_for(1)
-        await asyncio.sleep(0.4)
-        [row] = await ob.rows()
+        [row] = await wait_until(ob.rows, lambda rows: rows[0]["attempts"] == 1)
         assert row["last_error"] == "timed out after 0.2s"
         assert row["attempts"] == 1
         assert row["next_try"] - time.time() > 55
@@ -260,8 +254,10 @@ async def test_a_failing_endpoint_trips_the_breaker_and_never_blocks_a_healthy_o
             assert len(broken.received) < 20
             broken.responses = []  # it recovers: the next probe closes the circuit
             await broken.wait_for(25, timeout=10)
-            await asyncio.sleep(0.3)
-            assert ob.delivery.describe()["endpoints"]["broken"]["breaker"] == "closed"
+            await wait_until(
+                lambda: value_of(ob.delivery.describe()["endpoints"]["broken"]["breaker"]),
+                lambda breaker: breaker == "closed",
+            )
     finally:
         await broken.stop()
 
