@@ -203,8 +203,6 @@ class RuleEngine:
         self, rule: Rule, index: int, trigger: SensorTrigger, event: SensorChanged, snap: Snapshot
     ) -> list[Decision]:
         key = trigger_key(rule.id, index)
-        if event.previous is not None and equal(event.value, event.previous):
-            return []  # a repeated reading is not a change
         if trigger.above is not None or trigger.below is not None:
             crossed, holds = crossing(self._armed, key, trigger, event.value, event.previous)
         elif trigger.to is not None or trigger.from_ is not None:

@@ -31,6 +31,7 @@ from gateway.rules.decisions import (
 )
 from gateway.rules.engine import RuleEngine
 from gateway.rules.timers import ACTUATOR_KINDS, Switch, Timer, TimerKind, TimerTable
+from gateway.rules.values import equal
 
 _LOG = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Runtime:
             _LOG.warning("sensor %s: %r is not a reading; ignored", sensor, value)
             return None
         previous = self.sensors.get(sensor)
-        if previous is not None and previous == value and type(previous) is type(value):
+        if previous is not None and equal(value, previous):  # the one place repeats stop
             return None
         self.sensors[sensor] = value
         event = SensorChanged(sensor, value, previous, self.clock(), source)

@@ -276,3 +276,23 @@ def test_a_timers_file_of_the_format_before_is_read_on_upgrade(tmp_path: Path) -
     assert for_timer is not None
     assert for_timer.payload == Step("ring", 0, event)
     assert table.held({"chime"}, START) == {"chime": True}
+
+
+@pytest.mark.parametrize(
+    ("first", "again"), [(True, True), (21.0, 21), (21, 21.0), ("open", "open")]
+)
+def test_a_repeated_reading_is_no_event(
+    tmp_path: Path, first: bool | float | str, again: bool | float | str
+) -> None:
+    """The runtime keeps each sensor's value, and is the one place repeats stop
+    (a serial board that sends ``21`` after ``21.0`` has not changed anything)."""
+    clock = VirtualClock(START)
+    runtime, _, _ = make(tmp_path, clock)
+    assert runtime.reading("motion", first, "test") is not None
+    assert runtime.reading("motion", again, "test") is None
+
+
+def test_a_number_after_a_binary_value_is_a_change(tmp_path: Path) -> None:
+    runtime, _, _ = make(tmp_path, VirtualClock(START))
+    runtime.reading("motion", True, "test")
+    assert runtime.reading("motion", 1.0, "test") is not None
