@@ -135,7 +135,7 @@ class Control:
         return render_metrics(info, stats, self.outbox.metrics, connections)
 
     async def outbox_view(self) -> dict[str, Any]:
-        return await self.outbox.view(self.config.webhooks)
+        return await self.outbox.stats(self.config.webhooks, live=True)
 
     # ------------------------------------------------------------------ acting
 

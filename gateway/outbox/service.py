@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -109,22 +109,21 @@ class Outbox:
 
     # ------------------------------------------------------------------ what it holds
 
-    async def view(self, endpoints: Mapping[str, Any]) -> dict[str, Any]:
-        """Depth, dead letters, counters; every configured endpoint with its live state."""
-        stats = await self.stats(endpoints)
-        live = self.delivery.describe()
-        stats["link"] = live["link"]
-        for name, state in live["endpoints"].items():
-            stats["endpoints"].setdefault(
-                name, {"pending": 0, "dead": 0, "oldest_age": None}
-            ).update(state)
-        return stats
-
-    async def stats(self, endpoints: Mapping[str, Any] = {}) -> dict[str, Any]:
-        """The stored side only; ``endpoints`` with no rows are listed with zeros."""
+    async def stats(
+        self, endpoints: Collection[str] = (), live: bool = False
+    ) -> dict[str, Any]:
+        """Depth, oldest age, dead letters and counters, overall and per endpoint;
+        ``endpoints`` with no rows are listed with zeros; ``live`` adds what the
+        delivery workers know (uplink, breakers, requests in flight)."""
         stats = await self.store.call(lambda db: queries.stats(db, self.clock()))
+        per = stats["endpoints"]
         for name in endpoints:  # a series with no rows is 0, never missing
-            stats["endpoints"].setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
+            per.setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None})
+        if live:
+            described = self.delivery.describe()
+            stats["link"] = described["link"]
+            for name, state in described["endpoints"].items():
+                per.setdefault(name, {"pending": 0, "dead": 0, "oldest_age": None}).update(state)
         return stats
 
     @property
