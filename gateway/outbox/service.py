@@ -109,9 +109,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ what it holds
 
-    async def stats(
-        self, endpoints: Collection[str] = (), live: bool = False
-    ) -> dict[str, Any]:
+    async def stats(self, endpoints: Collection[str] = (), live: bool = False) -> dict[str, Any]:
         """Depth, oldest age, dead letters and counters, overall and per endpoint;
         ``endpoints`` with no rows are listed with zeros; ``live`` adds what the
         delivery workers know (uplink, breakers, requests in flight)."""

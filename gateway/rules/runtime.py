@@ -85,7 +85,9 @@ class Runtime:
             _LOG.warning("sensor %s: %r is not a reading; ignored", sensor, value)
             return None
         previous = self.sensors.get(sensor)
-        if previous is not None and equal(value, previous):  # the one place repeats stop
+        if previous is not None and (  # the one place repeats stop (as rules compare)
+            previous == value if type(previous) is type(value) else equal(value, previous)
+        ):
             return None
         self.sensors[sensor] = value
         event = SensorChanged(sensor, value, previous, self.clock(), source)
@@ -95,8 +97,10 @@ class Runtime:
 
     def handle(self, event: Event) -> None:
         """Run every rule that ``event`` fires (their timers saved once, together)."""
-        with self.timers.batch():
-            self._apply_all(self.engine.handle(event, self.snapshot()))
+        decisions = self.engine.handle(event, self.snapshot())
+        if decisions:
+            with self.timers.batch():
+                self._apply_all(decisions)
 
     def _apply_all(self, decisions: list[Decision]) -> None:
         for decision in decisions:

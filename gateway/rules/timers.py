@@ -12,7 +12,6 @@ timer due at 21:05 fires at 21:05, or at once if that time has passed.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import enum
 import json
@@ -129,16 +128,18 @@ class TimerTable:
     def __iter__(self) -> Iterator[Timer]:
         return iter(sorted(self._timers.values(), key=lambda t: t.due))
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Changes inside are saved once, at the end of the outermost batch."""
+    def batch(self) -> TimerTable:
+        """``with table.batch():`` changes inside are saved once, at the end of the
+        outermost batch (a plain context manager: this is on every event's path)."""
+        return self
+
+    def __enter__(self) -> None:
         self._batches += 1
-        try:
-            yield
-        finally:
-            self._batches -= 1
-            if not self._batches and self._dirty:
-                self._save()
+
+    def __exit__(self, *exc: object) -> None:
+        self._batches -= 1
+        if not self._batches and self._dirty:
+            self._save()
 
     def get(self, kind: TimerKind, key: str) -> Timer | None:
         return self._timers.get((kind, key))
