@@ -71,14 +71,16 @@ class Control:
 
     async def status(self) -> StatusView:
         outbox = await self.outbox.stats()
-        return StatusView.model_construct(
-            name=self.config.gateway.name,
-            version=__version__,
-            uptime=round(time.time() - self.started, 3),
-            simulate=self.simulate,
-            inputs=self._inputs(),
-            outbox={k: outbox[k] for k in ("pending", "dead", "oldest_age")},
-            timers=len(self.timers),
+        return StatusView.model_validate(
+            {
+                "name": self.config.gateway.name,
+                "version": __version__,
+                "uptime": round(time.time() - self.started, 3),
+                "simulate": self.simulate,
+                "inputs": self._inputs(),
+                "outbox": {k: outbox[k] for k in ("pending", "dead", "oldest_age")},
+                "timers": len(self.timers),
+            }
         )
 
     def _inputs(self) -> dict[str, dict[str, Any]]:
@@ -101,7 +103,7 @@ class Control:
             view["gpio"] = sensor.gpio
         if sensor.binary and isinstance(value, bool):
             view["state"] = "on" if value else "off"
-        return SensorView.model_construct(**view)
+        return SensorView.model_validate(view)
 
     def actuators(self) -> dict[str, ActuatorView]:
         return {name: self.actuator(name) for name in self.config.actuators}
@@ -122,7 +124,7 @@ class Control:
         }
         if isinstance(state, float):
             view["level"] = state
-        return ActuatorView.model_construct(**view)
+        return ActuatorView.model_validate(view)
 
     async def metrics(self) -> str:
         stats = await self.outbox.stats(self.config.webhooks)
@@ -158,7 +160,7 @@ class Control:
             self.live.runtime.reading(name, reading, who)
         await self.outbox.flushed(since=mark)
         _LOG.info("sensor %s set to %r by %s", name, reading, who)
-        return SensorAccepted.model_construct(id=name, value=reading, accepted=True)
+        return SensorAccepted.model_validate({"id": name, "value": reading, "accepted": True})
 
     def switch(
         self, name: str, state: bool | float | str, revert_after: float | None, who: str

@@ -35,14 +35,14 @@ class ActuatorWrite(BaseModel):
 class SensorView(BaseModel):
     id: str
     kind: str
-    value: bool | float | str | None = Field(description="The last reading (null: none yet)")
+    value: bool | int | float | str | None = Field(description="The last reading (null: none yet)")
     state: Literal["on", "off"] | None = Field(None, description="on/off sensors only")
     gpio: int | None = None
 
 
 class SensorAccepted(BaseModel):
     id: str
-    value: bool | float | str
+    value: bool | int | float | str
     accepted: bool
 
 

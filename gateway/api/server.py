@@ -105,6 +105,14 @@ def _views(views: Mapping[str, BaseModel]) -> dict[str, Any]:
     return {name: view.model_dump(exclude_unset=True) for name, view in views.items()}
 
 
+def _named(request: web.Request, items: Mapping[str, Any], what: str) -> str:
+    """The ``{id}`` of the request, which must be one of ``items`` (else 404)."""
+    name = request.match_info["id"]
+    if name not in items:
+        raise NotFound(f"no {what} named {name!r}")
+    return name
+
+
 async def status(request: web.Request) -> web.Response:
     view = await request.app[CONTROL_KEY].status()
     return json_response(view.model_dump(exclude_unset=True))
@@ -121,8 +129,7 @@ async def get_sensor(request: web.Request) -> web.Response:
 
 async def post_sensor(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = request.match_info["id"]
-    control.sensor(name)  # 404 before the body is read
+    name = _named(request, control.config.sensors, "sensor")  # 404 before reading the body
     body = await read_json(request, SensorWrite)
     view = await control.set_sensor(name, body.value, _who(request))
     return json_response(view.model_dump(exclude_unset=True))
@@ -139,8 +146,7 @@ async def get_actuator(request: web.Request) -> web.Response:
 
 async def post_actuator(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    name = request.match_info["id"]
-    control.actuator(name)  # 404 before the body is read
+    name = _named(request, control.config.actuators, "actuator")
     body = await read_json(request, ActuatorWrite)
     view = control.switch(name, body.state, body.for_, _who(request))
     return json_response(view.model_dump(exclude_unset=True))
