@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,15 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.conftest import Daemon, Mosquitto, Receiver, edited, free_port, write_config
+from tests.conftest import (
+    Board,
+    Daemon,
+    Mosquitto,
+    Receiver,
+    edited,
+    free_port,
+    write_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -162,3 +172,38 @@ async def test_a_reload_that_changes_a_rule_drops_only_that_rules_timers(
     assert receiver.received == []  # the changed rule starts over: no reading since
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
+
+
+async def test_a_serial_actuator_is_switched_off_on_its_port_before_the_port_closes(
+    tmp_path: Path, board: Board, daemon_factory: Callable[[Path, int], Daemon]
+) -> None:
+    """The stop order: the `off` line is written while the port is still open (no
+    "serial port ... is not connected"), then the port closes."""
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        f"""
+        gateway: {{name: pump-gw, state_dir: {tmp_path / "state"}, simulate: true}}
+        serial:
+          board: {{port: {board.link}}}
+        actuators:
+          pump: {{serial: board, command: "PUMP {{{{ state }}}}\\n"}}
+        server: {{listen: 127.0.0.1:{port}}}
+        """,
+    )
+    daemon = daemon_factory(config, port)
+    daemon.start()
+    await daemon.wait_ready()
+    await daemon.wait_log("serial board: connected to")
+    status, body = await daemon.request("POST", "/api/v1/actuators/pump", {"state": "on"})
+    assert (status, body["state"]) == (200, "on")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    written = b""
+    os.set_blocking(board.master, False)
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(board.master, 4096):
+            written += chunk
+    assert written.endswith(b"PUMP on\nPUMP off\n"), written
+    assert "not connected" not in daemon.log()
+    assert "pump off (the safe state at a stop)" in daemon.log()
