@@ -183,9 +183,17 @@ async def control_client(
     cfg = loaded.config
     loop = asyncio.get_running_loop()
     timers = TimerTable(None)
+
+    def runtime_handle(event: Any) -> None:
+        runtime.handle(event)
+
+    def reading(sensor: str, value: Any, source: str) -> None:
+        runtime.reading(sensor, value, source)
+
     with Outbox(loaded.state_dir / "outbox.db", cfg.outbox, cfg.webhooks) as outbox:
-        connections = Connections(cfg, lambda *a: None, lambda e: None, outbox.store)
-        devices = Devices.open(cfg, simulate, connections, loop, lambda s, v: None)
+        # the inputs report to the runtime built next (the closures look it up late)
+        connections = Connections(cfg, reading, runtime_handle, outbox.store)
+        devices = Devices.open(cfg, simulate, connections, loop, lambda s, v: reading(s, v, "gpio"))
         runtime = Runtime(cfg, devices.outputs, outbox, timers, time.time, None, connections)
         control = Control(Live(cfg, runtime, devices, connections), outbox, timers, simulate)
         control.ready = True

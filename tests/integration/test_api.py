@@ -12,13 +12,14 @@ import pytest
 
 from gateway.control import Control
 from gateway.rules.timers import TimerKind
-from tests.conftest import TOKEN, demo_like_config, edited, free_port, running
+from tests.conftest import TOKEN, control_client, demo_like_config, edited, free_port, running
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Control]]:
-    port = free_port()
-    config = demo_like_config(tmp_path, port, "http://127.0.0.1:9/")
+    """The API on a Control built from its parts, served on port 0 (no daemon:
+    the handlers and middleware are what is tested here)."""
+    config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
     text = edited(
         config.read_text(),
         ("sensors:\n", "sensors:\n  freezer_temp: {kind: virtual}\n"),
@@ -30,8 +31,8 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[str, Control]]:
         ("actuators:\n", "actuators:\n  fan: {gpio: 22}\n"),
     )
     config.write_text(text)
-    async with running(config) as gw:
-        yield f"http://127.0.0.1:{port}", gw
+    async with control_client(config) as (client, control):
+        yield str(client.make_url("")).rstrip("/"), control
 
 
 async def call(
