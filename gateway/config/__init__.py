@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -75,13 +76,17 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_input=False)
         seen: set[tuple[int, int]] = set()
-        for error in exc.errors(include_input=False):
+        for error in errors:
             problem = _problem_from(error, data, loaded.file)
             # a union reports one error per member at the same place: keep the first
             if problem is not None and (problem.line, problem.column) not in seen:
                 seen.add((problem.line, problem.column))
                 problems.append(problem)
+        # the names the valid parts refer to are checked too: one run shows every mistake
+        for loc, message in _references_of_the_rest(data, errors):
+            problems.append(locate(data, loc, loaded.file).position.problem(message))
         raise ConfigError(_hide_secrets(problems, data)) from None
     for loc, message in check_references(config):
         located = locate(data, loc, loaded.file)
@@ -89,6 +94,116 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     if problems:
         raise ConfigError(_hide_secrets(problems, data))
     return LoadedConfig(config, os.fspath(path))
+
+
+NAMED = ("sensors", "actuators", "webhooks", "serial")
+
+
+def _references_of_the_rest(
+    data: dict[str, Any], errors: list[ErrorDetails]
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Reference problems of the config without its invalid parts, at their places
+    in the original, so that one run of ``gateway check`` shows every mistake.
+
+    What is dropped: an unknown key; a sensor, actuator, webhook or port with
+    an error; a rule's trigger, condition or action with an error (the rule,
+    if that leaves it invalid). Problems that name a dropped entry are left
+    out (its own error says what is wrong). An error elsewhere (a settings
+    section): no good guess, no reference problems."""
+    rest = copy.deepcopy(_plain(data))
+    kept: dict[tuple[int | str, ...], list[int]] = {}  # list path -> original indexes
+    dropped: set[str] = set()
+    for _ in range(3):
+        for error in errors:
+            if not _drop(rest, tuple(error["loc"]), error["type"], kept, dropped):
+                return []
+        try:
+            config = GatewayConfig.model_validate(rest)
+            break
+        except ValidationError as exc:
+            errors = exc.errors(include_input=False)
+    else:
+        return []
+    found = []
+    for loc, message in check_references(config):
+        if any(f"'{name}'" in message for name in dropped):
+            continue
+        found.append((_original(loc, kept), message))
+    return found
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _drop(
+    rest: dict[str, Any],
+    loc: tuple[int | str, ...],
+    kind: str,
+    kept: dict[tuple[int | str, ...], list[int]],
+    dropped: set[str],
+) -> bool:
+    """Remove the part of ``rest`` an error is about; False if it is not one of ours."""
+    if len(loc) >= 2 and loc[0] in NAMED and isinstance(rest.get(loc[0]), dict):
+        rest[loc[0]].pop(loc[1], None)
+        dropped.add(str(loc[1]))
+        return True
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        if len(loc) >= 4 and loc[2] in ("when", "if", "then") and isinstance(loc[3], int):
+            return _drop_item(rest, ("rules", loc[1], loc[2]), loc[3], kept)
+        return _drop_item(rest, ("rules",), loc[1], kept)
+    if kind == "extra_forbidden":
+        parent: Any = rest
+        for part in loc[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(loc[-1], None)
+            return True
+    return False
+
+
+def _drop_item(
+    rest: dict[str, Any],
+    path: tuple[int | str, ...],
+    index: int,
+    kept: dict[tuple[int | str, ...], list[int]],
+) -> bool:
+    """Drop element ``index`` (in the current numbering) of the list at ``path``."""
+    target: Any = rest
+    for part in path:
+        if isinstance(target, dict):
+            target = target.get(part)
+        elif isinstance(target, list) and isinstance(part, int) and part < len(target):
+            target = target[part]
+        else:
+            return False
+    if isinstance(target, dict) and len(path) == 3:  # a single trigger/condition/action
+        owner = rest["rules"][path[1]]
+        owner[path[2]] = []
+        return True
+    if not isinstance(target, list) or not 0 <= index < len(target):
+        return False
+    original = kept.setdefault(path, list(range(len(target))))
+    del target[index]
+    del original[index]
+    return True
+
+
+def _original(
+    loc: tuple[int | str, ...], kept: dict[tuple[int | str, ...], list[int]]
+) -> tuple[int | str, ...]:
+    """A location in the pruned config as a location in the original."""
+    out: list[int | str] = []
+    for part in loc:
+        indexes = kept.get(tuple(out))
+        if isinstance(part, int) and indexes is not None and part < len(indexes):
+            part = indexes[part]
+        out.append(part)
+    return tuple(out)
 
 
 def _hide_secrets(problems: list[ConfigProblem], data: Any) -> list[ConfigProblem]:

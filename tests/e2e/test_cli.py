@@ -22,7 +22,7 @@ def test_check_accepts_the_demo_config_with_a_summary() -> None:
     result = gateway("check", "--config", "config/demo.yaml")
     assert result.returncode == 0
     assert result.stdout.strip() == (
-        "config/demo.yaml: ok: 1 sensors, 1 actuators, 1 rules, 1 webhooks"
+        "config/demo.yaml: ok: 2 sensors, 1 actuators, 4 rules, 1 webhooks"
     )
 
 

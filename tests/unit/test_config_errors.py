@@ -29,7 +29,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 def test_valid_demo_config_loads_with_summary() -> None:
     loaded = load_config("config/demo.yaml")
-    assert loaded.summary() == "1 sensors, 1 actuators, 1 rules, 1 webhooks"
+    assert loaded.summary() == "2 sensors, 1 actuators, 4 rules, 1 webhooks"
 
 
 def test_unknown_key_is_reported_at_the_key_with_a_suggestion(tmp_path: Path) -> None:
@@ -258,3 +258,24 @@ def test_durations_longer_than_a_year_are_refused(tmp_path: Path) -> None:
     assert found == [
         "gateway.yaml:2:24: actuators.x.max_on: '400d' is too long: a duration is at most 366d"
     ]
+
+
+def test_one_run_reports_broken_parts_and_the_names_the_rest_gets_wrong(tmp_path: Path) -> None:
+    """A broken sensor does not hide a typo in a rule (two passes, shown at once); a
+    rule that names the broken sensor is not reported again (its error says it)."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "sensors:\n"
+        "  motion: {gpio: 17, kind: motoin}\n"
+        "  door: {gpio: 22, kind: button}\n"
+        "actuators:\n"
+        "  light: {gpio: 27}\n"
+        "rules:\n"
+        "  - {id: a, when: {sensor: motion, to: on}, then: [{actuate: light, state: on}]}\n"
+        "  - {id: b, when: {sensor: door, to: on}, then: [{actuate: lihgt, state: on}]}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    found = [str(p).removeprefix(f"{path}:") for p in caught.value.problems]
+    assert found[0].startswith("2:28: sensors.motion.kind:")
+    assert found[1:] == ["8:60: unknown actuator 'lihgt' (did you mean 'light'?)"]
