@@ -262,6 +262,7 @@ class Gateway:
         self.timers.forget_rules(
             {rid for rid, rule in old_rules.items() if new_rules.get(rid) != rule}
         )
+        live.runtime.engine.fired.update(old.runtime.engine.fired)  # counters keep counting
         self.control.live = live
         live.runtime.start(startup=False)
         if live.connections is not old.connections:

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from gateway.devices import Devices
 from gateway.errors import InvalidValue, NotFound, Refused
 from gateway.events import HookReceived, Value
 from gateway.inputs.connections import Connections
+from gateway.metrics import Counts
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
@@ -62,6 +64,7 @@ class Control:
         self.simulate = simulate
         self.started = time.time() if started is None else started
         self.ready = False  # serving: started and not stopping
+        self.hooks: Counter[tuple[str, str]] = Counter()  # (hook, accepted|rejected|invalid)
 
     @property
     def config(self) -> GatewayConfig:
@@ -133,8 +136,16 @@ class Control:
             "version": __version__,
             "uptime": time.time() - self.started,
         }
-        connections = {name: v["state"] for name, v in self._inputs().items()}
-        return render_metrics(info, stats, self.outbox.metrics, connections)
+        counts = Counts(
+            rules={r.id: self.live.runtime.engine.fired[r.id] for r in self.config.rules},
+            hooks={
+                (name, outcome): self.hooks[(name, outcome)]
+                for name in self.config.server.hooks
+                for outcome in ("accepted", "rejected", "invalid")
+            },
+            inputs=self._inputs(),
+        )
+        return render_metrics(info, stats, self.outbox.metrics, counts)
 
     async def outbox_view(self) -> dict[str, Any]:
         return await self.outbox.stats(self.config.webhooks, live=True)
@@ -201,6 +212,7 @@ class Control:
         runtime.handle(event)
         self.outbox.remember_hook(event.hook, event.id)
         await self.outbox.flushed(since=mark)  # else OutboxError: 503, the sender retries
+        self.hooks[(event.hook, "accepted")] += 1
 
     async def enable_endpoint(self, endpoint: str) -> None:
         if endpoint not in self.config.webhooks:

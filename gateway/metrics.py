@@ -7,6 +7,8 @@ outbox database when scraped.
 
 from __future__ import annotations
 
+import os
+import resource
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +71,84 @@ class DeliveryMetrics:
             hist.observe(max(now - outcome.row.created, 0.0))
 
 
+@dataclass
+class Counts:
+    """What the gateway counted, for the exposition."""
+
+    rules: Mapping[str, int] = field(default_factory=dict)  # runs started, by rule
+    hooks: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (hook, outcome)
+    inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # as in the status
+
+
+INPUT_COUNTERS = (
+    ("messages", "gateway_input_messages_total", "MQTT messages received, by input."),
+    ("lines", "gateway_input_lines_total", "Serial lines read, by input."),
+    ("malformed", "gateway_input_malformed_total", "Messages or lines that could not be read."),
+    ("bad_values", "gateway_input_bad_values_total", "Readings that were not a sensor's kind."),
+    ("reconnects", "gateway_input_reconnects_total", "Connections lost and made again."),
+)
+
+
+def _process() -> list[str]:
+    """The standard ``process_*`` metrics (as the Prometheus client libraries name
+    them), from ``/proc/self`` on Linux; nothing elsewhere."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+        fds = len(os.listdir("/proc/self/fd"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    start = boot + int(fields[19]) / ticks
+    soft_fds, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return [
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.",
+        "# TYPE process_cpu_seconds_total counter",
+        f"process_cpu_seconds_total {cpu:.2f}",
+        "# HELP process_open_fds Number of open file descriptors.",
+        "# TYPE process_open_fds gauge",
+        f"process_open_fds {fds}",
+        "# HELP process_max_fds Maximum number of open file descriptors.",
+        "# TYPE process_max_fds gauge",
+        f"process_max_fds {soft_fds}",
+        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.",
+        "# TYPE process_virtual_memory_bytes gauge",
+        f"process_virtual_memory_bytes {int(fields[20])}",
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+        "# TYPE process_resident_memory_bytes gauge",
+        f"process_resident_memory_bytes {int(fields[21]) * page}",
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.",
+        "# TYPE process_start_time_seconds gauge",
+        f"process_start_time_seconds {start:.2f}",
+    ]
+
+
+def _counted(counts: Counts) -> list[str]:
+    out = [
+        "# HELP gateway_rule_runs_total Times each rule fired (its actions started).",
+        "# TYPE gateway_rule_runs_total counter",
+    ]
+    for rule, n in sorted(counts.rules.items()):
+        out.append(f'gateway_rule_runs_total{{rule="{_esc(rule)}"}} {n}')
+    out += [
+        "# HELP gateway_hook_requests_total Inbound hook requests by hook and outcome "
+        "(accepted, rejected: not verified, invalid: a body that is not what the hook takes).",
+        "# TYPE gateway_hook_requests_total counter",
+    ]
+    for (hook, outcome), n in sorted(counts.hooks.items()):
+        out.append(f'gateway_hook_requests_total{{hook="{_esc(hook)}",outcome="{outcome}"}} {n}')
+    for key, name, text in INPUT_COUNTERS:
+        having = {i: v[key] for i, v in counts.inputs.items() if isinstance(v.get(key), int)}
+        if having:
+            out += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+            out += [f'{name}{{input="{_esc(i)}"}} {n}' for i, n in sorted(having.items())]
+    return out
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -77,9 +157,10 @@ def render(
     info: Mapping[str, Any],
     outbox: Mapping[str, Any],
     delivery: DeliveryMetrics,
-    connections: Mapping[str, str],
+    counts: Counts,
 ) -> str:
-    """The whole exposition: gateway info, outbox, deliveries, connections."""
+    """The whole exposition: gateway info, outbox, deliveries, inputs, rules, hooks,
+    and the process."""
     out = [
         "# HELP gateway_info Build and name of this gateway.",
         "# TYPE gateway_info gauge",
@@ -127,7 +208,9 @@ def render(
         "# HELP gateway_input_connected Whether an input connection is up (1) or down (0).",
         "# TYPE gateway_input_connected gauge",
     ]
-    for name, state in sorted(connections.items()):
-        up = 1 if state == "connected" else 0
+    for name, state in sorted(counts.inputs.items()):
+        up = 1 if state.get("state") == "connected" else 0
         out.append(f'gateway_input_connected{{input="{_esc(name)}"}} {up}')
+    out += _counted(counts)
+    out += _process()
     return "\n".join(out) + "\n"

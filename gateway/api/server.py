@@ -209,11 +209,16 @@ async def post_hook(request: web.Request) -> web.Response:
     try:
         msg_id = check_request(config, request.headers, body, time.time())
     except Unverified as exc:
+        control.hooks[(name, "rejected")] += 1
         failed(request, door, credential)
         _REJECTED_HOOK_LOG.warning("hook %s: rejected a request from %s: %s", name, address, exc)
         return error(401, "unauthorized", f"verification failed: {exc}")
-    payload = parse_body(body, request.content_type if request.body_exists else "")
-    check_payload(config, payload)
+    try:
+        payload = parse_body(body, request.content_type if request.body_exists else "")
+        check_payload(config, payload)
+    except web.HTTPException:
+        control.hooks[(name, "invalid")] += 1
+        raise
     busy = request.app[HOOK_IDS_KEY]
     key = (name, msg_id)
     if key in busy:  # a copy is being handled right now: answer as it will be answered

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -90,6 +91,7 @@ class RuleEngine:
         self._last_value: dict[str, float] = {}  # `changes: N` triggers: value when last fired
         self._pending: dict[str, dict[str, Any]] = {}  # `for` triggers counting: their event
         self._ids = itertools.count(1)
+        self.fired: Counter[str] = Counter()  # runs started, by rule (for /metrics)
         # which triggers watch which sensor: a reading looks at its own rules only
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
@@ -283,6 +285,7 @@ class RuleEngine:
             cooldown = Timer(TimerKind.COOLDOWN, rule.id, state.cooldown_until, Step(rule.id))
             out.append(Schedule(cooldown))
         _LOG.info("rule %s fired by %s", rule.id, describe(event))
+        self.fired[rule.id] += 1
         run = Run(self._new_id(rule), rule.id, 0, event)
         state.runs.append(run)
         out.extend(self._continue(rule, run, snap, context))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.control import Control
 from gateway.rules.timers import TimerKind
@@ -222,6 +224,31 @@ async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Cont
     assert 'gateway_outbox_pending{endpoint="home_hub"} 1' in text
     assert "# TYPE gateway_webhook_delivery_seconds histogram" in text
     assert 'gateway_input_connected{input="hallway_motion"} 1' in text
+    assert 'gateway_rule_runs_total{rule="hallway_motion_light"} 1' in text
+
+
+async def test_metrics_parse_with_the_prometheus_client_and_carry_process_figures(
+    api: tuple[str, Control],
+) -> None:
+    """The reference parser reads every family; the standard ``process_*`` series
+    are there, and a counter has a sample for each rule, also one that never ran."""
+    base, _ = api
+    status, _ = await call(base, "POST", "/api/v1/sensors/hallway_motion", {"value": "on"})
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+    ):
+        text = await r.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"):
+        assert name in families, sorted(families)
+    rss = families["process_resident_memory_bytes"].samples[0].value
+    assert 10 * 2**20 < rss < 2**32
+    start = families["process_start_time_seconds"].samples[0].value
+    assert abs(start - time.time()) < 3600
+    runs = {s.labels["rule"]: s.value for s in families["gateway_rule_runs"].samples}
+    assert runs == {"hallway_motion_light": 1.0}
+    assert families["gateway_rule_runs"].type == "counter"
 
 
 async def test_outbox_view_and_endpoint_enable(api: tuple[str, Control]) -> None:

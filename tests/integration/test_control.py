@@ -111,3 +111,29 @@ async def test_a_bad_tls_key_at_start_leaves_no_thread_and_no_pin_open(tmp_path:
     assert all(sensor.device.closed for sensor in devices.inputs.values())
     assert not list(devices.outputs.gpio)  # every output closed and let go
     assert all(pin._function == "input" for pin in devices.factory.pins.values())
+
+
+async def test_hook_requests_are_counted_by_outcome(tmp_path: Path) -> None:
+    demo = Path(__file__).parents[2] / "config" / "demo.yaml"
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        edited(demo.read_text(), ("state_dir: ../state/demo", f"state_dir: {tmp_path}"))
+    )
+    door = {"X-Door-Token": "demo-door-token-change-me"}
+    async with control_client(config) as (client, _):
+        for headers, body, status in [
+            ({"X-Door-Token": "wrong-token-0123456789"}, {"door": "front"}, 401),
+            (door, {"door": "side"}, 422),
+            (door, {"door": "front"}, 202),
+            (door, {"door": "back", "open": True}, 202),
+        ]:
+            answer = await client.post("/hooks/door", json=body, headers=headers)
+            assert answer.status == status
+        answer = await client.get(
+            "/metrics", headers={"Authorization": "Bearer demo-token-change-me"}
+        )
+        text = await answer.text()
+    for outcome, n in (("accepted", 2), ("rejected", 1), ("invalid", 1)):
+        assert f'gateway_hook_requests_total{{hook="door",outcome="{outcome}"}} {n}' in text
+    assert 'gateway_hook_requests_total{hook="home_hub",outcome="accepted"} 0' in text
+    assert 'gateway_rule_runs_total{rule="door_log"} 2' in text
