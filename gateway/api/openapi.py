@@ -34,6 +34,7 @@ from gateway.api.models import (
     StatusView,
 )
 from gateway.config.models import GatewayConfig
+from gateway.config.rules import WebhookAction
 
 MODELS: list[type[BaseModel]] = [
     SensorWrite,
@@ -74,7 +75,7 @@ WRITE = (*AUTHED, "400", "404", "408", "413", "415", "422")
 
 HOOK_HEADERS = {
     "standard-webhooks": [
-        ("webhook-id", "The delivery id; a repeat within 7 days is not acted on again"),
+        ("webhook-id", "The delivery id; a repeat within server.replay_window is not acted on"),
         ("webhook-timestamp", "Unix seconds; within 5 minutes of the gateway's clock"),
         ("webhook-signature", "v1,<base64 HMAC-SHA256 of id.timestamp.body> (space-separated)"),
     ],
@@ -163,10 +164,85 @@ def _hook(name: str, hook: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+OPERATION_IDS = {
+    ("/healthz", "get"): "getHealth",
+    ("/readyz", "get"): "getReadiness",
+    ("/metrics", "get"): "getMetrics",
+    ("/api/v1/status", "get"): "getStatus",
+    ("/api/v1/sensors", "get"): "listSensors",
+    ("/api/v1/sensors/{id}", "get"): "getSensor",
+    ("/api/v1/sensors/{id}", "post"): "setSensor",
+    ("/api/v1/actuators", "get"): "listActuators",
+    ("/api/v1/actuators/{id}", "get"): "getActuator",
+    ("/api/v1/actuators/{id}", "post"): "switchActuator",
+    ("/api/v1/outbox", "get"): "getOutbox",
+    ("/api/v1/outbox/messages", "get"): "listOutboxMessages",
+    ("/api/v1/outbox/{id}", "get"): "getOutboxMessage",
+    ("/api/v1/outbox/{id}/retry", "post"): "retryOutboxMessage",
+    ("/api/v1/outbox/endpoints/{name}/enable", "post"): "enableEndpoint",
+    ("/api/v1/openapi.json", "get"): "getOpenApi",
+    ("/hooks/{name}", "post"): "receiveHook",
+}
+"""Stable names for code generators (a configured hook's path gets receiveHook_NAME)."""
+
+ENVELOPE = {
+    "type": "object",
+    "required": ["type", "timestamp", "data"],
+    "properties": {
+        "type": {"type": "string", "description": "The rule's event, e.g. motion.detected"},
+        "timestamp": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When it was queued (ISO 8601, UTC, milliseconds)",
+        },
+        "data": {"description": "The rule's data, its templates rendered"},
+    },
+}
+
+OUTBOUND_HEADERS = [
+    ("webhook-id", "The message id: the same on every retry (deduplicate on it)"),
+    ("webhook-timestamp", "Unix seconds of this attempt"),
+    ("webhook-signature", "v1,<base64 HMAC-SHA256 of id.timestamp.body> per secret"),
+]
+
+
+def _outbound(events: list[str]) -> dict[str, Any]:
+    """The OpenAPI 3.1 ``webhooks``: what the outbox sends (Standard Webhooks)."""
+    schema = dict(ENVELOPE)
+    if events:
+        schema["properties"] = {
+            **ENVELOPE["properties"],  # type: ignore[dict-item]
+            "type": {"type": "string", "enum": events},
+        }
+    return {
+        "gatewayEvent": {
+            "post": {
+                "operationId": "gatewayEvent",
+                "summary": "A rule's webhook action, sent from the outbox until a 2xx answer",
+                "parameters": [
+                    {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+                    | {"description": text}
+                    for h, text in OUTBOUND_HEADERS
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": schema}},
+                },
+                "responses": {
+                    "200": {"description": "Delivered (any 2xx)"},
+                    "410": {"description": "Gone: the endpoint is disabled, its rows kept"},
+                    "429": {"description": "Retried after Retry-After (or 60 s at least)"},
+                },
+                "security": [],
+            }
+        }
+    }
+
+
 def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
     """The document for ``config`` (None: without the gateway's own names and hooks)."""
     if config is None:
-        return json.loads(_document("[]", "[]", "[]", "[]", "{}"))  # type: ignore[no-any-return]
+        return json.loads(_document("[]", "[]", "[]", "[]", "{}", "[]"))  # type: ignore[no-any-return]
     hooks = {
         name: hook.model_dump(mode="json", by_alias=True, include={"verify", "header", "schema_"})
         for name, hook in config.server.hooks.items()
@@ -178,12 +254,19 @@ def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
             json.dumps(sorted(config.webhooks)),
             json.dumps(sorted(config.server.hooks)),
             json.dumps(hooks, sort_keys=True),
+            json.dumps(
+                sorted(
+                    {a.event for r in config.rules for a in r.then if isinstance(a, WebhookAction)}
+                )
+            ),
         )
     )
 
 
 @lru_cache(maxsize=4)
-def _document(sensors: str, actuators: str, endpoints: str, hook_names: str, hooks: str) -> str:
+def _document(
+    sensors: str, actuators: str, endpoints: str, hook_names: str, hooks: str, events: str
+) -> str:
     """The document as JSON text (cached per config: reloads change it)."""
     _, defs = models_json_schema(
         [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
@@ -321,6 +404,11 @@ def _document(sensors: str, actuators: str, endpoints: str, hook_names: str, hoo
     )
     for name, hook in json.loads(hooks).items():
         paths[f"/hooks/{name}"] = {"post": _hook(name, hook)}
+    for path, methods in paths.items():
+        for method, op in methods.items():
+            op["operationId"] = OPERATION_IDS.get((path, method)) or (
+                "receiveHook_" + path.removeprefix("/hooks/")
+            )
     return json.dumps(
         {
             "openapi": "3.1.0",
@@ -329,12 +417,15 @@ def _document(sensors: str, actuators: str, endpoints: str, hook_names: str, hoo
                 "version": __version__,
                 "description": "Sensors, actuators, the webhook outbox and inbound hooks. "
                 "Errors are {error: {code, message}}.",
+                "license": {"name": "MIT", "identifier": "MIT"},
             },
+            "servers": [{"url": "/", "description": "This gateway"}],
             "components": {
                 "schemas": defs.get("$defs", {}),
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
             "security": [{"bearer": []}],
             "paths": paths,
+            "webhooks": _outbound(json.loads(events)),
         }
     )
