@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import zoneinfo
 from pathlib import Path
 
@@ -23,3 +24,11 @@ def local_zone(name: str | None = None) -> dt.tzinfo:
             return zoneinfo.ZoneInfo.from_file(f, key=str(localtime.resolve()))
     except (OSError, ValueError):
         return dt.datetime.now().astimezone().tzinfo or dt.UTC
+
+
+def iso_utc(epoch: float) -> str:
+    """The one time format of bodies and answers: ISO 8601, UTC, milliseconds, ``Z``
+    (``2026-01-15T21:05:00.250Z``), as Standard Webhooks' envelope has it."""
+    millis = int(epoch * 1000)  # truncated: a stamp never shows a time not yet reached
+    seconds, ms = divmod(millis, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"

@@ -8,6 +8,7 @@ of them names the keys that would do.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -266,6 +267,19 @@ class WebhookAction(Model):
     data: Annotated[Any, AfterValidator(_template)] = Field(
         default_factory=dict, description="The event's data; strings may be Jinja2 templates"
     )
+
+    @field_validator("event")
+    @classmethod
+    def _event_type(cls, event: str) -> str:
+        if not EVENT_TYPE.fullmatch(event):
+            raise ValueError(
+                f"{event!r}: an event type is letters, digits, '_' and '.' (as Standard "
+                "Webhooks recommends), e.g. motion.detected"
+            )
+        return event
+
+
+EVENT_TYPE = re.compile(r"[a-zA-Z0-9_.]+")
 
 
 class LogAction(Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from gateway.localtime import iso_utc
 from gateway.outbox.database import PENDING, transaction
 
 
@@ -54,7 +55,8 @@ def stats(db: sqlite3.Connection, now: float) -> dict[str, Any]:
         " ORDER BY time DESC LIMIT 10"
     )
     failures = [
-        dict(zip(("id", "endpoint", "time", "status", "error"), r, strict=True)) for r in recent
+        {"id": m, "endpoint": e, "time": iso_utc(t), "status": st, "error": err}
+        for m, e, t, st, err in recent
     ]
     return {
         "pending": sum(e["pending"] for e in per.values()),

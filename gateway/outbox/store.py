@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from gateway import safejson
 from gateway.errors import OutboxError
+from gateway.localtime import iso_utc
 from gateway.outbox.database import (
     add_to_counter,
     bump_counter,
@@ -46,8 +47,7 @@ LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(
 
 def encode_body(event: str, data: Any, now: float) -> bytes:
     """The wire body ``{"type", "timestamp", "data"}``, stored and re-sent byte for byte."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    return safejson.dumps({"type": event, "timestamp": stamp, "data": data})
+    return safejson.dumps({"type": event, "timestamp": iso_utc(now), "data": data})
 
 
 @dataclass(frozen=True, slots=True)

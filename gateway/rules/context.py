@@ -6,7 +6,6 @@ only the triggering logic.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from typing import Any, assert_never
@@ -22,6 +21,7 @@ from gateway.config.rules import (
     WebhookAction,
 )
 from gateway.events import Event, GatewayStarted, HookReceived, MqttReceived, SensorChanged
+from gateway.localtime import iso_utc
 from gateway.rules.decisions import (
     Decision,
     PublishMqtt,
@@ -37,7 +37,9 @@ _LOG = logging.getLogger(__name__)
 
 
 def iso_time(moment: float, snap: Snapshot) -> str:
-    return dt.datetime.fromtimestamp(moment, snap.now.tzinfo).isoformat(timespec="seconds")
+    """``event.time``: the format of the envelope's ``timestamp`` (UTC, ms, ``Z``);
+    ``now()`` and time conditions are the local time."""
+    return iso_utc(moment)
 
 
 def event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:

@@ -279,3 +279,20 @@ def test_one_run_reports_broken_parts_and_the_names_the_rest_gets_wrong(tmp_path
     found = [str(p).removeprefix(f"{path}:") for p in caught.value.problems]
     assert found[0].startswith("2:28: sensors.motion.kind:")
     assert found[1:] == ["8:60: unknown actuator 'lihgt' (did you mean 'light'?)"]
+
+
+@pytest.mark.parametrize("event", ["motion detected", "motion-detected", "freezer/warm", "é"])
+def test_an_event_type_outside_the_recommended_form_is_a_config_error(
+    tmp_path: Path, event: str
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "sensors: {door: {kind: virtual, type: binary}}\n"
+        "webhooks: {hub: {url: 'http://127.0.0.1:9/'}}\n"
+        f"rules: [{{id: r, when: {{sensor: door}}, then: [{{webhook: hub, event: '{event}'}}]}}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = caught.value.problems
+    assert "an event type is letters, digits, '_' and '.'" in problem.message
+    assert problem.line == 3

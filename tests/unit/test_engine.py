@@ -75,7 +75,7 @@ def test_motion_turns_light_on_for_5_minutes_and_tells_the_hub() -> None:
     decisions = engine.handle(changed("motion", True, False, snap), snap)
     assert decisions == [
         SetActuator("light", True, 300.0, "motion_light"),
-        SendWebhook("hub", "motion.detected", {"at": "2026-01-15T21:05:00+00:00"}, "motion_light"),
+        SendWebhook("hub", "motion.detected", {"at": "2026-01-15T21:05:00.000Z"}, "motion_light"),
     ]
 
 

@@ -46,3 +46,20 @@ def test_bad_requests_fail_verification(
 ) -> None:
     with pytest.raises(SignatureError, match=why):
         verify([SECRET], hdrs, body, now=now)
+
+
+def test_the_envelope_and_event_time_share_one_format() -> None:
+    """``timestamp`` and a rule's ``{{ event.time }}`` in one body read alike:
+    ISO 8601, UTC, milliseconds, Z."""
+    import datetime as dt
+    import json
+
+    from gateway.outbox.store import encode_body
+    from gateway.rules.context import iso_time
+    from gateway.rules.decisions import Snapshot
+
+    moment = 1_768_511_100.25
+    local = dt.datetime.fromtimestamp(moment, dt.timezone(dt.timedelta(hours=2)))
+    snap = Snapshot({}, {}, local)
+    body = json.loads(encode_body("motion.detected", {"at": iso_time(moment, snap)}, moment))
+    assert body["timestamp"] == body["data"]["at"] == "2026-01-15T21:05:00.250Z"
