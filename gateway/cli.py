@@ -76,12 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     def action(name: str, text: str) -> argparse.ArgumentParser:
         return actions.add_parser(name, help=text, parents=[where])
 
-    action("stats", "queue depth, oldest age, dead letters per endpoint")
-    action("list", "undelivered webhooks").add_argument("--limit", type=int, default=50)
-    action("dead", "dead letters (gave up after max_age)").add_argument(
-        "--limit", type=int, default=50
-    )
-    action("show", "one webhook with its attempt log").add_argument("id")
+    for name, text in (
+        ("stats", "queue depth, oldest age, dead letters per endpoint"),
+        ("list", "undelivered webhooks"),
+        ("dead", "dead letters (gave up after max_age)"),
+        ("show", "one webhook with its attempt log"),
+    ):
+        read = action(name, text)
+        read.add_argument("--json", action="store_true", help="JSON for scripts, not a table")
+        if name in ("list", "dead"):
+            read.add_argument("--limit", type=int, default=50)
+        elif name == "show":
+            read.add_argument("id")
     retry = action("retry", "send again now: one webhook, or --dead for all")
     retry.add_argument("id", nargs="?")
     retry.add_argument("--dead", action="store_true", help="every dead letter")
@@ -186,6 +192,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
+    from gateway import tables
     from gateway.outbox import queries
     from gateway.outbox.database import open_database
 
@@ -201,19 +208,17 @@ def _outbox(args: argparse.Namespace) -> int:
     now = time.time()
     try:
         if args.action == "stats":
-            _print(queries.stats(db, now))
+            stats = queries.stats(db, now)
+            print(_json(stats) if args.json else tables.stats(stats))
         elif args.action in ("list", "dead"):
             rows = queries.list_messages(db, "dead" if args.action == "dead" else None, args.limit)
-            for row in rows:
-                print(_message_line(row, now))
-            if not rows:
-                print("(none)")
+            print(_json(rows) if args.json else tables.messages(rows, now))
         elif args.action == "show":
             message = queries.show_message(db, args.id)
             if message is None:
                 print(f"error: no message {args.id!r}", file=sys.stderr)
                 return EXIT_FAILURE
-            _print(message)
+            print(_json(message) if args.json else tables.message(message, now))
         elif args.action == "retry":
             if not args.id and not args.dead:
                 print("error: give a message id or --dead", file=sys.stderr)
@@ -230,14 +235,5 @@ def _outbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _message_line(row: dict[str, Any], now: float) -> str:
-    age = now - row["created"]
-    error = f" last: {row['last_error']}" if row["last_error"] else ""
-    return (
-        f"{row['id']}  {row['endpoint']:<12} {row['event']:<24} {row['state']:<7} "
-        f"attempts={row['attempts']} age={age:.0f}s{error}"
-    )
-
-
-def _print(doc: Any) -> None:
-    print(json.dumps(doc, indent=2, default=str))
+def _json(doc: Any) -> str:
+    return json.dumps(doc, indent=2, default=str)

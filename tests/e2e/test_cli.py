@@ -72,18 +72,26 @@ def test_outbox_commands_work_on_a_stopped_daemons_state(tmp_path: Path) -> None
     store.start()
     msg_id = store.submit("home_hub", "motion.detected", {"where": "hallway"})
     store.stop()
-    stats = gateway("outbox", "--config", str(config), "stats")
+    stats = gateway("outbox", "--config", str(config), "stats", "--json")
     assert json.loads(stats.stdout)["pending"] == 1
-    listing = gateway("outbox", "--config", str(config), "list")
-    assert msg_id in listing.stdout
-    shown = json.loads(gateway("outbox", "--config", str(config), "show", msg_id).stdout)
+    table = gateway("outbox", "--config", str(config), "stats").stdout.splitlines()
+    assert table[0].startswith("1 pending, 0 dead; oldest waiting ")
+    assert table[2].split() == ["ENDPOINT", "PENDING", "DEAD", "OLDEST", "STATE"]
+    assert table[3].split()[:3] == ["home_hub", "1", "0"]
+    listing = gateway("outbox", "--config", str(config), "list").stdout.splitlines()
+    assert listing[0].split()[:4] == ["ID", "ENDPOINT", "EVENT", "STATE"]
+    assert listing[1].split()[:5] == [msg_id, "home_hub", "motion.detected", "pending", "0"]
+    shown = json.loads(gateway("outbox", "--config", str(config), "show", msg_id, "--json").stdout)
     assert json.loads(shown["body"])["data"] == {"where": "hallway"}
+    person = gateway("outbox", "--config", str(config), "show", msg_id).stdout
+    assert f"id:          {msg_id}" in person
+    assert '"where": "hallway"' in person
     retried = gateway("outbox", "--config", str(config), "retry", msg_id)
     assert retried.stdout.strip() == "1 message(s) will be sent again"
     missing = gateway("outbox", "--config", str(config), "show", "msg_nope")
     assert missing.returncode == 1
     # as the README writes them: the options after the action
-    after = gateway("outbox", "stats", "--config", str(config))
+    after = gateway("outbox", "stats", "--json", "--config", str(config))
     assert json.loads(after.stdout)["pending"] == 1
     by_dir = gateway("outbox", "list", "--state-dir", str(tmp_path / "state"))
     assert msg_id in by_dir.stdout
