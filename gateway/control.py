@@ -11,7 +11,6 @@ models of :mod:`gateway.api.models` and raises the errors of
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
 import time
@@ -28,6 +27,7 @@ from gateway.devices import Devices
 from gateway.errors import InvalidValue, NotFound, Refused
 from gateway.events import HookReceived, Value
 from gateway.inputs.connections import Connections
+from gateway.localtime import iso_utc
 from gateway.metrics import Counts
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
@@ -123,7 +123,7 @@ class Control:
             "gpio": getattr(actuator, "gpio", None),
             "state": "on" if state else "off",
             "on": bool(state),
-            "until": _iso(min(pending)) if pending else None,  # the next switch, whichever
+            "until": iso_utc(min(pending)) if pending else None,  # the next switch, whichever
         }
         if isinstance(state, float):
             view["level"] = state
@@ -235,7 +235,3 @@ def _coerce(config: Sensor, value: bool | float | str) -> Value:
         return str(value)
     except (ValueError, OverflowError) as exc:
         raise InvalidValue(f"value: {exc}") from None
-
-
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")

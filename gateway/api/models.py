@@ -53,7 +53,9 @@ class ActuatorView(BaseModel):
     state: Literal["on", "off"]
     on: bool
     level: float | None = Field(None, description="pwm outputs: the level 0..1")
-    until: str | None = Field(description="When a pending switch-back happens (ISO 8601)")
+    until: str | None = Field(
+        description="When the next switch happens (ISO 8601, UTC, ms: 2026-01-15T21:05:00.000Z)"
+    )
 
 
 class StatusView(BaseModel):
