@@ -24,6 +24,7 @@ from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.connections import MqttSensor, SerialSensor
+from gateway.config.kernel import OneWireSensor, ThermalSensor
 from gateway.config.models import GatewayConfig, GpioSensor
 from gateway.config.rules import MqttTrigger
 from gateway.control import Control, Live
@@ -319,12 +320,17 @@ class Gateway:
 
 
 def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
-    """Everything the MQTT and serial connections are built from."""
+    """Everything the MQTT, serial and polled kernel inputs are built from."""
     return (
         config.gateway.name,
         config.mqtt,
         config.serial,
-        {n: s for n, s in config.sensors.items() if isinstance(s, MqttSensor | SerialSensor)},
+        config.gateway.sysfs,
+        {
+            n: s
+            for n, s in config.sensors.items()
+            if isinstance(s, MqttSensor | SerialSensor | OneWireSensor | ThermalSensor)
+        },
         sorted({t.mqtt for r in config.rules for t in r.when if isinstance(t, MqttTrigger)}),
     )
 

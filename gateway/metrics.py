@@ -83,6 +83,7 @@ class Counts:
 INPUT_COUNTERS = (
     ("messages", "gateway_input_messages_total", "MQTT messages received, by input."),
     ("lines", "gateway_input_lines_total", "Serial lines read, by input."),
+    ("readings", "gateway_input_readings_total", "Readings of polled kernel sensors."),
     ("malformed", "gateway_input_malformed_total", "Messages or lines that could not be read."),
     ("bad_values", "gateway_input_bad_values_total", "Readings that were not a sensor's kind."),
     ("reconnects", "gateway_input_reconnects_total", "Connections lost and made again."),

@@ -20,6 +20,7 @@ from pydantic import (
 
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
+from gateway.config.kernel import OneWireSensor, ThermalSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,
@@ -38,6 +39,9 @@ class GatewaySection(Model):
         "are taken from the config file's directory)",
     )
     simulate: bool = Field(False, description="Use simulated GPIO pins: no hardware needed")
+    sysfs: str = Field(
+        "/sys", description="Where the kernel's sensor files are (1-Wire, thermal zones)"
+    )
     timezone: str | None = Field(
         None,
         description="IANA time zone for time conditions and at: triggers, e.g. Europe/Berlin "
@@ -125,7 +129,7 @@ class VirtualSensor(Model):
 
 def _sensor_tag(value: Any) -> str:
     if isinstance(value, dict):
-        for key in ("gpio", "serial", "mqtt"):
+        for key in ("gpio", "serial", "mqtt", "onewire", "thermal"):
             if key in value:
                 return key
         if value.get("kind") == "virtual":
@@ -137,12 +141,14 @@ Sensor = Annotated[
     Annotated[GpioSensor, Tag("gpio")]
     | Annotated[SerialSensor, Tag("serial")]
     | Annotated[MqttSensor, Tag("mqtt")]
+    | Annotated[OneWireSensor, Tag("onewire")]
+    | Annotated[ThermalSensor, Tag("thermal")]
     | Annotated[VirtualSensor, Tag("virtual")],
     Discriminator(
         _sensor_tag,
         custom_error_type="sensor_source",
         custom_error_message="a sensor needs a source: gpio: PIN, serial: PORT, mqtt: TOPIC, "
-        "or kind: virtual",
+        "onewire: ID, thermal: ZONE, or kind: virtual",
     ),
 ]
 

@@ -7,13 +7,16 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from gateway import safejson
 from gateway.config.connections import MqttSensor, SerialSensor
+from gateway.config.kernel import OneWireSensor, ThermalSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
+from gateway.inputs.kernel import KernelInput
 from gateway.inputs.mqtt import Commits, MqttLink
 from gateway.inputs.serial import SerialInput
 from gateway.ratelog import RateLimitedLog
@@ -44,6 +47,12 @@ class Connections:
             }
             reading = partial(_report, on_reading, config, f"serial:{port_name}")
             self.serial[port_name] = SerialInput(port_name, port, wanted, reading)
+        sysfs = Path(config.gateway.sysfs)
+        self.kernel = {
+            name: KernelInput(name, sensor, sysfs, partial(_polled, on_reading))
+            for name, sensor in config.sensors.items()
+            if isinstance(sensor, OneWireSensor | ThermalSensor)
+        }
         self.mqtt: MqttLink | None = None
         if config.mqtt is not None:
             sensors = {name: s for name, s in config.sensors.items() if isinstance(s, MqttSensor)}
@@ -62,6 +71,8 @@ class Connections:
         async with asyncio.TaskGroup() as group:
             for port in self.serial.values():
                 group.create_task(port.run(), name=f"serial:{port.name}")
+            for sensor in self.kernel.values():
+                group.create_task(sensor.run(), name=f"{sensor.source}:{sensor.name}")
             if self.mqtt is not None:
                 group.create_task(self.mqtt.run(), name="mqtt")
 
@@ -83,6 +94,8 @@ class Connections:
                 "malformed": port.malformed,
                 "reconnects": port.reconnects,
             }
+        for name, sensor in self.kernel.items():
+            out[name] = sensor.describe()
         if self.mqtt is not None:
             out["mqtt"] = {
                 "type": "mqtt",
@@ -110,6 +123,10 @@ class Connections:
             target.write(data)
         except OSError as exc:
             _LOG.error("serial_write to %s failed: %s", port, exc)
+
+
+def _polled(on_reading: Callable[[str, Value, str], None], sensor: str, value: float) -> None:
+    on_reading(sensor, value, "kernel")
 
 
 def _report(

@@ -1,0 +1,48 @@
+"""Sensors the Pi's kernel already drives, read from the files it exposes.
+
+A DS18B20 on the 1-Wire bus (``dtoverlay=w1-gpio``) is
+``/sys/bus/w1/devices/28-.../w1_slave``; the SoC's own temperature is
+``/sys/class/thermal/thermal_zone0/temp``. ``gateway.sysfs`` names the root
+(``/sys``), so a test can point it at a tree of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from gateway.config.base import Model
+from gateway.config.types import Duration
+
+
+class OneWireSensor(Model):
+    """A 1-Wire temperature probe (DS18B20, DS18S20, DS1822, MAX31850), in °C."""
+
+    onewire: str = Field(
+        pattern=r"^[0-9a-f]{2}-[0-9a-f]{12}$",
+        description="The device id as the kernel names it, e.g. 28-0316a279cbff",
+    )
+    every: Duration = Field(10.0, ge=1.0, description="How often to read (a read takes ~0.75 s)")
+    kind: Literal["number"] = Field("number", description="Readings are numbers (°C)")
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+
+class ThermalSensor(Model):
+    """A kernel thermal zone, in °C: ``thermal_zone0`` is the Pi's SoC."""
+
+    thermal: str = Field(
+        pattern=r"^thermal_zone[0-9]+$", description="The zone, e.g. thermal_zone0"
+    )
+    every: Duration = Field(30.0, gt=0, description="How often to read")
+    kind: Literal["number"] = Field("number", description="Readings are numbers (°C)")
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+
+KernelSensor = OneWireSensor | ThermalSensor

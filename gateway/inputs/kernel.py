@@ -1,0 +1,134 @@
+"""Polled sensors read from the kernel's files: 1-Wire probes and thermal zones.
+
+Each sensor is read every ``every`` seconds in a worker thread, with a
+timeout of the same length, so a hung bus never blocks the event loop nor
+delays the other sensors. What the kernel documents:
+
+- 1-Wire (``w1_therm``): ``w1_slave`` is two lines, the first ending in
+  ``crc=XX YES`` (or ``NO``: a bad read), the second in ``t=23125`` (milli °C).
+  A DS18B20 answers 85 °C (``t=85000``) before its first conversion: not a
+  reading. Newer kernels add ``temperature`` (milli °C alone), read first.
+- Thermal zones: ``temp`` is milli °C.
+
+A file that is gone (a probe unplugged, a bus without its pull-up) makes
+the input ``disconnected`` until it reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config.kernel import OneWireSensor, ThermalSensor
+from gateway.ratelog import RateLimitedLog
+
+_LOG = logging.getLogger(__name__)
+_BAD = RateLimitedLog(_LOG)
+
+POWER_ON = 85_000  # a DS18B20's reset value, in milli °C
+
+
+class BadReading(Exception):
+    """The device answered, but not with a reading (a CRC error, the power-on value)."""
+
+
+def read_onewire(device: Path) -> float:
+    """°C from a 1-Wire temperature device directory. Raises OSError, BadReading."""
+    try:
+        text = (device / "temperature").read_text().strip()
+    except FileNotFoundError:
+        if not device.exists():
+            raise
+        text = _w1_slave((device / "w1_slave").read_text())
+    try:
+        millis = int(text)
+    except ValueError:
+        raise BadReading(f"not a number: {text!r:.40}") from None
+    if millis == POWER_ON:
+        raise BadReading("85 °C: the power-on value, not a measurement")
+    return millis / 1000
+
+
+def _w1_slave(text: str) -> str:
+    """The ``t=`` value of a ``w1_slave`` file whose CRC line says YES."""
+    lines = text.splitlines()
+    if len(lines) < 2 or not lines[0].rstrip().endswith("YES"):
+        raise BadReading(f"CRC check failed: {lines[0] if lines else 'empty'!r:.80}")
+    _, sep, value = lines[1].rpartition("t=")
+    if not sep:
+        raise BadReading(f"no t= in {lines[1]!r:.80}")
+    return value
+
+
+def read_thermal(zone: Path) -> float:
+    """°C from a thermal zone directory. Raises OSError, BadReading."""
+    try:
+        return int((zone / "temp").read_text().strip()) / 1000
+    except ValueError as exc:
+        raise BadReading(f"not a number: {exc}") from None
+
+
+class KernelInput:
+    """One polled sensor; reports each good reading to ``on_reading``."""
+
+    def __init__(
+        self,
+        name: str,
+        config: OneWireSensor | ThermalSensor,
+        sysfs: Path,
+        on_reading: Callable[[str, float], None],
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.every = config.every
+        self.on_reading = on_reading
+        if isinstance(config, OneWireSensor):
+            self.source, self.path = "onewire", sysfs / "bus" / "w1" / "devices" / config.onewire
+            self._read: Callable[[Path], float] = read_onewire
+        else:
+            self.source, self.path = "thermal", sysfs / "class" / "thermal" / config.thermal
+            self._read = read_thermal
+        self.state = "disconnected"
+        self.readings = 0
+        self.malformed = 0
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        """Read until cancelled."""
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.every)
+
+    async def poll(self) -> None:
+        try:
+            async with asyncio.timeout(self.every):
+                value = await asyncio.to_thread(self._read, self.path)
+        except (OSError, TimeoutError) as exc:
+            if self.state == "connected" or not self.readings:
+                why = "no answer in time" if isinstance(exc, TimeoutError) else exc
+                _BAD.warning("%s %s: cannot read %s: %s", self.source, self.name, self.path, why)
+            self.state = "disconnected"
+            return
+        except BadReading as exc:
+            self.malformed += 1
+            _BAD.warning("%s %s: bad reading: %s", self.source, self.name, exc)
+            return
+        if self.state != "connected":
+            if self.readings:
+                self.reconnects += 1
+                _LOG.info("%s %s: reading again", self.source, self.name)
+            self.state = "connected"
+        self.readings += 1
+        self.on_reading(self.name, value)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "type": self.source,
+            "state": self.state,
+            "path": str(self.path),
+            "readings": self.readings,
+            "malformed": self.malformed,
+            "reconnects": self.reconnects,
+        }
