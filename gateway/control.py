@@ -32,7 +32,8 @@ from gateway.metrics import Counts
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
-from gateway.rules.timers import ACTUATOR_KINDS, TimerTable
+from gateway.rules.timerkinds import ACTUATOR_KINDS
+from gateway.rules.timers import TimerTable
 
 _LOG = logging.getLogger(__name__)
 

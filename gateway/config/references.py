@@ -85,8 +85,18 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 target = config.actuators.get(action.actuate)
                 if target is None:
                     yield (*at, "actuate"), _unknown("actuator", action.actuate, config.actuators)
+                if action.while_ is not None:
+                    held_by = config.sensors.get(action.while_)
+                    if held_by is None:
+                        yield (*at, "while"), _unknown("sensor", action.while_, config.sensors)
+                    elif not held_by.binary:
+                        yield (
+                            (*at, "while"),
+                            f"while needs an on/off sensor; {action.while_!r} is not one",
+                        )
                 elif (
-                    action.for_ is not None
+                    target is not None
+                    and action.for_ is not None
                     and action.state is True
                     and target.max_on is not None
                     and action.for_ > target.max_on

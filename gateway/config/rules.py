@@ -246,8 +246,21 @@ class ActuateAction(Model):
     for_: Duration | None = Field(
         None,
         alias="for",
-        description="Switch back after this long; a repeat restarts the time",
+        description="Switch back after this long; a repeat restarts the time. With while: "
+        "this long after the sensor goes off",
     )
+    while_: Name | None = Field(
+        None,
+        alias="while",
+        description="Hold the state while this binary sensor is on (a PIR held high by "
+        "continuous motion), then switch back `for` after it goes off",
+    )
+
+    @model_validator(mode="after")
+    def _hold(self) -> ActuateAction:
+        if self.while_ is not None and self.state == "toggle":
+            raise ValueError("while holds a state: use on, off or a level, not toggle")
+        return self
 
     @field_validator("state", mode="before")
     @classmethod

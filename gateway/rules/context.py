@@ -108,7 +108,9 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
         match action:
             case ActuateAction():
                 cause = describe(context["event"])
-                return SetActuator(action.actuate, action.state, action.for_, rule.id, cause)
+                return SetActuator(
+                    action.actuate, action.state, action.for_, rule.id, cause, action.while_
+                )
             case WebhookAction():
                 data = render_tree(action.data, context)
                 return SendWebhook(action.webhook, action.event, data, rule.id)

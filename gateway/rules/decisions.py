@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.events import Value
-from gateway.rules.timers import QueuedRun, Timer, TimerKind
+from gateway.rules.timerkinds import QueuedRun, Timer, TimerKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,8 @@ class SetActuator:
     rule: str
     cause: str = field(default="", compare=False)
     """What fired the rule, for the audit line: ``hook hub msg_1 from 10.0.0.5``."""
+    hold_while: str | None = None
+    """A binary sensor: the state holds while it is on; ``revert_after`` counts from off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from gateway.events import (
 )
 from gateway.rules.context import decide_action, describe, event_vars, iso_time, template_context
 from gateway.rules.decisions import Cancel, Decision, Dequeue, Enqueue, Schedule, Snapshot
-from gateway.rules.timers import (
+from gateway.rules.timerkinds import (
     QueuedRun,
     Step,
     Timer,

@@ -30,7 +30,8 @@ from gateway.rules.decisions import (
     WriteSerial,
 )
 from gateway.rules.engine import RuleEngine
-from gateway.rules.timers import ACTUATOR_KINDS, Switch, Timer, TimerKind, TimerTable
+from gateway.rules.timerkinds import ACTUATOR_KINDS, Hold, Switch, Timer, TimerKind
+from gateway.rules.timers import TimerTable
 from gateway.rules.values import equal
 
 _LOG = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Runtime:
         """
         with self.timers.batch():
             self._apply_all(self.engine.start(self.snapshot(), self.timers, self.timers.queued()))
+            for hold in list(self.timers.holds.values()):  # a sensor that cleared meanwhile
+                self._follow(hold, self.sensors.get(hold.sensor))
             if startup:  # not after a reload
                 self.handle(GatewayStarted(self.clock()))
         self.on_timers_changed()
@@ -92,8 +95,27 @@ class Runtime:
         self.sensors[sensor] = value
         event = SensorChanged(sensor, value, previous, self.clock(), source)
         _LOG.debug("sensor %s: %r -> %r (%s)", sensor, previous, value, source)
-        self.handle(event)
+        held = [h for h in self.timers.holds.values() if h.sensor == sensor]
+        if held:
+            with self.timers.batch():
+                for hold in held:
+                    self._follow(hold, value)
+                self.handle(event)
+            self.on_timers_changed()
+        else:
+            self.handle(event)
         return event
+
+    def _follow(self, hold: Hold, value: Value | None) -> None:
+        """A held actuator follows its sensor: held while on, switched back ``delay``
+        after it goes off (a new ``on`` before then holds it again)."""
+        if value is True:
+            self.timers.cancel(TimerKind.REVERT, hold.actuator)
+        elif value is not None and self.timers.get(TimerKind.REVERT, hold.actuator) is None:
+            was = self.actuators.get(hold.actuator)
+            due = self.clock() + hold.delay
+            switch = Switch(hold.back, f"{hold.by}, {hold.sensor} off", was)
+            self.timers.set(Timer(TimerKind.REVERT, hold.actuator, due, switch))
 
     def handle(self, event: Event) -> None:
         """Run every rule that ``event`` fires (their timers saved once, together)."""
@@ -114,37 +136,63 @@ class Runtime:
     # ------------------------------------------------------------------ actions
 
     def actuate(
-        self, name: str, state: bool | float | str, revert_after: float | None, who: str
+        self,
+        name: str,
+        state: bool | float | str,
+        revert_after: float | None,
+        who: str,
+        hold_while: str | None = None,
     ) -> bool | float:
         """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state.
 
-        Its timers (the switch-back, ``max_on``) are saved once, together."""
+        With ``hold_while`` (a binary sensor) the state holds while the sensor
+        is on and ``revert_after`` counts from when it goes off. Its timers (the
+        switch-back, ``max_on``) are saved once, together."""
         with self.timers.batch():
-            new = self._actuate(name, state, revert_after, who)
+            new = self._actuate(name, state, revert_after, who, hold_while)
         self.on_timers_changed()
         return new
 
     def _actuate(
-        self, name: str, state: bool | float | str, revert_after: float | None, who: str
+        self,
+        name: str,
+        state: bool | float | str,
+        revert_after: float | None,
+        who: str,
+        hold_while: str | None,
     ) -> bool | float:
         current = self.actuators.get(name)
         level = isinstance(current, float)
         new = self.target(name, state)
-        if revert_after is not None:
-            back: bool | float = (0.0 if new else 1.0) if level else not new
+        if new != current:
+            self.actuators.set(name, new)
+        if hold_while is not None or name in self.timers.holds:
+            self.timers.holds.pop(name, None)  # any other switch ends a hold
+            self.timers.touch()
+        back: bool | float = (0.0 if new else 1.0) if level else not new
+        if hold_while is not None:
+            hold = Hold(name, hold_while, revert_after or 0.0, back, who)
+            self.timers.holds[name] = hold
+            self.timers.cancel(TimerKind.REVERT, name)
+            self._follow(hold, self.sensors.get(hold_while))
+        elif revert_after is not None:
             due = self.clock() + revert_after
             # "was": the state to restore if the gateway restarts before ``due``
             self.timers.set(Timer(TimerKind.REVERT, name, due, Switch(back, who, new)))
         else:
             self.timers.cancel(TimerKind.REVERT, name)
-        if new != current:
-            self.actuators.set(name, new)
+        if hold_while is not None:
+            how = f" while {hold_while} is on, then {revert_after or 0:g}s"
+        elif revert_after is not None:
+            how = f" for {revert_after:g}s"
+        else:
+            how = ""
         _LOG.info(  # the audit line: every actuation, also one that changes nothing
             "%s %s by %s%s%s",
             name,
             _shown(new),
             who,
-            f" for {revert_after:g}s" if revert_after is not None else "",
+            how,
             "" if new != current else f" (already {_shown(new)})",
         )
         self._limit_on_time(name, bool(new))
@@ -182,7 +230,13 @@ class Runtime:
             case SetActuator():
                 cause = f" ({decision.cause})" if decision.cause else ""
                 who = f"rule {decision.rule}{cause}"
-                self.actuate(decision.actuator, decision.state, decision.revert_after, who)
+                self.actuate(
+                    decision.actuator,
+                    decision.state,
+                    decision.revert_after,
+                    who,
+                    decision.hold_while,
+                )
             case SendWebhook():
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)
                 _LOG.info(
@@ -238,6 +292,8 @@ class Runtime:
         if late > 1:
             why += f", {late:.0f}s late (was the gateway stopped?)"
         self.timers.cancel(TimerKind.REVERT if limit else TimerKind.MAX_ON, name)
+        if self.timers.holds.pop(name, None) is not None:  # the switch-back ends the hold
+            self.timers.touch()
         if self.actuators.get(name) != state:
             self.actuators.set(name, state)
             _LOG.info("%s %s (%s)", name, _shown(state), why)

@@ -12,102 +12,26 @@ timer due at 21:05 fires at 21:05, or at once if that time has passed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import enum
-import json
 import logging
 import os
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway import safejson
+from gateway.rules import timerfile
+from gateway.rules.timerkinds import (
+    ACTUATOR_KINDS,
+    Hold,
+    QueuedRun,
+    Switch,
+    Timer,
+    TimerKind,
+    run_number,
+)
 
 _LOG = logging.getLogger(__name__)
-
-FILE_VERSION = 2
-
-
-class TimerKind(enum.StrEnum):
-    REVERT = "revert"  # an actuator switched "for" a while switches back
-    MAX_ON = "max_on"  # an actuator's safety limit
-    FOR = "for"  # a sensor trigger's state must hold this long
-    RUN = "run"  # a run waiting in a ``delay`` action
-    COOLDOWN = "cooldown"  # a rule may not fire again before
-    EVERY = "every"  # clock triggers: recomputed at start, never saved
-    AT = "at"
-
-
-ACTUATOR_KINDS = frozenset({TimerKind.REVERT, TimerKind.MAX_ON})
-CLOCK_KINDS = frozenset({TimerKind.EVERY, TimerKind.AT})
-
-
-@dataclass(frozen=True, slots=True)
-class Switch:
-    """``revert`` and ``max_on``: switch the actuator to ``state``."""
-
-    state: bool | float
-    by: str = ""  # who set it, for the log line when it fires
-    was: bool | float | None = None  # revert: the state until then (restored after a restart)
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A rule's timer: ``index`` is the trigger (for, every, at) or the next action (run)."""
-
-    rule: str
-    index: int = 0
-    event: dict[str, Any] | None = None  # the event that fired the rule (for, run)
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """At ``due``, the timer of ``kind`` for ``key`` (an actuator, a trigger, a run) fires."""
-
-    kind: TimerKind
-    key: str
-    due: float
-    payload: Switch | Step
-    durable: bool = True  # clock triggers are not: they are recomputed at start
-
-    @property
-    def slot(self) -> tuple[TimerKind, str]:
-        return self.kind, self.key
-
-    @property
-    def rule(self) -> str | None:
-        return self.payload.rule if isinstance(self.payload, Step) else None
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedRun:
-    """A run of a ``mode: queued`` rule waiting for the one before it to finish."""
-
-    id: str
-    rule: str
-    event: dict[str, Any]
-
-
-# ---------------------------------------------------------------------- keys
-
-
-def trigger_key(rule: str, index: int) -> str:
-    """The key of a rule's trigger (its ``for`` and clock timers)."""
-    return f"{rule}#{index}"
-
-
-def run_id(rule: str, number: int) -> str:
-    return f"{rule}:{number}"
-
-
-def run_number(run: str) -> int:
-    """The number in a run id (0 if it has none)."""
-    number = run.rpartition(":")[2]
-    return int(number) if number.isdigit() else 0
-
-
-# ---------------------------------------------------------------------- the table
 
 
 class TimerTable:
@@ -117,10 +41,11 @@ class TimerTable:
         self._path = path
         self._timers: dict[tuple[TimerKind, str], Timer] = {}
         self._queued: dict[str, QueuedRun] = {}
+        self.holds: dict[str, Hold] = {}  # by actuator; change it, then call touch()
         self._batches = 0
         self._dirty = False
         if path is not None:
-            self._timers, self._queued = _load(path)
+            self._timers, self._queued, self.holds = timerfile.load(path)
 
     def __len__(self) -> int:
         return len(self._timers)
@@ -166,6 +91,10 @@ class TimerTable:
             self._changed()
         return due
 
+    def touch(self) -> None:
+        """``holds`` changed: save (at the end of the batch)."""
+        self._changed()
+
     def enqueue(self, run: QueuedRun) -> None:
         self._queued[run.id] = run
         self._changed()
@@ -182,6 +111,9 @@ class TimerTable:
         """Forget actuator timers of actuators that no longer exist (after a reload)."""
         stale = [s for s, t in self._timers.items() if t.kind in ACTUATOR_KINDS]
         self._forget([s for s in stale if s[1] not in actuators])
+        for name in [n for n in self.holds if n not in actuators]:
+            del self.holds[name]
+            self._changed()
 
     def forget_rules(self, rules: Collection[str]) -> None:
         """Forget the timers and queued runs of these rules (changed or gone at a reload)."""
@@ -231,11 +163,12 @@ class TimerTable:
         if self._path is None:
             return
         document = {
-            "version": FILE_VERSION,
-            "timers": [_dump(t) for t in self._timers.values() if t.durable],
+            "version": timerfile.FILE_VERSION,
+            "timers": [timerfile.dump(t) for t in self._timers.values() if t.durable],
             "queued": [
                 {"id": r.id, "rule": r.rule, "event": r.event} for r in self._queued.values()
             ],
+            "holds": [dataclasses.asdict(h) for h in self.holds.values()],
         }
         data = safejson.dumps(document)
         tmp = self._path.with_suffix(".tmp")
@@ -256,119 +189,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# ---------------------------------------------------------------------- the file
-
-
-def _dump(timer: Timer) -> dict[str, Any]:
-    p = timer.payload
-    data: dict[str, Any]
-    if isinstance(p, Switch):
-        data = {"state": p.state, "by": p.by}
-        if p.was is not None:
-            data["was"] = p.was
-    else:
-        data = {"rule": p.rule, "index": p.index}
-        if p.event is not None:
-            data["event"] = p.event
-    return {"kind": str(timer.kind), "key": timer.key, "due": timer.due, "data": data}
-
-
-Loaded = tuple[dict[tuple[TimerKind, str], Timer], dict[str, QueuedRun]]
-
-
-def _load(path: Path) -> Loaded:
-    """The saved timers; a damaged file or entry is logged and skipped, never a crash.
-
-    Reads this format (``{"version": 2, "timers", "queued"}``) and the list
-    of timers written before it (where a queued run was a ``queued`` timer)."""
-    timers: dict[tuple[TimerKind, str], Timer] = {}
-    queued: dict[str, QueuedRun] = {}
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return timers, queued
-    except (OSError, ValueError, RecursionError) as exc:
-        _LOG.error("cannot read saved timers %s: %s; starting without them", path, exc)
-        return timers, queued
-    if isinstance(raw, dict) and isinstance(raw.get("timers"), list):
-        entries, waiting = raw["timers"], raw.get("queued", [])
-    elif isinstance(raw, list):  # the format before version 2
-        entries, waiting = raw, []
-    else:
-        _LOG.error(
-            "saved timers %s: expected timers, found a JSON %s; starting without them",
-            path,
-            type(raw).__name__,
-        )
-        return timers, queued
-    for index, item in enumerate([*entries, *(waiting if isinstance(waiting, list) else [])]):
-        entry = _entry(item)
-        if entry is None:
-            _LOG.error(
-                "saved timers %s: entry %d is not a timer, skipped: %.200r", path, index, item
-            )
-        elif isinstance(entry, QueuedRun):
-            queued[entry.id] = entry
-        else:
-            timers[entry.slot] = entry
-    return timers, queued
-
-
-def _entry(item: Any) -> Timer | QueuedRun | None:
-    """One saved entry, if every field has its type."""
-    if not isinstance(item, dict):
-        return None
-    if set(item) == {"id", "rule", "event"}:
-        run, rule, event = item["id"], item["rule"], item["event"]
-        if isinstance(run, str) and isinstance(rule, str) and isinstance(event, dict):
-            return QueuedRun(run, rule, event)
-        return None
-    if set(item) - {"kind", "key", "due", "data", "durable"}:
-        return None
-    kind, key, due = item.get("kind"), item.get("key"), item.get("due")
-    data, durable = item.get("data", {}), item.get("durable", True)
-    if not (isinstance(kind, str) and isinstance(key, str) and isinstance(data, dict)):
-        return None
-    if isinstance(due, bool) or not isinstance(due, int | float) or durable is not True:
-        return None
-    if not safejson.finite(float(due)):
-        return None
-    if kind == "queued":  # before version 2: a run waiting in a queue, as a timer
-        rule, event = data.get("rule"), data.get("event")
-        if isinstance(rule, str) and isinstance(event, dict):
-            return QueuedRun(key, rule, event)
-        return None
-    if kind not in TimerKind.__members__.values():
-        return None
-    payload = _payload(TimerKind(kind), key, data)
-    return None if payload is None else Timer(TimerKind(kind), key, float(due), payload)
-
-
-def _payload(kind: TimerKind, key: str, data: dict[str, Any]) -> Switch | Step | None:
-    if kind in ACTUATOR_KINDS:
-        state, by, was = data.get("state", False), data.get("by", ""), data.get("was")
-        if not isinstance(state, bool | float | int) or not isinstance(by, str):
-            return None
-        if was is not None and not isinstance(was, bool | float | int):
-            return None
-        return Switch(_state(state), by, None if was is None else _state(was))
-    rule, event = data.get("rule"), data.get("event")
-    index = data.get("index", data.get("trigger"))
-    if index is None and kind is TimerKind.FOR:  # before version 2: the index in the key
-        number = key.rpartition("#")[2]
-        index = int(number) if number.isdigit() else None
-    elif index is None and kind is TimerKind.COOLDOWN:
-        index = 0
-    if not isinstance(rule, str) or isinstance(index, bool) or not isinstance(index, int):
-        return None
-    if event is not None and not isinstance(event, dict):
-        return None
-    if kind in (TimerKind.FOR, TimerKind.RUN) and event is None:
-        return None
-    return Step(rule, index, event)
-
-
-def _state(value: bool | float | int) -> bool | float:
-    return value if isinstance(value, bool) else float(value)

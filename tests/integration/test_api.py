@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.control import Control
-from gateway.rules.timers import TimerKind
+from gateway.rules.timerkinds import TimerKind
 from tests.conftest import TOKEN, control_client, demo_like_config, edited, free_port, running
 
 

@@ -296,3 +296,25 @@ def test_an_event_type_outside_the_recommended_form_is_a_config_error(
     [problem] = caught.value.problems
     assert "an event type is letters, digits, '_' and '.'" in problem.message
     assert problem.line == 3
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("{actuate: light, state: on, while: ghost}", "unknown sensor 'ghost'"),
+        ("{actuate: light, state: on, while: temp}", "while needs an on/off sensor; 'temp'"),
+        ("{actuate: light, state: toggle, while: door}", "while holds a state"),
+    ],
+)
+def test_while_needs_an_on_off_sensor_and_a_state(
+    tmp_path: Path, action: str, message: str
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "sensors: {door: {kind: virtual, type: binary}, temp: {kind: virtual}}\n"
+        "actuators: {light: {gpio: 27}}\n"
+        f"rules: [{{id: r, when: {{sensor: door}}, then: [{action}]}}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(message in p.message for p in caught.value.problems), caught.value.problems

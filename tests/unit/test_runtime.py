@@ -11,7 +11,8 @@ import pytest
 
 from gateway.config.models import GatewayConfig
 from gateway.rules.runtime import Runtime
-from gateway.rules.timers import Step, Switch, TimerKind, TimerTable
+from gateway.rules.timerkinds import Step, Switch, TimerKind
+from gateway.rules.timers import TimerTable
 from gateway.testing import MemoryActuators, RecordingOutbox, VirtualClock
 
 START = 1_760_000_000.0
@@ -296,3 +297,60 @@ def test_a_number_after_a_binary_value_is_a_change(tmp_path: Path) -> None:
     runtime, _, _ = make(tmp_path, VirtualClock(START))
     runtime.reading("motion", True, "test")
     assert runtime.reading("motion", 1.0, "test") is not None
+
+
+HOLD = GatewayConfig.model_validate(
+    {
+        "sensors": {"motion": {"gpio": 17, "kind": "motion"}},
+        "actuators": {"light": {"gpio": 27, "max_on": "1h"}},
+        "rules": [
+            {
+                "id": "hold",
+                "when": {"sensor": "motion", "to": "on"},
+                "then": [{"actuate": "light", "state": "on", "while": "motion", "for": "5m"}],
+            }
+        ],
+    }
+)
+
+
+def test_a_hold_lasts_while_the_sensor_is_on_and_survives_a_restart(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    runtime, relays, _ = make(tmp_path, clock, config=HOLD)
+    runtime.reading("motion", True, "test")
+    assert relays.states["light"] is True
+    assert runtime.timers.get(TimerKind.REVERT, "light") is None  # held: no deadline
+    clock.now += 3000  # 50 minutes of continuous motion: no edge at all
+    runtime.run_due()
+    assert relays.states["light"] is True
+    # the daemon restarts while the PIR is still high: the hold was saved
+    restarted, _, _ = make(tmp_path, clock, relays, config=HOLD)
+    restarted.sensors["motion"] = True
+    assert "light" in restarted.timers.holds
+    restarted.reading("motion", False, "test")  # the hall empties
+    revert = restarted.timers.get(TimerKind.REVERT, "light")
+    assert revert is not None
+    assert revert.due == clock.now + 300
+    clock.now += 299
+    restarted.run_due()
+    assert relays.states["light"] is True
+    clock.now += 2
+    restarted.run_due()
+    assert relays.states["light"] is False
+    assert restarted.timers.holds == {}
+
+
+def test_max_on_still_ends_a_hold_and_a_manual_switch_takes_over(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    runtime, relays, _ = make(tmp_path, clock, config=HOLD)
+    runtime.reading("motion", True, "test")
+    clock.now += 3601  # the PIR is stuck high: the safety limit wins
+    runtime.run_due()
+    assert relays.states["light"] is False
+    assert runtime.timers.holds == {}
+    runtime.reading("motion", False, "test")
+    runtime.reading("motion", True, "test")  # held again
+    runtime.actuate("light", True, None, "token phone")  # a person switches it: no hold
+    assert runtime.timers.holds == {}
+    runtime.reading("motion", False, "test")
+    assert runtime.timers.get(TimerKind.REVERT, "light") is None  # stays on: the phone said so
