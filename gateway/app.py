@@ -264,6 +264,7 @@ class Gateway:
             {rid for rid, rule in old_rules.items() if new_rules.get(rid) != rule}
         )
         live.runtime.engine.fired.update(old.runtime.engine.fired)  # counters keep counting
+        live.runtime.switched.update(old.runtime.switched)  # min_on/min_off windows too
         self.control.live = live
         live.runtime.start(startup=False)
         if live.connections is not old.connections:

@@ -32,7 +32,7 @@ from gateway.metrics import Counts
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
-from gateway.rules.timerkinds import ACTUATOR_KINDS
+from gateway.rules.timerkinds import ACTUATOR_KINDS, Switch
 from gateway.rules.timers import TimerTable
 
 _LOG = logging.getLogger(__name__)
@@ -128,6 +128,11 @@ class Control:
         }
         if isinstance(state, float):
             view["level"] = state
+        waiting = self.live.runtime.deferred(name)
+        view["deferred"] = None
+        if waiting is not None and isinstance(waiting.payload, Switch):
+            shown = "on" if waiting.payload.state else "off"
+            view["deferred"] = {"state": shown, "at": iso_utc(waiting.due)}
         return ActuatorView.model_validate(view)
 
     async def metrics(self) -> str:
@@ -182,6 +187,8 @@ class Control:
         if actuator is None:
             raise NotFound(f"no actuator named {name!r}")
         runtime = self.live.runtime
+        if runtime.target(name, state) and (peer := runtime.interlocked(name)) is not None:
+            raise Refused(f"{name} is interlocked with {peer}, which is on")
         limit = actuator.max_on
         too_long = revert_after is not None and limit is not None and revert_after > limit
         if too_long and runtime.target(name, state):

@@ -46,6 +46,11 @@ class SensorAccepted(BaseModel):
     accepted: bool
 
 
+class Deferred(BaseModel):
+    state: Literal["on", "off"]
+    at: str = Field(description="When min_on/min_off ends and it switches (ISO 8601)")
+
+
 class ActuatorView(BaseModel):
     id: str
     kind: str
@@ -55,6 +60,9 @@ class ActuatorView(BaseModel):
     level: float | None = Field(None, description="pwm outputs: the level 0..1")
     until: str | None = Field(
         description="When the next switch happens (ISO 8601, UTC, ms: 2026-01-15T21:05:00.000Z)"
+    )
+    deferred: Deferred | None = Field(
+        None, description="A switch asked for inside min_on/min_off, made when it ends"
     )
 
 

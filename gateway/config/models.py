@@ -156,7 +156,25 @@ Sensor = Annotated[
 # --------------------------------------------------------------------------- actuators
 
 
-class GpioActuator(Model):
+class Protected(Model):
+    """What every actuator may have to protect what it switches."""
+
+    interlock: list[Name] = Field(
+        default_factory=list,
+        description="Actuators never on together with this one (pump_in and pump_out): "
+        "switching on while one of them is on is refused and logged",
+    )
+    min_on: Duration | None = Field(
+        None,
+        description="Once on, stay on at least this long (a compressor must not short-cycle); "
+        "an off inside the window is deferred, not lost",
+    )
+    min_off: Duration | None = Field(
+        None, description="Once off, stay off at least this long; an on inside it is deferred"
+    )
+
+
+class GpioActuator(Protected):
     """An output on a GPIO pin: a relay module, an LED, any on/off load."""
 
     gpio: GpioPin
@@ -177,7 +195,7 @@ class GpioActuator(Model):
     )
 
 
-class MqttActuator(Model):
+class MqttActuator(Protected):
     """An output somewhere else, switched by an MQTT message (a smart plug, a siren)."""
 
     mqtt: str = Field(description="The topic to publish the state to")
@@ -194,7 +212,7 @@ class MqttActuator(Model):
         return "mqtt"
 
 
-class SerialActuator(Model):
+class SerialActuator(Protected):
     """An output on a serial device, switched by a command line."""
 
     serial: Name = Field(description="The port, from serial:")

@@ -115,6 +115,18 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield (*at, "mqtt_publish"), "mqtt_publish needs an mqtt: section (the broker)"
             if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
                 yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
+    for name, actuator in config.actuators.items():
+        for i, peer in enumerate(actuator.interlock):
+            if peer == name:
+                yield (
+                    ("actuators", name, "interlock", i),
+                    f"{name} cannot be interlocked with itself",
+                )
+            elif peer not in config.actuators:
+                yield (
+                    ("actuators", name, "interlock", i),
+                    _unknown("actuator", peer, config.actuators),
+                )
     for name, token in config.server.tokens.items():
         for i, allowed in enumerate(token.actuators or ()):
             if allowed not in config.actuators:

@@ -171,7 +171,7 @@ class RuleEngine:
         if rule is None or not isinstance(step, Step):
             return []
         match timer.kind:
-            case TimerKind.COOLDOWN | TimerKind.REVERT | TimerKind.MAX_ON:
+            case TimerKind.COOLDOWN | TimerKind.REVERT | TimerKind.MAX_ON | TimerKind.DEFER:
                 return []
             case TimerKind.FOR:
                 event = self._pending.pop(timer.key, None)
@@ -385,7 +385,7 @@ class RuleEngine:
                 self._armed[timer.key] = False
             case TimerKind.EVERY | TimerKind.AT:  # scheduled afresh by start()
                 return [Cancel(timer.kind, timer.key)]
-            case TimerKind.REVERT | TimerKind.MAX_ON:
+            case TimerKind.REVERT | TimerKind.MAX_ON | TimerKind.DEFER:
                 return []
             case _:
                 assert_never(timer.kind)

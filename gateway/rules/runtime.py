@@ -60,6 +60,7 @@ class Runtime:
         self.links: Links = links or NoLinks()
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
+        self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
         for name, sensor in config.sensors.items():
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
@@ -164,8 +165,11 @@ class Runtime:
         current = self.actuators.get(name)
         level = isinstance(current, float)
         new = self.target(name, state)
+        if new != current and not self._may_switch(name, current, new, who):
+            return current  # refused (an interlock) or deferred (min_on/min_off): logged
         if new != current:
             self.actuators.set(name, new)
+            self.switched[name] = self.clock()
         if hold_while is not None or name in self.timers.holds:
             self.timers.holds.pop(name, None)  # any other switch ends a hold
             self.timers.touch()
@@ -197,6 +201,39 @@ class Runtime:
         )
         self._limit_on_time(name, bool(new))
         return new
+
+    def interlocked(self, name: str) -> str | None:
+        """The interlocked actuator that is on now, which forbids switching ``name`` on."""
+        config = self.config.actuators
+        peers = {*config[name].interlock, *(n for n, a in config.items() if name in a.interlock)}
+        return next((p for p in sorted(peers) if p in config and self.actuators.get(p)), None)
+
+    def deferred(self, name: str) -> Timer | None:
+        """A switch waiting for the end of ``min_on``/``min_off``."""
+        return self.timers.get(TimerKind.DEFER, name)
+
+    def _may_switch(self, name: str, current: bool | float, new: bool | float, who: str) -> bool:
+        """Interlocks refuse; minimum times defer (a timer makes the switch later)."""
+        if new and not current and (peer := self.interlocked(name)) is not None:
+            _LOG.warning("%s on by %s refused: interlocked with %s, which is on", name, who, peer)
+            return False
+        config = self.config.actuators[name]
+        window = config.min_on if current and not new else config.min_off if new else None
+        since = self.switched.get(name)
+        if window is None or since is None or self.clock() - since >= window:
+            self.timers.cancel(TimerKind.DEFER, name)
+            return True
+        due = since + window
+        self.timers.set(Timer(TimerKind.DEFER, name, due, Switch(new, who, current)))
+        _LOG.info(
+            "%s %s by %s deferred %.0fs (%s)",
+            name,
+            _shown(new),
+            who,
+            due - self.clock(),
+            "min_on" if current else "min_off",
+        )
+        return False
 
     def target(self, name: str, state: bool | float | str) -> bool | float:
         """The state ``state`` (on/off, "toggle", a level) means for ``name`` now."""
@@ -288,14 +325,25 @@ class Runtime:
             state = float(state)
         late = now - timer.due
         limit = timer.kind is TimerKind.MAX_ON
-        why = "max_on limit" if limit else f"timer set by {switch.by}"
+        why = (
+            "max_on limit"
+            if limit
+            else f"deferred switch by {switch.by}"
+            if timer.kind is TimerKind.DEFER
+            else f"timer set by {switch.by}"
+        )
         if late > 1:
             why += f", {late:.0f}s late (was the gateway stopped?)"
+        current = self.actuators.get(name)
+        if current != state and not limit and not self._may_switch(name, current, state, why):
+            return  # a switch-back inside min_on waits (max_on, a safety limit, never does)
         self.timers.cancel(TimerKind.REVERT if limit else TimerKind.MAX_ON, name)
+        self.timers.cancel(TimerKind.DEFER, name)
         if self.timers.holds.pop(name, None) is not None:  # the switch-back ends the hold
             self.timers.touch()
-        if self.actuators.get(name) != state:
+        if current != state:
             self.actuators.set(name, state)
+            self.switched[name] = now
             _LOG.info("%s %s (%s)", name, _shown(state), why)
         self._limit_on_time(name, bool(state))
 

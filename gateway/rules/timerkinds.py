@@ -10,6 +10,7 @@ from typing import Any
 class TimerKind(enum.StrEnum):
     REVERT = "revert"  # an actuator switched "for" a while switches back
     MAX_ON = "max_on"  # an actuator's safety limit
+    DEFER = "defer"  # a switch asked for inside min_on/min_off, made when the window ends
     FOR = "for"  # a sensor trigger's state must hold this long
     RUN = "run"  # a run waiting in a ``delay`` action
     COOLDOWN = "cooldown"  # a rule may not fire again before
@@ -17,13 +18,13 @@ class TimerKind(enum.StrEnum):
     AT = "at"
 
 
-ACTUATOR_KINDS = frozenset({TimerKind.REVERT, TimerKind.MAX_ON})
+ACTUATOR_KINDS = frozenset({TimerKind.REVERT, TimerKind.MAX_ON, TimerKind.DEFER})
 CLOCK_KINDS = frozenset({TimerKind.EVERY, TimerKind.AT})
 
 
 @dataclass(frozen=True, slots=True)
 class Switch:
-    """``revert`` and ``max_on``: switch the actuator to ``state``."""
+    """``revert``, ``max_on`` and ``defer``: switch the actuator to ``state``."""
 
     state: bool | float
     by: str = ""  # who set it, for the log line when it fires

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,33 @@ async def test_hook_requests_are_counted_by_outcome(tmp_path: Path) -> None:
         assert f'gateway_hook_requests_total{{hook="door",outcome="{outcome}"}} {n}' in text
     assert 'gateway_hook_requests_total{hook="home_hub",outcome="accepted"} 0' in text
     assert 'gateway_rule_runs_total{rule="door_log"} 2' in text
+
+
+async def test_the_api_refuses_an_interlock_and_shows_a_deferred_switch(tmp_path: Path) -> None:
+    config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
+    config.write_text(
+        edited(
+            config.read_text(),
+            (
+                "actuators:\n",
+                "actuators:\n  pump_in: {gpio: 5, interlock: [pump_out]}\n"
+                "  pump_out: {gpio: 6}\n  compressor: {gpio: 13, min_on: 5m}\n",
+            ),
+        )
+    )
+    async with control_client(config) as (client, _):
+
+        async def switch(name: str, state: str) -> tuple[int, dict[str, Any]]:
+            answer = await client.post(
+                f"/api/v1/actuators/{name}", json={"state": state}, headers=AUTH
+            )
+            return answer.status, await answer.json()
+
+        assert (await switch("pump_out", "on"))[0] == 200
+        status, body = await switch("pump_in", "on")
+        assert (status, body["error"]["code"]) == (409, "conflict")
+        assert body["error"]["message"] == "pump_in is interlocked with pump_out, which is on"
+        assert (await switch("compressor", "on"))[1]["deferred"] is None
+        status, body = await switch("compressor", "off")
+        assert (status, body["state"], body["deferred"]["state"]) == (200, "on", "off")
+        assert 290 < seconds_until(body["deferred"]["at"]) <= 300

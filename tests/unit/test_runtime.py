@@ -354,3 +354,58 @@ def test_max_on_still_ends_a_hold_and_a_manual_switch_takes_over(tmp_path: Path)
     assert runtime.timers.holds == {}
     runtime.reading("motion", False, "test")
     assert runtime.timers.get(TimerKind.REVERT, "light") is None  # stays on: the phone said so
+
+
+PUMPS = GatewayConfig.model_validate(
+    {
+        "actuators": {
+            "pump_in": {"gpio": 5, "interlock": ["pump_out"]},
+            "pump_out": {"gpio": 6},
+            "compressor": {"gpio": 13, "min_on": "5m", "min_off": "3m", "max_on": "1h"},
+        },
+    }
+)
+
+
+def test_an_interlocked_actuator_is_refused_while_its_peer_is_on(tmp_path: Path) -> None:
+    runtime, relays, _ = make(tmp_path, VirtualClock(START), config=PUMPS)
+    runtime.actuate("pump_out", True, None, "test")
+    assert runtime.interlocked("pump_in") == "pump_out"
+    assert runtime.actuate("pump_in", True, None, "rule fill") is False  # refused
+    assert relays.states["pump_in"] is False
+    runtime.actuate("pump_out", False, None, "test")
+    assert runtime.actuate("pump_in", True, None, "rule fill") is True
+    assert runtime.interlocked("pump_out") == "pump_in"  # declared once, both ways
+
+
+def test_min_on_and_min_off_defer_a_switch_and_never_lose_it(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    runtime, relays, _ = make(tmp_path, clock, config=PUMPS)
+    runtime.actuate("compressor", True, None, "thermostat")
+    clock.now += 60
+    runtime.actuate("compressor", False, None, "thermostat")  # after 1 of its 5 minutes
+    assert relays.states["compressor"] is True
+    waiting = runtime.deferred("compressor")
+    assert waiting is not None
+    assert waiting.due == START + 300
+    clock.now = START + 300
+    runtime.run_due()
+    assert relays.states["compressor"] is False  # made when min_on ended
+    clock.now += 60
+    runtime.actuate("compressor", True, None, "thermostat")  # 1 minute into min_off
+    assert relays.states["compressor"] is False
+    clock.now = START + 300 + 180
+    runtime.run_due()
+    assert relays.states["compressor"] is True
+
+
+def test_max_on_is_a_safety_limit_that_min_on_does_not_hold_back(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    config = GatewayConfig.model_validate(
+        {"actuators": {"heater": {"gpio": 13, "min_on": "2h", "max_on": "1h"}}}
+    )
+    runtime, relays, _ = make(tmp_path, clock, config=config)
+    runtime.actuate("heater", True, None, "test")
+    clock.now += 3601
+    runtime.run_due()
+    assert relays.states["heater"] is False
