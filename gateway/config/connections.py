@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.base import Model, Name
+from gateway.config.filters import Filtered
 from gateway.config.types import Duration
 
 
@@ -66,7 +67,7 @@ class SerialPort(Model):
         return self
 
 
-class SerialSensor(Model):
+class SerialSensor(Filtered):
     """A value read from a serial port's lines."""
 
     serial: Name = Field(description="The port, from serial:")
@@ -118,7 +119,7 @@ class MqttSection(Model):
         return str(value) if isinstance(value, int | float) else value
 
 
-class MqttSensor(Model):
+class MqttSensor(Filtered):
     """A value read from MQTT messages on a topic (wildcards + and # allowed)."""
 
     mqtt: str = Field(description="Topic filter, e.g. home/+/temperature")

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.config.base import Model
+from gateway.config.filters import Filtered
 from gateway.config.types import Duration
 
 
-class OneWireSensor(Model):
+class OneWireSensor(Filtered):
     """A 1-Wire temperature probe (DS18B20, DS18S20, DS1822, MAX31850), in °C."""
 
     onewire: str = Field(
@@ -31,7 +31,7 @@ class OneWireSensor(Model):
         return False
 
 
-class ThermalSensor(Model):
+class ThermalSensor(Filtered):
     """A kernel thermal zone, in °C: ``thermal_zone0`` is the Pi's SoC."""
 
     thermal: str = Field(

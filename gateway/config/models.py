@@ -20,6 +20,7 @@ from pydantic import (
 
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
+from gateway.config.filters import Filtered
 from gateway.config.kernel import OneWireSensor, ThermalSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
@@ -73,7 +74,7 @@ class GpioSection(Model):
 GpioPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0-27)")]
 
 
-class GpioSensor(Model):
+class GpioSensor(Filtered):
     """A switch-like input on a GPIO pin: PIR motion sensor, push button, reed switch."""
 
     gpio: GpioPin
@@ -113,7 +114,7 @@ class GpioSensor(Model):
         return True
 
 
-class VirtualSensor(Model):
+class VirtualSensor(Filtered):
     """A sensor with no hardware: its value is set through the API or in rule tests."""
 
     kind: Literal["virtual"] = Field(description="virtual: set through the HTTP API")

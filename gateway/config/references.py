@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from gateway.config.connections import MqttSensor, SerialSensor
+from gateway.config.filters import NUMERIC, Invert
 from gateway.config.models import (
     GatewayConfig,
     GpioActuator,
@@ -49,6 +50,19 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield ("sensors", name), "missing required key 'field' (which value of a line)"
         if isinstance(sensor, MqttSensor) and config.mqtt is None:
             yield ("sensors", name, "mqtt"), "an MQTT sensor needs an mqtt: section (the broker)"
+    for name, sensor in config.sensors.items():
+        for i, f in enumerate(sensor.filters):
+            numeric = isinstance(f, NUMERIC)
+            if sensor.binary and numeric:
+                yield (
+                    ("sensors", name, "filters", i),
+                    f"{name} is an on/off sensor: this filter is for numbers",
+                )
+            elif not sensor.binary and isinstance(f, Invert):
+                yield (
+                    ("sensors", name, "filters", i),
+                    f"invert is for on/off sensors; {name} is not",
+                )
     for name, actuator in config.actuators.items():
         if isinstance(actuator, SerialActuator) and actuator.serial not in config.serial:
             yield (

@@ -30,6 +30,7 @@ from gateway.rules.decisions import (
     WriteSerial,
 )
 from gateway.rules.engine import RuleEngine
+from gateway.rules.filters import FilterChain
 from gateway.rules.timerkinds import ACTUATOR_KINDS, Hold, Switch, Timer, TimerKind
 from gateway.rules.timers import TimerTable
 from gateway.rules.values import equal
@@ -61,6 +62,11 @@ class Runtime:
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
         self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
+        self.filters = {
+            name: FilterChain(sensor.filters)
+            for name, sensor in config.sensors.items()
+            if sensor.filters
+        }
         for name, sensor in config.sensors.items():
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
@@ -88,6 +94,12 @@ class Runtime:
         if not safejson.finite(value):  # inputs refuse these; this is the last line
             _LOG.warning("sensor %s: %r is not a reading; ignored", sensor, value)
             return None
+        chain = self.filters.get(sensor)
+        if chain is not None:
+            filtered = chain(value, self.clock())
+            if filtered is None:  # held back (throttle, delta)
+                return None
+            value = filtered
         previous = self.sensors.get(sensor)
         if previous is not None and (  # the one place repeats stop (as rules compare)
             previous == value if type(previous) is type(value) else equal(value, previous)

@@ -111,7 +111,8 @@ def test_a_failing_scenario_exits_1_with_a_readable_report(tmp_path: Path) -> No
     scenarios = tmp_path / "wrong.test.yaml"
     scenarios.write_text(
         "- name: the light stays on for an hour (it does not)\n"
-        "  given: [{at: 0s, sensor: hallway_motion, value: on}]\n"
+        "  given: [{at: 0s, sensor: hallway_motion, value: on},"
+        " {at: 5s, sensor: hallway_motion, value: off}]\n"
         "  expect: [{at: 1h, actuator: hallway_light, state: on}]\n"
         "- name: motion is reported\n"
         "  given: [{at: 0s, sensor: hallway_motion, value: on}]\n"
@@ -122,7 +123,7 @@ def test_a_failing_scenario_exits_1_with_a_readable_report(tmp_path: Path) -> No
     assert result.stdout.splitlines() == [
         "FAIL  the light stays on for an hour (it does not)",
         "      expected hallway_light is on at 1h00m00s, but it was off"
-        " (it switched on at 0s, off at 30s)",
+        " (it switched on at 0s, off at 35s)",
         "PASS  motion is reported",
         "1 passed, 1 failed",
     ]

@@ -1,0 +1,124 @@
+"""Sensor filters, each on its own and in a chain, and through a rule scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from gateway.config import load_config
+from gateway.config.filters import Filter
+from gateway.errors import ConfigError
+from gateway.events import Value
+from gateway.rules.filters import FilterChain
+
+FILTERS: TypeAdapter[list[Filter]] = TypeAdapter(list[Filter])
+
+
+def run(filters: list[dict[str, Any]], readings: list[tuple[float, Value]]) -> list[Value | None]:
+    chain = FilterChain(FILTERS.validate_python(filters))
+    return [chain(value, at) for at, value in readings]
+
+
+def each(*values: Value) -> list[tuple[float, Value]]:
+    return [(float(i), v) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(
+    ("filters", "readings", "expected"),
+    [
+        ([{"offset": -0.5}], each(21.0), [20.5]),
+        ([{"multiply": 1.8}, {"offset": 32}], each(100.0), [212.0]),
+        # a probe that reads 1.0 in ice water and 99.0 in boiling water
+        ([{"calibrate": [[1.0, 0.0], [99.0, 100.0]]}, {"round": 2}], each(50.0), [50.0]),
+        ([{"round": 1}], each(21.26, 21.24), [21.3, 21.2]),
+        ([{"clamp": {"min": 0, "max": 100}}], each(-3.0, 50.0, 130.0), [0.0, 50.0, 100.0]),
+        ([{"clamp": {"max": 10}}], each(-3.0, 30.0), [-3.0, 10.0]),
+        ([{"median": 3}], each(20.0, 99.0, 21.0, 22.0), [20.0, 59.5, 21.0, 22.0]),
+        ([{"average": 2}], each(20.0, 22.0, 30.0), [20.0, 21.0, 26.0]),
+        ([{"exponential": 0.5}], each(20.0, 30.0, 30.0), [20.0, 25.0, 27.5]),
+        ([{"delta": 0.5}], each(20.0, 20.2, 20.6, 20.3), [20.0, None, 20.6, None]),
+        (
+            [{"throttle": "30s"}],
+            [(0.0, 1.0), (10.0, 2.0), (31.0, 3.0), (40.0, 4.0)],
+            [1.0, None, 3.0, None],
+        ),
+        ([{"invert": True}], each(True, False), [False, True]),
+        ([{"offset": 1}], each("text"), ["text"]),
+    ],
+)
+def test_each_filter(
+    filters: list[dict[str, Any]], readings: list[tuple[float, Value]], expected: list[Any]
+) -> None:
+    assert run(filters, readings) == expected
+
+
+def test_a_spike_is_removed_before_smoothing_and_small_changes_are_dropped() -> None:
+    """The order matters: median, then exponential, then round and delta."""
+    chain: list[dict[str, Any]] = [
+        {"median": 3},
+        {"exponential": 0.5},
+        {"round": 1},
+        {"delta": 0.2},
+    ]
+    got = run(chain, each(20.0, 20.0, 85.0, 20.1, 20.0))
+    assert got == [20.0, None, None, None, None]  # the 85 °C spike never shows
+
+
+@pytest.mark.parametrize(
+    ("sensor", "message"),
+    [
+        ("{gpio: 17, kind: motion, filters: [{offset: 1}]}", "this filter is for numbers"),
+        ("{kind: virtual, filters: [{invert: true}]}", "invert is for on/off sensors"),
+        ("{kind: virtual, filters: [{calibrate: [[1, 0], [1, 5]]}]}", "two different raw"),
+        ("{kind: virtual, filters: [{smooth: 3}]}", "a filter is one of"),
+    ],
+)
+def test_a_filter_that_cannot_apply_is_a_config_error(
+    tmp_path: Path, sensor: str, message: str
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"sensors:\n  s: {sensor}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(message in p.message for p in caught.value.problems), caught.value.problems
+
+
+def test_filters_run_before_the_rules_on_the_virtual_clock(tmp_path: Path) -> None:
+    from gateway.rules.scenarios import run_files
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "sensors:\n"
+        "  freezer: {kind: virtual, filters: [{median: 3}, {round: 1}]}\n"
+        "webhooks: {phone: {url: 'http://127.0.0.1:9/'}}\n"
+        "rules:\n"
+        "  - {id: warm, when: {sensor: freezer, above: -10},\n"
+        "     then: [{webhook: phone, event: freezer.warm}]}\n"
+    )
+    scenarios = tmp_path / "gateway.test.yaml"
+    scenarios.write_text(
+        "- name: one 85 degree spike from a loose probe is not an alarm\n"
+        "  given:\n"
+        "    - {at: 0s, sensor: freezer, value: -18.04}\n"
+        "    - {at: 10s, sensor: freezer, value: -18.01}\n"
+        "    - {at: 20s, sensor: freezer, value: 85}\n"
+        "    - {at: 30s, sensor: freezer, value: -18.02}\n"
+        "  expect_not:\n"
+        "    - {webhook: phone}\n"
+        "- name: a freezer that really warms is\n"
+        "  given:\n"
+        "    - {at: 0s, sensor: freezer, value: -18}\n"
+        "    - {at: 10s, sensor: freezer, value: -5}\n"
+        "    - {at: 20s, sensor: freezer, value: -4}\n"
+        "  expect:\n"
+        "    - {at: 20s, webhook: phone, event: freezer.warm}\n"
+    )
+    results, problems = run_files(load_config(config), [scenarios])
+    assert problems == []
+    assert [(r.name, r.passed, r.failures) for r in results] == [
+        ("one 85 degree spike from a loose probe is not an alarm", True, []),
+        ("a freezer that really warms is", True, []),
+    ]
