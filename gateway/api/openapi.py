@@ -33,6 +33,7 @@ from gateway.api.models import (
     SensorWrite,
     StatusView,
 )
+from gateway.api.outbound import outbound
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import WebhookAction
 
@@ -184,59 +185,6 @@ OPERATION_IDS = {
     ("/hooks/{name}", "post"): "receiveHook",
 }
 """Stable names for code generators (a configured hook's path gets receiveHook_NAME)."""
-
-ENVELOPE = {
-    "type": "object",
-    "required": ["type", "timestamp", "data"],
-    "properties": {
-        "type": {"type": "string", "description": "The rule's event, e.g. motion.detected"},
-        "timestamp": {
-            "type": "string",
-            "format": "date-time",
-            "description": "When it was queued (ISO 8601, UTC, milliseconds)",
-        },
-        "data": {"description": "The rule's data, its templates rendered"},
-    },
-}
-
-OUTBOUND_HEADERS = [
-    ("webhook-id", "The message id: the same on every retry (deduplicate on it)"),
-    ("webhook-timestamp", "Unix seconds of this attempt"),
-    ("webhook-signature", "v1,<base64 HMAC-SHA256 of id.timestamp.body> per secret"),
-]
-
-
-def _outbound(events: list[str]) -> dict[str, Any]:
-    """The OpenAPI 3.1 ``webhooks``: what the outbox sends (Standard Webhooks)."""
-    schema = dict(ENVELOPE)
-    if events:
-        schema["properties"] = {
-            **ENVELOPE["properties"],  # type: ignore[dict-item]
-            "type": {"type": "string", "enum": events},
-        }
-    return {
-        "gatewayEvent": {
-            "post": {
-                "operationId": "gatewayEvent",
-                "summary": "A rule's webhook action, sent from the outbox until a 2xx answer",
-                "parameters": [
-                    {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
-                    | {"description": text}
-                    for h, text in OUTBOUND_HEADERS
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": schema}},
-                },
-                "responses": {
-                    "200": {"description": "Delivered (any 2xx)"},
-                    "410": {"description": "Gone: the endpoint is disabled, its rows kept"},
-                    "429": {"description": "Retried after Retry-After (or 60 s at least)"},
-                },
-                "security": [],
-            }
-        }
-    }
 
 
 def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
@@ -426,6 +374,6 @@ def _document(
             },
             "security": [{"bearer": []}],
             "paths": paths,
-            "webhooks": _outbound(json.loads(events)),
+            "webhooks": outbound(json.loads(events)),
         }
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -28,3 +28,16 @@ def secret_values(secret: SecretStr | list[SecretStr] | None) -> list[str]:
         return []
     items = secret if isinstance(secret, list) else [secret]
     return [s.get_secret_value() for s in items]
+
+
+def first_key(*keys: str) -> Any:
+    """A discriminator that picks the union member by the first of ``keys`` present."""
+
+    def tag(value: Any) -> str:
+        if isinstance(value, dict):
+            for key in keys:
+                if key in value:
+                    return key
+        return "unknown"
+
+    return tag

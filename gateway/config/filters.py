@@ -10,11 +10,11 @@ On/off: ``invert``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from gateway.config.base import Model
+from gateway.config.base import Model, first_key
 from gateway.config.types import Duration
 
 
@@ -91,14 +91,6 @@ KINDS = (
 )
 
 
-def _filter_tag(value: Any) -> str:
-    if isinstance(value, dict):
-        for key in KINDS:
-            if key in value:
-                return key
-    return "unknown"
-
-
 Filter = Annotated[
     Annotated[Offset, Tag("offset")]
     | Annotated[Multiply, Tag("multiply")]
@@ -112,7 +104,7 @@ Filter = Annotated[
     | Annotated[Throttle, Tag("throttle")]
     | Annotated[Invert, Tag("invert")],
     Discriminator(
-        _filter_tag,
+        first_key(*KINDS),
         custom_error_type="filter_kind",
         custom_error_message="a filter is one of: " + ", ".join(KINDS),
     ),

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name
+from gateway.config.base import Model, Name, first_key
 from gateway.config.connections import check_topic_filter
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
 from gateway.templates import check_template_tree
@@ -49,19 +49,6 @@ def _template(value: Any) -> Any:
 
 
 Template = Annotated[str, AfterValidator(_template)]
-
-
-def _tagged(*keys: str) -> Any:
-    """A discriminator that picks the union member by the first of ``keys`` present."""
-
-    def tag(value: Any) -> str:
-        if isinstance(value, dict):
-            for key in keys:
-                if key in value:
-                    return key
-        return "unknown"
-
-    return tag
 
 
 # --------------------------------------------------------------------------- triggers
@@ -147,7 +134,7 @@ Trigger = Annotated[
     | Annotated[EveryTrigger, Tag("every")]
     | Annotated[AtTrigger, Tag("at")],
     Discriminator(
-        _tagged("sensor", "hook", "mqtt", "startup", "every", "at"),
+        first_key("sensor", "hook", "mqtt", "startup", "every", "at"),
         custom_error_type="trigger_kind",
         custom_error_message="a trigger needs one of: sensor, hook, mqtt, every, at, startup",
     ),
@@ -223,7 +210,7 @@ Condition = Annotated[
     | Annotated[AnyCondition, Tag("any")]
     | Annotated[NotCondition, Tag("not")],
     Discriminator(
-        _tagged("time", "sensor", "template", "any", "not"),
+        first_key("time", "sensor", "template", "any", "not"),
         custom_error_type="condition_kind",
         custom_error_message="a condition needs one of: time, sensor, template, any, not",
     ),
@@ -340,7 +327,7 @@ Action = Annotated[
     | Annotated[SerialWriteAction, Tag("serial_write")]
     | Annotated[DelayAction, Tag("delay")],
     Discriminator(
-        _tagged("actuate", "webhook", "log", "mqtt_publish", "serial_write", "delay"),
+        first_key("actuate", "webhook", "log", "mqtt_publish", "serial_write", "delay"),
         custom_error_type="action_kind",
         custom_error_message="an action needs one of: actuate, webhook, log, mqtt_publish, "
         "serial_write, delay",
