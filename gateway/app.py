@@ -24,7 +24,7 @@ from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.connections import MqttSensor, SerialSensor
-from gateway.config.kernel import OneWireSensor, ThermalSensor
+from gateway.config.kernel import KernelSensor
 from gateway.config.models import GatewayConfig, GpioSensor
 from gateway.config.rules import MqttTrigger
 from gateway.control import Control, Live
@@ -330,7 +330,7 @@ def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
         {
             n: s
             for n, s in config.sensors.items()
-            if isinstance(s, MqttSensor | SerialSensor | OneWireSensor | ThermalSensor)
+            if isinstance(s, MqttSensor | SerialSensor | KernelSensor)
         },
         sorted({t.mqtt for r in config.rules for t in r.when if isinstance(t, MqttTrigger)}),
     )

@@ -45,4 +45,26 @@ class ThermalSensor(Filtered):
         return False
 
 
-KernelSensor = OneWireSensor | ThermalSensor
+class IioSensor(Filtered):
+    """A channel of an Industrial I/O device: DHT11/DHT22 (``dtoverlay=dht11``),
+    BME280/BMP280, ADS1015/ADS1115, MCP3008, as the kernel drives them."""
+
+    iio: str = Field(
+        description="The device's name (what its name file says, e.g. bme280, dht11) or iio:deviceN"
+    )
+    channel: str = Field(
+        pattern=r"^[a-z]+[0-9]*$",
+        description="temp, humidityrelative, pressure, voltage0, ...: read from in_CHANNEL_input, "
+        "else (in_CHANNEL_raw + _offset) * _scale",
+    )
+    every: Duration = Field(30.0, ge=1.0, description="How often to read (DHTs: 2 s or more)")
+    kind: Literal["number"] = Field(
+        "number", description="°C, % relative humidity, hPa, V (converted from the kernel's)"
+    )
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+
+KernelSensor = OneWireSensor | ThermalSensor | IioSensor

@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway import safejson
 from gateway.config.connections import MqttSensor, SerialSensor
-from gateway.config.kernel import OneWireSensor, ThermalSensor
+from gateway.config.kernel import KernelSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
@@ -51,7 +51,7 @@ class Connections:
         self.kernel = {
             name: KernelInput(name, sensor, sysfs, partial(_polled, on_reading))
             for name, sensor in config.sensors.items()
-            if isinstance(sensor, OneWireSensor | ThermalSensor)
+            if isinstance(sensor, KernelSensor)
         }
         self.mqtt: MqttLink | None = None
         if config.mqtt is not None:

@@ -9,6 +9,10 @@ delays the other sensors. What the kernel documents:
   A DS18B20 answers 85 °C (``t=85000``) before its first conversion: not a
   reading. Newer kernels add ``temperature`` (milli °C alone), read first.
 - Thermal zones: ``temp`` is milli °C.
+- Industrial I/O (``/sys/bus/iio/devices/iio:deviceN``, found by its
+  ``name``): ``in_CHANNEL_input``, else ``(in_CHANNEL_raw + _offset) *
+  _scale``, in the IIO ABI's units (milli °C, milli %RH, kPa, mV), given in
+  °C, %RH, hPa and V; an EIO (a DHT's checksum miss) is tried again.
 
 A file that is gone (a probe unplugged, a bus without its pull-up) makes
 the input ``disconnected`` until it reads again.
@@ -17,11 +21,14 @@ the input ``disconnected`` until it reads again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config.kernel import OneWireSensor, ThermalSensor
+from gateway.config.kernel import IioSensor, KernelSensor, OneWireSensor
 from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
@@ -70,13 +77,71 @@ def read_thermal(zone: Path) -> float:
         raise BadReading(f"not a number: {exc}") from None
 
 
+IIO_UNITS = {"temp": 0.001, "humidityrelative": 0.001, "pressure": 10.0, "voltage": 0.001}
+"""From the IIO ABI's units (milli °C, milli %RH, kPa, mV) to °C, %RH, hPa, V."""
+EIO_TRIES = 3  # DHT sensors often answer EIO: a checksum or timing miss on the wire
+
+
+def iio_device(devices: Path, name: str) -> Path:
+    """The ``iio:deviceN`` directory named ``name`` (its own name, or its name file's)."""
+    if (devices / name).is_dir():
+        return devices / name
+    for device in sorted(devices.glob("iio:device*")):
+        with contextlib.suppress(OSError):
+            if (device / "name").read_text().strip() == name:
+                return device
+    raise FileNotFoundError(f"no IIO device named {name!r} in {devices}")
+
+
+def read_iio(device: Path, channel: str) -> float:
+    """A channel in people's units: ``in_CHANNEL_input``, else (raw + offset) * scale."""
+    unit = IIO_UNITS.get(channel.rstrip("0123456789"), 1.0)
+    for attempt in range(EIO_TRIES):
+        try:
+            return _iio_value(device, channel) * unit
+        except OSError as exc:
+            if exc.errno != errno.EIO or attempt == EIO_TRIES - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _iio_value(device: Path, channel: str) -> float:
+    base = device / f"in_{channel}"
+    try:
+        text = base.with_name(base.name + "_input").read_text()
+        return _number(text)
+    except FileNotFoundError:
+        raw = _number(base.with_name(base.name + "_raw").read_text())
+    offset = _optional(base.with_name(base.name + "_offset"))
+    scale = _optional(base.with_name(base.name + "_scale"), 1.0)
+    return (raw + offset) * scale
+
+
+def _optional(path: Path, default: float = 0.0) -> float:
+    try:
+        return _number(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise BadReading(f"not a number: {text.strip()!r:.40}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadReading(f"not a number: {text.strip()!r:.40}")
+    return value
+
+
 class KernelInput:
     """One polled sensor; reports each good reading to ``on_reading``."""
 
     def __init__(
         self,
         name: str,
-        config: OneWireSensor | ThermalSensor,
+        config: KernelSensor,
         sysfs: Path,
         on_reading: Callable[[str, float], None],
     ) -> None:
@@ -87,6 +152,10 @@ class KernelInput:
         if isinstance(config, OneWireSensor):
             self.source, self.path = "onewire", sysfs / "bus" / "w1" / "devices" / config.onewire
             self._read: Callable[[Path], float] = read_onewire
+        elif isinstance(config, IioSensor):
+            self.source, self.path = "iio", sysfs / "bus" / "iio" / "devices"
+            device, channel = config.iio, config.channel
+            self._read = lambda devices: read_iio(iio_device(devices, device), channel)
         else:
             self.source, self.path = "thermal", sysfs / "class" / "thermal" / config.thermal
             self._read = read_thermal

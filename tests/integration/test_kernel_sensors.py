@@ -8,11 +8,13 @@ probe that vanishes and comes back.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
-from gateway.inputs.kernel import BadReading, read_onewire, read_thermal
+from gateway.inputs import kernel
+from gateway.inputs.kernel import BadReading, iio_device, read_iio, read_onewire, read_thermal
 from tests.conftest import free_port, running, value_of, wait_until, write_config
 
 PROBE = "28-0316a279cbff"
@@ -81,6 +83,7 @@ def test_a_vanished_device_is_an_os_error(tmp_path: Path) -> None:
 
 async def test_the_freezer_probe_and_the_cpu_temperature_reach_the_rules(tmp_path: Path) -> None:
     root = sysfs(tmp_path)
+    iio_tree(root)
     config = write_config(
         tmp_path,
         f"""
@@ -88,6 +91,7 @@ async def test_the_freezer_probe_and_the_cpu_temperature_reach_the_rules(tmp_pat
         sensors:
           freezer: {{onewire: {PROBE}, every: 1s}}
           cpu_temp: {{thermal: thermal_zone0, every: 100ms}}
+          hall_humidity: {{iio: bme280, channel: humidityrelative, every: 1s}}
         webhooks:
           phone: {{url: "http://127.0.0.1:9/"}}
         server: {{listen: 127.0.0.1:{free_port()}}}
@@ -109,6 +113,7 @@ async def test_the_freezer_probe_and_the_cpu_temperature_reach_the_rules(tmp_pat
 
         await wait_until(lambda: value_of(value("freezer")), lambda v: v == -18.125)
         await wait_until(lambda: value_of(value("cpu_temp")), lambda v: v == 48.312)
+        await wait_until(lambda: value_of(value("hall_humidity")), lambda v: v == 45.123)
         status = await control.status()
         assert status.inputs["freezer"]["state"] == "connected"
         assert status.inputs["cpu_temp"]["type"] == "thermal"
@@ -136,3 +141,62 @@ async def test_the_freezer_probe_and_the_cpu_temperature_reach_the_rules(tmp_pat
         metrics = await control.metrics()
         assert 'gateway_input_readings_total{input="freezer"} 2' in metrics
         assert 'gateway_input_malformed_total{input="freezer"} 1' in metrics
+
+
+def iio_tree(root: Path) -> Path:
+    """A BME280 as iio:device0 (processed values) and an ADS1115 as iio:device1 (raw)."""
+    devices = root / "bus" / "iio" / "devices"
+    bme = devices / "iio:device0"
+    bme.mkdir(parents=True)
+    (bme / "name").write_text("bme280\n")
+    (bme / "in_temp_input").write_text("21375\n")
+    (bme / "in_humidityrelative_input").write_text("45123\n")
+    (bme / "in_pressure_input").write_text("101.325\n")
+    adc = devices / "iio:device1"
+    adc.mkdir()
+    (adc / "name").write_text("ads1115\n")
+    (adc / "in_voltage0_raw").write_text("8000\n")
+    (adc / "in_voltage0_scale").write_text("0.125000000\n")
+    return devices
+
+
+@pytest.mark.parametrize(
+    ("device", "channel", "expected"),
+    [
+        ("bme280", "temp", 21.375),
+        ("bme280", "humidityrelative", 45.123),
+        ("bme280", "pressure", 1013.25),
+        ("ads1115", "voltage0", 1.0),
+        ("iio:device1", "voltage0", 1.0),
+    ],
+)
+def test_iio_channels_are_read_in_peoples_units(
+    tmp_path: Path, device: str, channel: str, expected: float
+) -> None:
+    devices = iio_tree(tmp_path)
+    assert read_iio(iio_device(devices, device), channel) == pytest.approx(expected)
+
+
+def test_raw_with_an_offset_is_scaled_as_the_kernel_documents(tmp_path: Path) -> None:
+    (tmp_path / "in_temp_raw").write_text("1000\n")
+    (tmp_path / "in_temp_offset").write_text("-500\n")
+    (tmp_path / "in_temp_scale").write_text("10\n")
+    assert read_iio(tmp_path, "temp") == pytest.approx(5.0)  # (1000 - 500) * 10 m°C
+
+
+def test_a_dht_eio_is_tried_again_and_a_missing_device_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: list[float | OSError] = [OSError(errno.EIO, "EIO"), OSError(errno.EIO, "EIO"), 23000]
+
+    def flaky(device: Path, channel: str) -> float:
+        answer = answers.pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(kernel, "_iio_value", flaky)
+    monkeypatch.setattr("gateway.inputs.kernel.time.sleep", lambda s: None)
+    assert read_iio(tmp_path, "temp") == 23.0
+    with pytest.raises(FileNotFoundError, match="no IIO device named 'dht11'"):
+        iio_device(iio_tree(tmp_path / "sys"), "dht11")
