@@ -67,4 +67,23 @@ class IioSensor(Filtered):
         return False
 
 
-KernelSensor = OneWireSensor | ThermalSensor | IioSensor
+class HwmonSensor(Filtered):
+    """A hardware-monitor channel (SHT3x, LM75, the Pi 5's fan and ADC), as the kernel
+    drives them: ``/sys/class/hwmon/hwmonN`` whose name file says ``hwmon``."""
+
+    hwmon: str = Field(description="The chip's name (its name file), e.g. sht3x, lm75")
+    channel: str = Field(
+        pattern=r"^[a-z]+[0-9]+$",
+        description="temp1, humidity1, in0, fan1, ...: read from CHANNEL_input",
+    )
+    every: Duration = Field(30.0, gt=0, description="How often to read")
+    kind: Literal["number"] = Field(
+        "number", description="°C, % relative humidity, V, rpm (from the kernel's milli units)"
+    )
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+
+KernelSensor = OneWireSensor | ThermalSensor | IioSensor | HwmonSensor

@@ -21,7 +21,7 @@ from pydantic import (
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.filters import Filtered
-from gateway.config.kernel import IioSensor, OneWireSensor, ThermalSensor
+from gateway.config.kernel import HwmonSensor, IioSensor, OneWireSensor, ThermalSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,
@@ -130,7 +130,7 @@ class VirtualSensor(Filtered):
 
 def _sensor_tag(value: Any) -> str:
     if isinstance(value, dict):
-        for key in ("gpio", "serial", "mqtt", "onewire", "thermal", "iio"):
+        for key in ("gpio", "serial", "mqtt", "onewire", "thermal", "iio", "hwmon"):
             if key in value:
                 return key
         if value.get("kind") == "virtual":
@@ -145,12 +145,13 @@ Sensor = Annotated[
     | Annotated[OneWireSensor, Tag("onewire")]
     | Annotated[ThermalSensor, Tag("thermal")]
     | Annotated[IioSensor, Tag("iio")]
+    | Annotated[HwmonSensor, Tag("hwmon")]
     | Annotated[VirtualSensor, Tag("virtual")],
     Discriminator(
         _sensor_tag,
         custom_error_type="sensor_source",
         custom_error_message="a sensor needs a source: gpio: PIN, serial: PORT, mqtt: TOPIC, "
-        "onewire: ID, thermal: ZONE, iio: DEVICE, or kind: virtual",
+        "onewire: ID, thermal: ZONE, iio: DEVICE, hwmon: CHIP, or kind: virtual",
     ),
 ]
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config.kernel import IioSensor, KernelSensor, OneWireSensor
+from gateway.config.kernel import HwmonSensor, IioSensor, KernelSensor, OneWireSensor
 from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
@@ -135,6 +135,24 @@ def _number(text: str) -> float:
     return value
 
 
+HWMON_UNITS = {"temp": 0.001, "humidity": 0.001, "in": 0.001, "fan": 1.0, "power": 1e-6}
+"""From hwmon's units (milli °C, milli %RH, mV, rpm, µW) to °C, %RH, V, rpm, W."""
+
+
+def hwmon_device(hwmon: Path, name: str) -> Path:
+    """The ``hwmonN`` directory whose name file says ``name``."""
+    for device in sorted(hwmon.glob("hwmon*")):
+        with contextlib.suppress(OSError):
+            if (device / "name").read_text().strip() == name:
+                return device
+    raise FileNotFoundError(f"no hwmon chip named {name!r} in {hwmon}")
+
+
+def read_hwmon(device: Path, channel: str) -> float:
+    unit = HWMON_UNITS.get(channel.rstrip("0123456789"), 1.0)
+    return _number((device / f"{channel}_input").read_text()) * unit
+
+
 class KernelInput:
     """One polled sensor; reports each good reading to ``on_reading``."""
 
@@ -152,6 +170,10 @@ class KernelInput:
         if isinstance(config, OneWireSensor):
             self.source, self.path = "onewire", sysfs / "bus" / "w1" / "devices" / config.onewire
             self._read: Callable[[Path], float] = read_onewire
+        elif isinstance(config, HwmonSensor):
+            self.source, self.path = "hwmon", sysfs / "class" / "hwmon"
+            chip, name = config.hwmon, config.channel
+            self._read = lambda hwmon: read_hwmon(hwmon_device(hwmon, chip), name)
         elif isinstance(config, IioSensor):
             self.source, self.path = "iio", sysfs / "bus" / "iio" / "devices"
             device, channel = config.iio, config.channel

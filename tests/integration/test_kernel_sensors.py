@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from gateway.inputs import kernel
-from gateway.inputs.kernel import BadReading, iio_device, read_iio, read_onewire, read_thermal
+from gateway.inputs.kernel import (
+    BadReading,
+    hwmon_device,
+    iio_device,
+    read_hwmon,
+    read_iio,
+    read_onewire,
+    read_thermal,
+)
 from tests.conftest import free_port, running, value_of, wait_until, write_config
 
 PROBE = "28-0316a279cbff"
@@ -200,3 +208,18 @@ def test_a_dht_eio_is_tried_again_and_a_missing_device_is_an_error(
     assert read_iio(tmp_path, "temp") == 23.0
     with pytest.raises(FileNotFoundError, match="no IIO device named 'dht11'"):
         iio_device(iio_tree(tmp_path / "sys"), "dht11")
+
+
+def test_hwmon_channels_are_found_by_chip_name(tmp_path: Path) -> None:
+    hwmon = tmp_path / "class" / "hwmon"
+    for n, name in enumerate(("cpu_thermal", "sht3x")):
+        chip = hwmon / f"hwmon{n}"
+        chip.mkdir(parents=True)
+        (chip / "name").write_text(f"{name}\n")
+    (hwmon / "hwmon1" / "temp1_input").write_text("22150\n")
+    (hwmon / "hwmon1" / "humidity1_input").write_text("51200\n")
+    sht = hwmon_device(hwmon, "sht3x")
+    assert read_hwmon(sht, "temp1") == pytest.approx(22.15)
+    assert read_hwmon(sht, "humidity1") == pytest.approx(51.2)
+    with pytest.raises(FileNotFoundError, match="no hwmon chip named 'lm75'"):
+        hwmon_device(hwmon, "lm75")
