@@ -98,7 +98,7 @@ class Gateway:
             connections,
             self._timer_wake.set,
         )
-        runtime.sensors.update(devices.readings())
+        runtime.known(devices.readings())
         return Live(config, runtime, devices, connections)
 
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
@@ -265,6 +265,8 @@ class Gateway:
         )
         live.runtime.engine.fired.update(old.runtime.engine.fired)  # counters keep counting
         live.runtime.switched.update(old.runtime.switched)  # min_on/min_off windows too
+        live.runtime.updated.update(old.runtime.updated)  # and when sensors last read
+        live.runtime.changed.update(old.runtime.changed)
         self.control.live = live
         live.runtime.start(startup=False)
         if live.connections is not old.connections:

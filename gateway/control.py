@@ -107,6 +107,9 @@ class Control:
             view["gpio"] = sensor.gpio
         if sensor.binary and isinstance(value, bool):
             view["state"] = "on" if value else "off"
+        runtime = self.live.runtime
+        for key, times in (("last_updated", runtime.updated), ("last_changed", runtime.changed)):
+            view[key] = iso_utc(times[name]) if name in times else None
         return SensorView.model_validate(view)
 
     def actuators(self) -> dict[str, ActuatorView]:

@@ -195,6 +195,7 @@ async def control_client(
         connections = Connections(cfg, reading, runtime_handle, outbox.store)
         devices = Devices.open(cfg, simulate, connections, loop, lambda s, v: reading(s, v, "gpio"))
         runtime = Runtime(cfg, devices.outputs, outbox, timers, time.time, None, connections)
+        runtime.known(devices.readings())
         control = Control(Live(cfg, runtime, devices, connections), outbox, timers, simulate)
         control.ready = True
         app = make_app(control, TokenTable(cfg.server.tokens), AccessPolicy.from_config(cfg.server))

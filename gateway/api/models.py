@@ -38,6 +38,8 @@ class SensorView(BaseModel):
     value: bool | int | float | str | None = Field(description="The last reading (null: none yet)")
     state: Literal["on", "off"] | None = Field(None, description="on/off sensors only")
     gpio: int | None = None
+    last_updated: str | None = Field(None, description="The last reading (ISO 8601)")
+    last_changed: str | None = Field(None, description="The last change of value (ISO 8601)")
 
 
 class SensorAccepted(BaseModel):

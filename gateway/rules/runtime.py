@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import assert_never
 
 from gateway import safejson
@@ -62,6 +62,8 @@ class Runtime:
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
         self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
+        self.updated: dict[str, float] = {}  # when each sensor last read (also the same value)
+        self.changed: dict[str, float] = {}  # when each sensor's value last changed
         self.filters = {
             name: FilterChain(sensor.filters)
             for name, sensor in config.sensors.items()
@@ -89,6 +91,13 @@ class Runtime:
                 self.handle(GatewayStarted(self.clock()))
         self.on_timers_changed()
 
+    def known(self, values: Mapping[str, Value]) -> None:
+        """Values read as the inputs opened (GPIO pins): no event, but read now."""
+        now = self.clock()
+        for name, value in values.items():
+            self.sensors[name] = value
+            self.updated[name] = self.changed[name] = now
+
     def reading(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
         """A new reading of ``sensor``; rules run when it differs from the last one."""
         if not safejson.finite(value):  # inputs refuse these; this is the last line
@@ -101,12 +110,14 @@ class Runtime:
                 return None
             value = filtered
         previous = self.sensors.get(sensor)
+        now = self.updated[sensor] = self.clock()
         if previous is not None and (  # the one place repeats stop (as rules compare)
             previous == value if type(previous) is type(value) else equal(value, previous)
         ):
             return None
         self.sensors[sensor] = value
-        event = SensorChanged(sensor, value, previous, self.clock(), source)
+        self.changed[sensor] = now
+        event = SensorChanged(sensor, value, previous, now, source)
         _LOG.debug("sensor %s: %r -> %r (%s)", sensor, previous, value, source)
         held = [h for h in self.timers.holds.values() if h.sensor == sensor]
         if held:

@@ -168,3 +168,21 @@ async def test_the_api_refuses_an_interlock_and_shows_a_deferred_switch(tmp_path
         status, body = await switch("compressor", "off")
         assert (status, body["state"], body["deferred"]["state"]) == (200, "on", "off")
         assert 290 < seconds_until(body["deferred"]["at"]) <= 300
+
+
+async def test_a_sensor_says_when_it_last_read_and_when_it_last_changed(tmp_path: Path) -> None:
+    async with control_client(limited_config(tmp_path)) as (client, control):
+        assert control.sensor("freezer_temp").last_updated is None
+        for value in (-18.0, -18.0):
+            answer = await client.post(
+                "/api/v1/sensors/freezer_temp", json={"value": value}, headers=AUTH
+            )
+            assert answer.status == 200
+        runtime = control.live.runtime
+        assert runtime.updated["freezer_temp"] > runtime.changed["freezer_temp"]  # a repeat
+        answer = await client.get("/api/v1/sensors/freezer_temp", headers=AUTH)
+        view = await answer.json()
+        assert view["last_updated"].endswith("Z")
+        assert view["last_changed"] < view["last_updated"]
+        gpio = await (await client.get("/api/v1/sensors/hallway_motion", headers=AUTH)).json()
+        assert gpio["last_updated"] is not None  # read when the pin opened
