@@ -159,8 +159,19 @@ Sensor = Annotated[
 # --------------------------------------------------------------------------- actuators
 
 
+class SwitchLimit(Model):
+    switches: int = Field(ge=1, description="At most this many changes of state ...")
+    per: Duration = Field(gt=0, description="... within this long")
+
+
 class Protected(Model):
     """What every actuator may have to protect what it switches."""
+
+    max_switches: SwitchLimit | None = Field(
+        None,
+        description="A switching rate limit ({switches: 6, per: 1m}): a change beyond it is "
+        "refused and logged (a flapping rule cannot wear out a relay)",
+    )
 
     interlock: list[Name] = Field(
         default_factory=list,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import assert_never
 
@@ -16,6 +17,7 @@ from gateway import safejson
 from gateway.config.models import GatewayConfig, VirtualSensor
 from gateway.events import Event, GatewayStarted, SensorChanged, Value
 from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
+from gateway.ratelog import RateLimitedLog
 from gateway.rules.decisions import (
     Cancel,
     Decision,
@@ -36,6 +38,7 @@ from gateway.rules.timers import TimerTable
 from gateway.rules.values import equal
 
 _LOG = logging.getLogger(__name__)
+_LIMITED = RateLimitedLog(_LOG)
 
 
 class Runtime:
@@ -62,6 +65,7 @@ class Runtime:
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
         self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
+        self._switches: dict[str, deque[float]] = {}  # recent changes (max_switches)
         self.updated: dict[str, float] = {}  # when each sensor last read (also the same value)
         self.changed: dict[str, float] = {}  # when each sensor's value last changed
         self.filters = {
@@ -193,6 +197,7 @@ class Runtime:
         if new != current:
             self.actuators.set(name, new)
             self.switched[name] = self.clock()
+            self._switches.setdefault(name, deque()).append(self.clock())
         if hold_while is not None or name in self.timers.holds:
             self.timers.holds.pop(name, None)  # any other switch ends a hold
             self.timers.touch()
@@ -225,6 +230,16 @@ class Runtime:
         self._limit_on_time(name, bool(new))
         return new
 
+    def over_limit(self, name: str) -> bool:
+        """Whether ``name`` has used up its ``max_switches`` for now."""
+        limit = self.config.actuators[name].max_switches
+        if limit is None:
+            return False
+        recent = self._switches.setdefault(name, deque())
+        while recent and recent[0] <= self.clock() - limit.per:
+            recent.popleft()
+        return len(recent) >= limit.switches
+
     def interlocked(self, name: str) -> str | None:
         """The interlocked actuator that is on now, which forbids switching ``name`` on."""
         config = self.config.actuators
@@ -239,6 +254,18 @@ class Runtime:
         """Interlocks refuse; minimum times defer (a timer makes the switch later)."""
         if new and not current and (peer := self.interlocked(name)) is not None:
             _LOG.warning("%s on by %s refused: interlocked with %s, which is on", name, who, peer)
+            return False
+        if new and self.over_limit(name):  # off, the safe state, is never refused
+            limit = self.config.actuators[name].max_switches
+            assert limit is not None
+            _LIMITED.warning(
+                "%s %s by %s refused: max_switches %d per %gs used up",
+                name,
+                _shown(new),
+                who,
+                limit.switches,
+                limit.per,
+            )
             return False
         config = self.config.actuators[name]
         window = config.min_on if current and not new else config.min_off if new else None

@@ -409,3 +409,20 @@ def test_max_on_is_a_safety_limit_that_min_on_does_not_hold_back(tmp_path: Path)
     clock.now += 3601
     runtime.run_due()
     assert relays.states["heater"] is False
+
+
+def test_max_switches_refuses_a_flapping_rule_but_never_the_safe_state(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    config = GatewayConfig.model_validate(
+        {"actuators": {"relay": {"gpio": 13, "max_switches": {"switches": 3, "per": "1m"}}}}
+    )
+    runtime, relays, _ = make(tmp_path, clock, config=config)
+    for state in (True, False, True):
+        runtime.actuate("relay", state, None, "rule flap")
+    assert runtime.over_limit("relay")
+    assert relays.states["relay"] is True
+    runtime.actuate("relay", False, None, "rule flap")  # off, the safe state: never refused
+    assert relays.states["relay"] is False
+    assert runtime.actuate("relay", True, None, "rule flap") is False  # refused
+    clock.now += 61  # the window moves on
+    assert runtime.actuate("relay", True, None, "rule flap") is True
