@@ -83,6 +83,12 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
         for t, trigger in enumerate(rule.when):
             if isinstance(trigger, SensorTrigger):
                 yield from _check_sensor_use(config, (*where, "when", t), trigger)
+                watched = config.sensors.get(trigger.sensor)
+                if trigger.gesture and watched is not None and not watched.binary:
+                    yield (
+                        (*where, "when", t, "gesture"),
+                        f"a gesture needs an on/off sensor (a button); {trigger.sensor!r} is not",
+                    )
             elif isinstance(trigger, MqttTrigger) and config.mqtt is None:
                 yield (*where, "when", t, "mqtt"), "an mqtt trigger needs an mqtt: section"
             elif isinstance(trigger, HookTrigger) and trigger.hook not in config.server.hooks:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from gateway.config.base import Model, Name, first_key
 from gateway.config.connections import check_topic_filter
+from gateway.config.gestures import Gestures
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
 from gateway.templates import check_template_tree
 
@@ -54,7 +55,7 @@ Template = Annotated[str, AfterValidator(_template)]
 # --------------------------------------------------------------------------- triggers
 
 
-class SensorTrigger(Model):
+class SensorTrigger(Gestures):
     """Fires when a sensor's value changes the way described.
 
     With no ``to``/``from``/``above``/``below``, any change fires it.
@@ -89,6 +90,10 @@ class SensorTrigger(Model):
     def _one_kind(self) -> SensorTrigger:
         edge = self.to is not None or self.from_ is not None
         level = self.above is not None or self.below is not None
+        if self.gesture in ("click", "double_click"):
+            if edge or level or self.changes not in (None, False) or self.for_ is not None:
+                raise ValueError("a gesture stands alone: no to/from/above/below/changes/for")
+            return self
         if edge and level:
             raise ValueError("use to/from or above/below in one trigger, not both")
         if self.changes not in (None, False) and (edge or level):

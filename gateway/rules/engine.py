@@ -53,6 +53,7 @@ from gateway.rules.timerkinds import (
 )
 from gateway.rules.values import (
     changed_enough,
+    clicked,
     crossing,
     equal,
     in_range,
@@ -90,6 +91,8 @@ class RuleEngine:
         self._armed: dict[str, bool] = {}  # above/below triggers: may fire on the next crossing
         self._last_value: dict[str, float] = {}  # `changes: N` triggers: value when last fired
         self._pending: dict[str, dict[str, Any]] = {}  # `for` triggers counting: their event
+        self._pressed: dict[str, float] = {}  # click gestures: when the press began
+        self._clicked: dict[str, float] = {}  # double clicks: when the first click ended
         self._ids = itertools.count(1)
         self.fired: Counter[str] = Counter()  # runs started, by rule (for /metrics)
         # which triggers watch which sensor: a reading looks at its own rules only
@@ -205,6 +208,10 @@ class RuleEngine:
         self, rule: Rule, index: int, trigger: SensorTrigger, event: SensorChanged, snap: Snapshot
     ) -> list[Decision]:
         key = trigger_key(rule.id, index)
+        if trigger.gesture in ("click", "double_click"):
+            clicks = self._pressed, self._clicked
+            fires = clicked(clicks, key, trigger, event.value, event.time)
+            return self._trigger(rule, event_vars(event, snap), snap) if fires else []
         if trigger.above is not None or trigger.below is not None:
             crossed, holds = crossing(self._armed, key, trigger, event.value, event.previous)
         elif trigger.to is not None or trigger.from_ is not None:

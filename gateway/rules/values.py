@@ -63,6 +63,34 @@ def changed_enough(
     return False
 
 
+def clicked(
+    memory: tuple[dict[str, float], dict[str, float]],
+    key: str,
+    trigger: SensorTrigger,
+    value: Value,
+    time: float,
+) -> bool:
+    """Click gestures: a press shorter than ``click_max`` is a click, two clicks within
+    ``double_gap`` a double click. As ESPHome's on_click and on_double_click, each
+    click of a double click is also a click (no waiting for a second one).
+
+    ``memory`` is the engine's (when a press began, when a first click ended)."""
+    pressed, first = memory
+    if value is True:
+        pressed[key] = time
+        return False
+    began = pressed.pop(key, None)
+    if value is not False or began is None or time - began > trigger.click_max:
+        return False
+    if trigger.gesture == "click":
+        return True
+    last = first.pop(key, None)
+    if last is not None and time - last <= trigger.double_gap:
+        return True
+    first[key] = time
+    return False
+
+
 def rearmed(value: Value, trigger: SensorTrigger) -> bool:
     """Whether the value left the range far enough to fire again (hysteresis)."""
     if not isinstance(value, int | float) or isinstance(value, bool):

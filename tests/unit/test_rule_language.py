@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
+from gateway.errors import ConfigError
 from gateway.rules.scenarios import Scenario, run_scenario
 from gateway.rules.values import next_local_time
 from tests.conftest import write_config
@@ -322,3 +323,64 @@ def test_expect_not_on_an_actuator_fails_a_wrong_scenario(tmp_path: Path) -> Non
     assert failures[0].startswith("expected not light is on at 5s, but it was on")
     right = motion + "expect_not: [{at: 31s, actuator: light, state: on}]"
     assert play(tmp_path, LIGHT_FOR_30S, right) == []
+
+
+GESTURES = """
+- {id: one, when: {sensor: button, gesture: click}, then: [{webhook: hub, event: click}]}
+- id: two
+  when: {sensor: button, gesture: double_click}
+  then: [{webhook: hub, event: double}]
+- id: hold
+  when: {sensor: button, gesture: long_press, long_press: 2s}
+  then: [{webhook: hub, event: long}]
+"""
+
+
+def test_a_click_a_double_click_and_a_long_press_on_the_virtual_clock(tmp_path: Path) -> None:
+    failures = play(
+        tmp_path,
+        GESTURES,
+        """
+given:
+  - {at: 0s, sensor: button, value: on}       # a click
+  - {at: 200ms, sensor: button, value: off}
+  - {at: 5s, sensor: button, value: on}       # a double click
+  - {at: 5100ms, sensor: button, value: off}
+  - {at: 5300ms, sensor: button, value: on}
+  - {at: 5400ms, sensor: button, value: off}
+  - {at: 10s, sensor: button, value: on}      # held 3 s: a long press, no click
+  - {at: 13s, sensor: button, value: off}
+  - {at: 20s, sensor: button, value: on}      # 800 ms: neither a click nor a long press
+  - {at: 20800ms, sensor: button, value: off}
+expect:
+  - {at: 200ms, webhook: hub, event: click}
+  - {at: 5100ms, webhook: hub, event: click}
+  - {at: 5400ms, webhook: hub, event: double}
+  - {at: 12s, webhook: hub, event: long}
+expect_not:
+  - {at: 200ms, webhook: hub, event: double}
+  - {at: 13s, webhook: hub, event: click}
+  - {at: 20800ms, webhook: hub, event: click}
+  - {at: 20s, webhook: hub, event: long}
+""",
+    )
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        ("{sensor: button, gesture: click, to: on}", "a gesture stands alone"),
+        ("{sensor: button, gesture: long_press, for: 2s}", "a gesture stands alone"),
+        ("{sensor: temp, gesture: click}", "a gesture needs an on/off sensor"),
+    ],
+)
+def test_a_gesture_stands_alone_on_an_on_off_sensor(
+    tmp_path: Path, trigger: str, message: str
+) -> None:
+    config = write_config(
+        tmp_path, DEVICES + f"rules:\n  - {{id: g, when: {trigger}, then: [{{log: x}}]}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert any(message in p.message for p in caught.value.problems), caught.value.problems
