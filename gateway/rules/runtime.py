@@ -258,14 +258,8 @@ class Runtime:
         if new and self.over_limit(name):  # off, the safe state, is never refused
             limit = self.config.actuators[name].max_switches
             assert limit is not None
-            _LIMITED.warning(
-                "%s %s by %s refused: max_switches %d per %gs used up",
-                name,
-                _shown(new),
-                who,
-                limit.switches,
-                limit.per,
-            )
+            used = f"max_switches {limit.switches} per {limit.per:g}s used up"
+            _LIMITED.warning("%s %s by %s refused: %s", name, _shown(new), who, used)
             return False
         config = self.config.actuators[name]
         window = config.min_on if current and not new else config.min_off if new else None
@@ -275,14 +269,9 @@ class Runtime:
             return True
         due = since + window
         self.timers.set(Timer(TimerKind.DEFER, name, due, Switch(new, who, current)))
-        _LOG.info(
-            "%s %s by %s deferred %.0fs (%s)",
-            name,
-            _shown(new),
-            who,
-            due - self.clock(),
-            "min_on" if current else "min_off",
-        )
+        window_name = "min_on" if current else "min_off"
+        wait = due - self.clock()
+        _LOG.info("%s %s by %s deferred %.0fs (%s)", name, _shown(new), who, wait, window_name)
         return False
 
     def target(self, name: str, state: bool | float | str) -> bool | float:
@@ -375,13 +364,8 @@ class Runtime:
             state = float(state)
         late = now - timer.due
         limit = timer.kind is TimerKind.MAX_ON
-        why = (
-            "max_on limit"
-            if limit
-            else f"deferred switch by {switch.by}"
-            if timer.kind is TimerKind.DEFER
-            else f"timer set by {switch.by}"
-        )
+        deferred = timer.kind is TimerKind.DEFER
+        why = "max_on limit" if limit else f"{'deferred' if deferred else 'timer'} by {switch.by}"
         if late > 1:
             why += f", {late:.0f}s late (was the gateway stopped?)"
         current = self.actuators.get(name)
