@@ -190,14 +190,12 @@ class Control:
         if actuator is None:
             raise NotFound(f"no actuator named {name!r}")
         runtime = self.live.runtime
-        if runtime.target(name, state) and (peer := runtime.interlocked(name)) is not None:
-            raise Refused(f"{name} is interlocked with {peer}, which is on")
         target = runtime.target(name, state)
-        if target and target != runtime.actuators.get(name) and runtime.over_limit(name):
-            raise Refused(f"{name} has used up its max_switches for now (off is always allowed)")
+        if (why := runtime.refusal(name, target)) is not None:
+            raise Refused(f"{name} {why}")
         limit = actuator.max_on
         too_long = revert_after is not None and limit is not None and revert_after > limit
-        if too_long and runtime.target(name, state):
+        if too_long and target:
             raise InvalidValue(
                 f"for: {revert_after:g}s is longer than max_on ({limit:g}s) of {name}"
             )

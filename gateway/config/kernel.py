@@ -16,7 +16,19 @@ from gateway.config.filters import Filtered
 from gateway.config.types import Duration
 
 
-class OneWireSensor(Filtered):
+class Polled(Filtered):
+    """What every kernel sensor has: numbers, read on a schedule."""
+
+    kind: Literal["number"] = Field(
+        "number", description="Readings are numbers in people's units: °C, %RH, hPa, V, rpm"
+    )
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+
+class OneWireSensor(Polled):
     """A 1-Wire temperature probe (DS18B20, DS18S20, DS1822, MAX31850), in °C."""
 
     onewire: str = Field(
@@ -24,28 +36,18 @@ class OneWireSensor(Filtered):
         description="The device id as the kernel names it, e.g. 28-0316a279cbff",
     )
     every: Duration = Field(10.0, ge=1.0, description="How often to read (a read takes ~0.75 s)")
-    kind: Literal["number"] = Field("number", description="Readings are numbers (°C)")
-
-    @property
-    def binary(self) -> bool:
-        return False
 
 
-class ThermalSensor(Filtered):
+class ThermalSensor(Polled):
     """A kernel thermal zone, in °C: ``thermal_zone0`` is the Pi's SoC."""
 
     thermal: str = Field(
         pattern=r"^thermal_zone[0-9]+$", description="The zone, e.g. thermal_zone0"
     )
     every: Duration = Field(30.0, gt=0, description="How often to read")
-    kind: Literal["number"] = Field("number", description="Readings are numbers (°C)")
-
-    @property
-    def binary(self) -> bool:
-        return False
 
 
-class IioSensor(Filtered):
+class IioSensor(Polled):
     """A channel of an Industrial I/O device: DHT11/DHT22 (``dtoverlay=dht11``),
     BME280/BMP280, ADS1015/ADS1115, MCP3008, as the kernel drives them."""
 
@@ -58,16 +60,9 @@ class IioSensor(Filtered):
         "else (in_CHANNEL_raw + _offset) * _scale",
     )
     every: Duration = Field(30.0, ge=1.0, description="How often to read (DHTs: 2 s or more)")
-    kind: Literal["number"] = Field(
-        "number", description="°C, % relative humidity, hPa, V (converted from the kernel's)"
-    )
-
-    @property
-    def binary(self) -> bool:
-        return False
 
 
-class HwmonSensor(Filtered):
+class HwmonSensor(Polled):
     """A hardware-monitor channel (SHT3x, LM75, the Pi 5's fan and ADC), as the kernel
     drives them: ``/sys/class/hwmon/hwmonN`` whose name file says ``hwmon``."""
 
@@ -77,13 +72,6 @@ class HwmonSensor(Filtered):
         description="temp1, humidity1, in0, fan1, ...: read from CHANNEL_input",
     )
     every: Duration = Field(30.0, gt=0, description="How often to read")
-    kind: Literal["number"] = Field(
-        "number", description="°C, % relative humidity, V, rpm (from the kernel's milli units)"
-    )
-
-    @property
-    def binary(self) -> bool:
-        return False
 
 
 KernelSensor = OneWireSensor | ThermalSensor | IioSensor | HwmonSensor

@@ -250,16 +250,23 @@ class Runtime:
         """A switch waiting for the end of ``min_on``/``min_off``."""
         return self.timers.get(TimerKind.DEFER, name)
 
+    def refusal(self, name: str, new: bool | float) -> str | None:
+        """Why switching ``name`` to ``new`` is refused now (an interlock, max_switches);
+        None when it may be done. Off, the safe state, is never refused."""
+        current = self.actuators.get(name)
+        if not new or new == current:
+            return None
+        if not current and (peer := self.interlocked(name)) is not None:
+            return f"is interlocked with {peer}, which is on"
+        limit = self.config.actuators[name].max_switches
+        if limit is not None and self.over_limit(name):
+            return f"has used up its max_switches ({limit.switches} per {limit.per:g}s)"
+        return None
+
     def _may_switch(self, name: str, current: bool | float, new: bool | float, who: str) -> bool:
-        """Interlocks refuse; minimum times defer (a timer makes the switch later)."""
-        if new and not current and (peer := self.interlocked(name)) is not None:
-            _LOG.warning("%s on by %s refused: interlocked with %s, which is on", name, who, peer)
-            return False
-        if new and self.over_limit(name):  # off, the safe state, is never refused
-            limit = self.config.actuators[name].max_switches
-            assert limit is not None
-            used = f"max_switches {limit.switches} per {limit.per:g}s used up"
-            _LIMITED.warning("%s %s by %s refused: %s", name, _shown(new), who, used)
+        """Interlocks and max_switches refuse; minimum times defer (a timer switches later)."""
+        if (why := self.refusal(name, new)) is not None:
+            _LIMITED.warning("%s %s by %s refused: %s %s", name, _shown(new), who, name, why)
             return False
         config = self.config.actuators[name]
         window = config.min_on if current and not new else config.min_off if new else None
