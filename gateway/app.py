@@ -15,6 +15,7 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -85,21 +86,16 @@ class Gateway:
     def _build(
         self, config: GatewayConfig, connections: Connections, states: dict[str, bool | float]
     ) -> Live:
-        """Devices and runtime for ``config``; on an error nothing stays open."""
-        loop = asyncio.get_running_loop()
-        devices = Devices.open(config, self.simulate, connections, loop, self._on_gpio, states)
-        runtime = Runtime(
+        return build_live(
             config,
-            devices.outputs,
-            self.outbox,
-            self.timers,
-            time.time,
-            local_zone(config.gateway.timezone),
             connections,
-            self._timer_wake.set,
+            simulate=self.simulate,
+            outbox=self.outbox,
+            timers=self.timers,
+            on_gpio=self._on_gpio,
+            wake=self._timer_wake.set,
+            states=states,
         )
-        runtime.known(devices.readings())
-        return Live(config, runtime, devices, connections)
 
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
         if self.control is not None and not self._stopping:
@@ -320,6 +316,35 @@ class Gateway:
         if self._outbox_rows is not None:
             line += f", outbox {self._outbox_rows} pending"
         return line + (" (simulated GPIO)" if self.simulate else "")
+
+
+def build_live(
+    config: GatewayConfig,
+    connections: Connections,
+    *,
+    simulate: bool,
+    outbox: Outbox,
+    timers: TimerTable,
+    on_gpio: Callable[[str, bool], None],
+    wake: Callable[[], None] | None = None,
+    states: dict[str, bool | float] | None = None,
+) -> Live:
+    """Devices and runtime for ``config`` over ``connections``; on an error nothing
+    stays open. The daemon and the API tests build their parts with it."""
+    loop = asyncio.get_running_loop()
+    devices = Devices.open(config, simulate, connections, loop, on_gpio, states)
+    runtime = Runtime(
+        config,
+        devices.outputs,
+        outbox,
+        timers,
+        time.time,
+        local_zone(config.gateway.timezone),
+        connections,
+        wake,
+    )
+    runtime.known(devices.readings())
+    return Live(config, runtime, devices, connections)
 
 
 def _link_settings(config: GatewayConfig) -> tuple[object, ...]:

@@ -27,13 +27,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.server import make_app
-from gateway.app import Gateway
+from gateway.app import Gateway, build_live
 from gateway.config import load_config
-from gateway.control import Control, Live
-from gateway.devices import Devices
+from gateway.control import Control
 from gateway.inputs.connections import Connections
 from gateway.outbox.service import Outbox
-from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
 
 T = TypeVar("T")
@@ -181,7 +179,6 @@ async def control_client(
     aiohttp's test server on port 0."""
     loaded = load_config(config)
     cfg = loaded.config
-    loop = asyncio.get_running_loop()
     timers = TimerTable(None)
 
     def runtime_handle(event: Any) -> None:
@@ -193,10 +190,16 @@ async def control_client(
     with Outbox(loaded.state_dir / "outbox.db", cfg.outbox, cfg.webhooks) as outbox:
         # the inputs report to the runtime built next (the closures look it up late)
         connections = Connections(cfg, reading, runtime_handle, outbox.store)
-        devices = Devices.open(cfg, simulate, connections, loop, lambda s, v: reading(s, v, "gpio"))
-        runtime = Runtime(cfg, devices.outputs, outbox, timers, time.time, None, connections)
-        runtime.known(devices.readings())
-        control = Control(Live(cfg, runtime, devices, connections), outbox, timers, simulate)
+        live = build_live(
+            cfg,
+            connections,
+            simulate=simulate,
+            outbox=outbox,
+            timers=timers,
+            on_gpio=lambda s, v: reading(s, v, "gpio"),
+        )
+        runtime, devices = live.runtime, live.devices
+        control = Control(live, outbox, timers, simulate)
         control.ready = True
         app = make_app(control, TokenTable(cfg.server.tokens), AccessPolicy.from_config(cfg.server))
         try:
