@@ -26,7 +26,7 @@ from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.connections import MqttSensor, SerialSensor
 from gateway.config.kernel import KernelSensor
-from gateway.config.models import GatewayConfig, GpioSensor
+from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.control import Control, Live
 from gateway.devices import Devices
@@ -81,7 +81,9 @@ class Gateway:
     # ------------------------------------------------------------------ building
 
     def _connect(self, config: GatewayConfig) -> Connections:
-        return Connections(config, self._on_reading, self._on_mqtt, self.outbox.store)
+        return Connections(
+            config, self._on_reading, self._on_mqtt, self.outbox.store, self._on_lost
+        )
 
     def _build(
         self, config: GatewayConfig, connections: Connections, states: dict[str, bool | float]
@@ -100,6 +102,10 @@ class Gateway:
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
         if self.control is not None and not self._stopping:
             self.control.live.runtime.reading(sensor, value, source)
+
+    def _on_lost(self, sensors: list[str], why: str) -> None:
+        if self.control is not None and not self._stopping:
+            self.control.live.runtime.lost(sensors, why)
 
     def _on_mqtt(self, event: MqttReceived) -> None:
         if self.control is not None and not self._stopping:
@@ -250,19 +256,12 @@ class Gateway:
         except GatewayError as exc:
             _LOG.error("cannot apply the new config (%s): still running the old one", exc)
             live, new = self._build(old.config, old.connections, states), self.loaded
-        for name, value in old.runtime.sensors.items():  # a reload is not a new reading
-            sensor = live.config.sensors.get(name)
-            if sensor is not None and not isinstance(sensor, GpioSensor):
-                live.runtime.sensors[name] = value
+        live.runtime.carry_on(old.runtime)  # values, counters, windows, freshness
         old_rules = {rule.id: rule for rule in old.config.rules}
         new_rules = {rule.id: rule for rule in live.config.rules}
         self.timers.forget_rules(
             {rid for rid, rule in old_rules.items() if new_rules.get(rid) != rule}
         )
-        live.runtime.engine.fired.update(old.runtime.engine.fired)  # counters keep counting
-        live.runtime.switched.update(old.runtime.switched)  # min_on/min_off windows too
-        live.runtime.updated.update(old.runtime.updated)  # and when sensors last read
-        live.runtime.changed.update(old.runtime.changed)
         self.control.live = live
         live.runtime.start(startup=False)
         if live.connections is not old.connections:

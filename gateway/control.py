@@ -25,10 +25,10 @@ from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary
 from gateway.devices import Devices
 from gateway.errors import InvalidValue, NotFound, Refused
-from gateway.events import HookReceived, Value
+from gateway.events import UNAVAILABLE, HookReceived, Value
 from gateway.inputs.connections import Connections
 from gateway.localtime import iso_utc
-from gateway.metrics import Counts
+from gateway.metrics import Counts, Reading
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
 from gateway.rules.runtime import Runtime
@@ -101,13 +101,15 @@ class Control:
         sensor = self.config.sensors.get(name)
         if sensor is None:
             raise NotFound(f"no sensor named {name!r}")
-        value = self.live.runtime.sensors.get(name)
+        runtime = self.live.runtime
+        value = runtime.sensors.get(name)
         view: dict[str, Any] = {"id": name, "kind": sensor.kind, "value": value}
         if isinstance(sensor, GpioSensor):
             view["gpio"] = sensor.gpio
-        if sensor.binary and isinstance(value, bool):
+        if name in runtime.unavailable:
+            view.update(value=None, state=UNAVAILABLE, available=False)
+        elif sensor.binary and isinstance(value, bool):
             view["state"] = "on" if value else "off"
-        runtime = self.live.runtime
         for key, times in (("last_updated", runtime.updated), ("last_changed", runtime.changed)):
             view[key] = iso_utc(times[name]) if name in times else None
         return SensorView.model_validate(view)
@@ -145,6 +147,7 @@ class Control:
             "version": __version__,
             "uptime": time.time() - self.started,
         }
+        runtime = self.live.runtime
         counts = Counts(
             rules={r.id: self.live.runtime.engine.fired[r.id] for r in self.config.rules},
             hooks={
@@ -153,6 +156,15 @@ class Control:
                 for outcome in ("accepted", "rejected", "invalid")
             },
             inputs=self._inputs(),
+            sensors={
+                name: Reading(
+                    runtime.sensors.get(name),
+                    name not in runtime.unavailable,
+                    runtime.updated.get(name),
+                )
+                for name in self.config.sensors
+            },
+            actuators={name: self.live.devices.outputs.get(name) for name in self.config.actuators},
         )
         return render_metrics(info, stats, self.outbox.metrics, counts)
 

@@ -8,6 +8,10 @@ from typing import Any
 Value = bool | float | int | str
 """A sensor reading: on/off as a bool, a number, or a text."""
 
+UNAVAILABLE = "unavailable"
+"""The state of a sensor whose input is gone or that has not read within its
+``stale_after``: what rules (``to: unavailable``) and templates see."""
+
 
 @dataclass(frozen=True, slots=True)
 class SensorChanged:

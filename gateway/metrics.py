@@ -78,6 +78,17 @@ class Counts:
     rules: Mapping[str, int] = field(default_factory=dict)  # runs started, by rule
     hooks: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (hook, outcome)
     inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # as in the status
+    sensors: Mapping[str, Reading] = field(default_factory=dict)
+    actuators: Mapping[str, bool | float] = field(default_factory=dict)  # state or level
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A sensor as the exposition shows it."""
+
+    value: bool | float | int | str | None  # None: no reading yet, or unavailable
+    available: bool
+    updated: float | None  # the last reading, seconds since the epoch
 
 
 INPUT_COUNTERS = (
@@ -150,6 +161,41 @@ def _counted(counts: Counts) -> list[str]:
     return out
 
 
+def _devices(counts: Counts) -> list[str]:
+    """Sensor values (numbers; on/off as 1/0), their freshness, and actuator states."""
+    out = [
+        "# HELP gateway_sensor_value A sensor's last reading (on/off sensors: 1/0).",
+        "# TYPE gateway_sensor_value gauge",
+    ]
+    for name, r in sorted(counts.sensors.items()):
+        if r.available and isinstance(r.value, bool | int | float):
+            out.append(f'gateway_sensor_value{{sensor="{_esc(name)}"}} {float(r.value):g}')
+    out += [
+        "# HELP gateway_sensor_available Whether a sensor has a current reading (1) or is "
+        "unavailable (0: its input is gone, or no reading within stale_after).",
+        "# TYPE gateway_sensor_available gauge",
+    ]
+    for name, r in sorted(counts.sensors.items()):
+        out.append(f'gateway_sensor_available{{sensor="{_esc(name)}"}} {int(r.available)}')
+    out += [
+        "# HELP gateway_sensor_last_updated_timestamp_seconds When a sensor last read.",
+        "# TYPE gateway_sensor_last_updated_timestamp_seconds gauge",
+    ]
+    for name, r in sorted(counts.sensors.items()):
+        if r.updated is not None:
+            out.append(
+                f'gateway_sensor_last_updated_timestamp_seconds{{sensor="{_esc(name)}"}} '
+                f"{r.updated:.3f}"
+            )
+    out += [
+        "# HELP gateway_actuator_state An actuator's state: 1 on, 0 off (pwm: its level).",
+        "# TYPE gateway_actuator_state gauge",
+    ]
+    for name, state in sorted(counts.actuators.items()):
+        out.append(f'gateway_actuator_state{{actuator="{_esc(name)}"}} {float(state):g}')
+    return out
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -212,6 +258,7 @@ def render(
     for name, state in sorted(counts.inputs.items()):
         up = 1 if state.get("state") == "connected" else 0
         out.append(f'gateway_input_connected{{input="{_esc(name)}"}} {up}')
+    out += _devices(counts)
     out += _counted(counts)
     out += _process()
     return "\n".join(out) + "\n"

@@ -5,7 +5,8 @@ are parsed once at load time (a syntax error is a config error) and
 rendered per event with ``StrictUndefined``: a misspelt variable is an
 error, never a silent empty string. A string that is one whole expression
 (``"{{ event.value }}"``) keeps the value's type, so a temperature arrives
-in the webhook as a number, not as text; anything else renders as text.
+in the webhook as a number, not as text; anything else renders as text, where
+on/off values read ``on`` and ``off`` (as in the API), never ``True``/``False``.
 The type comes from the template, never from the data: Jinja2's own native
 mode re-parses rendered text with ``literal_eval``, so a text value
 ``"True"`` or ``"1e999,2"`` would come out as a bool or a list.
@@ -23,6 +24,13 @@ from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
 
 
+def as_text(value: Any) -> str:
+    """A value as text reads: on/off (the words of the API) for a bool, never True/False."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 def _concat(values: Iterable[Any]) -> Any:
     """One rendered value keeps its type; several are joined as text. No re-parsing."""
     head = list(islice(values, 2))
@@ -30,7 +38,7 @@ def _concat(values: Iterable[Any]) -> Any:
         return None
     if len(head) == 1:
         return head[0]
-    return "".join(str(v) for v in chain(head, values))
+    return "".join(as_text(v) for v in chain(head, values))
 
 
 class _NativeSandbox(SandboxedEnvironment):
@@ -87,6 +95,11 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"undefined in template {source!r}: {exc.message}") from None
     except Exception as exc:  # a sandbox violation, a type error in user code, ...
         raise TemplateError(f"template {source!r} failed: {exc}") from None
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> str:
+    """Render a template whose result is text (a log line, a topic, a serial line)."""
+    return as_text(render(source, context))
 
 
 def render_tree(value: Any, context: Mapping[str, Any]) -> Any:

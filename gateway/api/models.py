@@ -35,8 +35,15 @@ class ActuatorWrite(BaseModel):
 class SensorView(BaseModel):
     id: str
     kind: str
-    value: bool | int | float | str | None = Field(description="The last reading (null: none yet)")
-    state: Literal["on", "off"] | None = Field(None, description="on/off sensors only")
+    value: bool | int | float | str | None = Field(
+        description="The last reading (null: none yet, or unavailable)"
+    )
+    state: Literal["on", "off", "unavailable"] | None = Field(
+        None,
+        description="on/off for on/off sensors; unavailable for any sensor whose input is "
+        "gone or that has not read within its stale_after",
+    )
+    available: bool = Field(True, description="false: its input is gone, or its reading stale")
     gpio: int | None = None
     last_updated: str | None = Field(None, description="The last reading (ISO 8601)")
     last_changed: str | None = Field(None, description="The last change of value (ISO 8601)")

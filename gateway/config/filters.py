@@ -5,7 +5,10 @@ points, a least-squares line), ``round`` (decimals), ``clamp``
 (``{min, max}``), ``median`` and ``average`` (over the last N readings),
 ``exponential`` (smoothing factor 0..1), ``delta`` (only a change of at
 least this much passes), ``throttle`` (at most one reading per duration).
-On/off: ``invert``.
+On/off: ``invert``, ``delayed_on`` / ``delayed_off`` (the change passes only
+once it has lasted this long; a change back before then drops it) and
+``settle`` (a change passes at once, then the signal must stay quiet this
+long before the next one does; the last state then passes if it differs).
 """
 
 from __future__ import annotations
@@ -75,6 +78,22 @@ class Invert(Model):
     invert: bool = Field(description="On/off sensors: on is off and off is on")
 
 
+class DelayedOn(Model):
+    delayed_on: Duration = Field(gt=0, description="On passes only once it has lasted this long")
+
+
+class DelayedOff(Model):
+    delayed_off: Duration = Field(gt=0, description="Off passes only once it has lasted this long")
+
+
+class Settle(Model):
+    settle: Duration = Field(
+        gt=0, description="A change passes at once; the next only after this long without one"
+    )
+
+
+TIMED = (DelayedOn, DelayedOff, Settle)
+BINARY = (Invert, *TIMED)
 NUMERIC = (Offset, Multiply, Calibrate, Round, Clamp, Median, Average, Exponential, Delta)
 KINDS = (
     "offset",
@@ -88,6 +107,9 @@ KINDS = (
     "delta",
     "throttle",
     "invert",
+    "delayed_on",
+    "delayed_off",
+    "settle",
 )
 
 
@@ -102,7 +124,10 @@ Filter = Annotated[
     | Annotated[Exponential, Tag("exponential")]
     | Annotated[Delta, Tag("delta")]
     | Annotated[Throttle, Tag("throttle")]
-    | Annotated[Invert, Tag("invert")],
+    | Annotated[Invert, Tag("invert")]
+    | Annotated[DelayedOn, Tag("delayed_on")]
+    | Annotated[DelayedOff, Tag("delayed_off")]
+    | Annotated[Settle, Tag("settle")],
     Discriminator(
         first_key(*KINDS),
         custom_error_type="filter_kind",
@@ -112,8 +137,14 @@ Filter = Annotated[
 
 
 class Filtered(Model):
-    """What every sensor may have: filters for its readings."""
+    """What every sensor may have: filters for its readings, and how old a
+    reading may get before the sensor is ``unavailable``."""
 
     filters: list[Filter] = Field(
         default_factory=list, description="Applied to every reading, in order"
+    )
+    stale_after: Duration | None = Field(
+        None,
+        gt=0,
+        description="With no reading for this long the sensor is unavailable (until it reads)",
     )

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from gateway.config.connections import MqttSensor, SerialSensor
-from gateway.config.filters import NUMERIC, Invert
+from gateway.config.filters import BINARY, NUMERIC
 from gateway.config.models import (
     GatewayConfig,
     GpioActuator,
@@ -27,6 +27,7 @@ from gateway.config.rules import (
     SerialWriteAction,
     WebhookAction,
 )
+from gateway.events import UNAVAILABLE
 
 Loc = tuple[int | str, ...]
 
@@ -58,10 +59,10 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                     ("sensors", name, "filters", i),
                     f"{name} is an on/off sensor: this filter is for numbers",
                 )
-            elif not sensor.binary and isinstance(f, Invert):
+            elif not sensor.binary and isinstance(f, BINARY):
                 yield (
                     ("sensors", name, "filters", i),
-                    f"invert is for on/off sensors; {name} is not",
+                    f"{next(iter(type(f).model_fields))} is for on/off sensors; {name} is not",
                 )
     for name, actuator in config.actuators.items():
         if isinstance(actuator, SerialActuator) and actuator.serial not in config.serial:
@@ -201,12 +202,12 @@ def _check_sensor_use(
         key = "above" if use.above is not None else "below"
         yield (*at, key), f"sensor {use.sensor!r} is on/off: use to/is with on or off"
     target = use.to if isinstance(use, SensorTrigger) else use.is_
-    if sensor.binary and target is not None and not isinstance(target, bool):
+    if target is not None and target != UNAVAILABLE:  # any sensor may become unavailable
         key = "to" if isinstance(use, SensorTrigger) else "is"
-        yield (*at, key), f"sensor {use.sensor!r} is on/off: compare it with on or off"
-    if not sensor.binary and isinstance(target, bool):
-        key = "to" if isinstance(use, SensorTrigger) else "is"
-        yield (*at, key), f"sensor {use.sensor!r} is not on/off: compare it with a value"
+        if sensor.binary and not isinstance(target, bool):
+            yield (*at, key), f"sensor {use.sensor!r} is on/off: compare it with on or off"
+        elif not sensor.binary and isinstance(target, bool):
+            yield (*at, key), f"sensor {use.sensor!r} is not on/off: compare it with a value"
     numeric_change = isinstance(use, SensorTrigger) and not isinstance(use.changes, bool | None)
     if numeric_change and sensor.binary:
         yield (*at, "changes"), f"sensor {use.sensor!r} is on/off: changes takes true, not a number"

@@ -16,6 +16,7 @@ from gateway.config.kernel import KernelSensor
 from gateway.config.models import GatewayConfig
 from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
+from gateway.inputs import OnLost, nothing_lost
 from gateway.inputs.kernel import KernelInput
 from gateway.inputs.mqtt import Commits, MqttLink
 from gateway.inputs.serial import SerialInput
@@ -34,6 +35,7 @@ class Connections:
         on_reading: Callable[[str, Value, str], None],
         on_mqtt: Callable[[MqttReceived], None],
         commits: Commits | None = None,
+        on_lost: OnLost = nothing_lost,
     ) -> None:
         trigger_topics = sorted(
             {t.mqtt for rule in config.rules for t in rule.when if isinstance(t, MqttTrigger)}
@@ -46,10 +48,10 @@ class Connections:
                 if isinstance(sensor, SerialSensor) and sensor.serial == port_name
             }
             reading = partial(_report, on_reading, config, f"serial:{port_name}")
-            self.serial[port_name] = SerialInput(port_name, port, wanted, reading)
+            self.serial[port_name] = SerialInput(port_name, port, wanted, reading, on_lost)
         sysfs = Path(config.gateway.sysfs)
         self.kernel = {
-            name: KernelInput(name, sensor, sysfs, partial(_polled, on_reading))
+            name: KernelInput(name, sensor, sysfs, partial(_polled, on_reading), on_lost)
             for name, sensor in config.sensors.items()
             if isinstance(sensor, KernelSensor)
         }
@@ -64,6 +66,7 @@ class Connections:
                 lambda sensor, value: on_reading(sensor, value, "mqtt"),
                 lambda topic, payload: on_mqtt(MqttReceived(topic, payload, time.time())),
                 commits,
+                on_lost,
             )
 
     async def run(self) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config.kernel import HwmonSensor, IioSensor, KernelSensor, OneWireSensor
+from gateway.inputs import OnLost, nothing_lost
 from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
@@ -162,8 +163,10 @@ class KernelInput:
         config: KernelSensor,
         sysfs: Path,
         on_reading: Callable[[str, float], None],
+        on_lost: OnLost = nothing_lost,
     ) -> None:
         self.name = name
+        self.on_lost = on_lost
         self.config = config
         self.every = config.every
         self.on_reading = on_reading
@@ -200,6 +203,7 @@ class KernelInput:
             if self.state == "connected" or not self.readings:
                 why = "no answer in time" if isinstance(exc, TimeoutError) else exc
                 _BAD.warning("%s %s: cannot read %s: %s", self.source, self.name, self.path, why)
+                self.on_lost([self.name], f"{self.source} {self.name}: cannot read")
             self.state = "disconnected"
             return
         except BadReading as exc:

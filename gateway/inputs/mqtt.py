@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from gateway import safejson
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
+from gateway.inputs import OnLost, nothing_lost
 from gateway.ratelog import RateLimitedLog
 from gateway.templates import TemplateError, render
 
@@ -83,8 +84,10 @@ class MqttLink:
         on_reading: Callable[[str, Value], None],
         on_message: Callable[[str, Any], None],
         commits: Commits | None = None,
+        on_lost: OnLost = nothing_lost,
     ) -> None:
         self.config = config
+        self.on_lost = on_lost
         self.commits = commits
         self.unacknowledged = 0  # messages whose webhooks could not be committed
         self.sensors = sensors
@@ -94,6 +97,7 @@ class MqttLink:
         self.client_id = config.client_id or f"edge-gateway-{gateway_name}"
         self.status_topic = config.status_topic or f"gateway/{gateway_name}/status"
         self.state = "disconnected"
+        self._up = False
         self.messages = 0
         self.bad_values = 0  # payloads that are not a value of their sensor's kind
         self.malformed = 0  # messages that could not be handled at all
@@ -166,10 +170,12 @@ class MqttLink:
                         self.state = "disconnected"
             except aiomqtt.MqttError as exc:
                 self._client = None
-                if self.state == "connected" or self.reconnects == 0:
+                if self._up or self.reconnects == 0:
                     _LOG.warning(
                         "mqtt: %s:%d: %s; reconnecting", self.config.host, self.config.port, exc
                     )
+                    self.on_lost(list(self.sensors), "mqtt broker lost")
+                self._up = False
                 self.state = "disconnected"
                 self.reconnects += 1
                 await asyncio.sleep(delay)
@@ -222,6 +228,7 @@ class MqttLink:
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         self.state = "connected"
+        self._up = True  # until the next MqttError: state is "disconnected" in between
         _LOG.info(
             "mqtt: connected to %s:%d as %s", self.config.host, self.config.port, self.client_id
         )

@@ -18,6 +18,7 @@ import serial_asyncio_fast
 
 from gateway.config.connections import SerialPort
 from gateway.events import Value
+from gateway.inputs import OnLost, nothing_lost
 from gateway.inputs.parsers import PARSERS, LineError, LineSplitter
 from gateway.ratelog import RateLimitedLog
 
@@ -38,11 +39,13 @@ class SerialInput:
         config: SerialPort,
         sensors: dict[str, str | None],
         on_reading: OnReading,
+        on_lost: OnLost = nothing_lost,
     ) -> None:
         self.name = name
         self.config = config
         self.sensors = sensors  # sensor name -> field (None: the whole line)
         self.on_reading = on_reading
+        self.on_lost = on_lost
         self.state = "disconnected"
         self.lines = 0
         self.malformed = 0
@@ -54,6 +57,7 @@ class SerialInput:
     async def run(self) -> None:
         """Read until cancelled, reconnecting with a capped backoff."""
         delay = BACKOFF_FIRST
+        told = False  # on_lost was called for this outage
         while True:
             try:
                 reader, writer = await serial_asyncio_fast.open_serial_connection(
@@ -64,10 +68,13 @@ class SerialInput:
                     stopbits=self.config.stopbits,
                 )
             except (serial.SerialException, OSError) as exc:
-                if self.state != "disconnected" or self.reconnects == 0:
+                if self.reconnects == 0:
                     _LOG.warning(
                         "serial %s: cannot open %s: %s; retrying", self.name, self.config.port, exc
                     )
+                if not told:
+                    self.on_lost(list(self.sensors), f"serial {self.name}: cannot open")
+                    told = True
                 self.state = "disconnected"
                 self.reconnects += 1
                 await asyncio.sleep(delay)
@@ -76,6 +83,7 @@ class SerialInput:
             delay = BACKOFF_FIRST
             self._writer = writer
             self.state = "connected"
+            told = False
             _LOG.info("serial %s: connected to %s", self.name, self.config.port)
             try:
                 await self._read(reader)
@@ -83,6 +91,9 @@ class SerialInput:
                 _LOG.warning(
                     "serial %s: %s lost (%s); reconnecting", self.name, self.config.port, exc
                 )
+                self.state = "disconnected"
+                self.on_lost(list(self.sensors), f"serial {self.name} lost")
+                told = True
             finally:
                 self.state = "disconnected"
                 self._writer = None

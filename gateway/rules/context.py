@@ -31,7 +31,7 @@ from gateway.rules.decisions import (
     WriteLog,
     WriteSerial,
 )
-from gateway.templates import TemplateError, render, render_tree
+from gateway.templates import TemplateError, as_text, render_text, render_tree
 
 _LOG = logging.getLogger(__name__)
 
@@ -116,14 +116,18 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
                 return SendWebhook(action.webhook, action.event, data, rule.id)
             case LogAction():
                 level = logging.getLevelName(action.level.upper())
-                return WriteLog(level, str(render(action.log, context)), rule.id)
+                return WriteLog(level, render_text(action.log, context), rule.id)
             case MqttPublishAction():
-                topic = str(render(action.mqtt_publish, context))
+                topic = render_text(action.mqtt_publish, context)
                 payload = render_tree(action.payload, context)
-                text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+                text = (
+                    as_text(payload)
+                    if isinstance(payload, str | bool)
+                    else json.dumps(payload, default=str)
+                )
                 return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
             case SerialWriteAction():
-                text = str(render(action.data, context))
+                text = render_text(action.data, context)
                 return WriteSerial(action.serial_write, text, rule.id)
             case DelayAction():
                 return None  # the engine's own

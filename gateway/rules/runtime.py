@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import assert_never
 
 from gateway import safejson
-from gateway.config.models import GatewayConfig, VirtualSensor
-from gateway.events import Event, GatewayStarted, SensorChanged, Value
+from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
+from gateway.events import UNAVAILABLE, Event, GatewayStarted, SensorChanged, Value
 from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
 from gateway.ratelog import RateLimitedLog
 from gateway.rules.decisions import (
@@ -73,6 +73,14 @@ class Runtime:
             for name, sensor in config.sensors.items()
             if sensor.filters
         }
+        self._held_from: dict[str, str] = {}  # the source of a reading a filter holds
+        self.unavailable: set[str] = set()  # input gone, or no reading within stale_after
+        self._stale_after = {
+            name: sensor.stale_after
+            for name, sensor in config.sensors.items()
+            if sensor.stale_after is not None
+        }
+        self._since = clock()  # a sensor never read is stale this long after the start
         for name, sensor in config.sensors.items():
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
@@ -95,6 +103,21 @@ class Runtime:
                 self.handle(GatewayStarted(self.clock()))
         self.on_timers_changed()
 
+    def carry_on(self, old: Runtime) -> None:
+        """After a reload: what ``old`` knew (a reload is not a new reading), its
+        counters, min_on/min_off windows and freshness. GPIO pins were read anew."""
+        for name, value in old.sensors.items():
+            sensor = self.config.sensors.get(name)
+            if sensor is not None and not isinstance(sensor, GpioSensor):
+                self.sensors[name] = value
+                if name in old.unavailable:
+                    self.unavailable.add(name)
+        self.engine.fired.update(old.engine.fired)
+        self.switched.update(old.switched)
+        self.updated.update(old.updated)
+        self.changed.update(old.changed)
+        self._since = old._since
+
     def known(self, values: Mapping[str, Value]) -> None:
         """Values read as the inputs opened (GPIO pins): no event, but read now."""
         now = self.clock()
@@ -110,15 +133,41 @@ class Runtime:
         chain = self.filters.get(sensor)
         if chain is not None:
             filtered = chain(value, self.clock())
-            if filtered is None:  # held back (throttle, delta)
+            if filtered is None:  # dropped (throttle, delta) or held (delayed_on, settle)
+                if chain.due() is not None:
+                    self._held_from[sensor] = source
+                    self.on_timers_changed()  # the timer loop lets it through when due
                 return None
             value = filtered
+        return self._accept(sensor, value, source)
+
+    def lost(self, sensors: list[str], why: str) -> None:
+        """``sensors`` are unavailable (their input disconnected, or no reading within
+        ``stale_after``): rules see the change, until a reading comes again."""
+        for sensor in sensors:
+            if sensor in self.unavailable or sensor not in self.config.sensors:
+                continue
+            self.unavailable.add(sensor)
+            if sensor in self.filters:  # what it held or averaged is from before
+                self.filters[sensor] = FilterChain(self.config.sensors[sensor].filters)
+            _LOG.warning("sensor %s: unavailable (%s)", sensor, why)
+            self._change(sensor, UNAVAILABLE, self.sensors.get(sensor), self.clock(), why)
+
+    def _accept(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
         previous = self.sensors.get(sensor)
         now = self.updated[sensor] = self.clock()
+        if sensor in self.unavailable:
+            self.unavailable.discard(sensor)
+            _LOG.info("sensor %s: available again (%s)", sensor, source)
         if previous is not None and (  # the one place repeats stop (as rules compare)
             previous == value if type(previous) is type(value) else equal(value, previous)
         ):
             return None
+        return self._change(sensor, value, previous, now, source)
+
+    def _change(
+        self, sensor: str, value: Value, previous: Value | None, now: float, source: str
+    ) -> SensorChanged:
         self.sensors[sensor] = value
         self.changed[sensor] = now
         event = SensorChanged(sensor, value, previous, now, source)
@@ -192,7 +241,9 @@ class Runtime:
         current = self.actuators.get(name)
         level = isinstance(current, float)
         new = self.target(name, state)
-        if new != current and not self._may_switch(name, current, new, who):
+        if new != current and not self._may_switch(
+            name, current, new, who, revert_after, hold_while
+        ):
             return current  # refused (an interlock) or deferred (min_on/min_off): logged
         if new != current:
             self.actuators.set(name, new)
@@ -263,7 +314,15 @@ class Runtime:
             return f"has used up its max_switches ({limit.switches} per {limit.per:g}s)"
         return None
 
-    def _may_switch(self, name: str, current: bool | float, new: bool | float, who: str) -> bool:
+    def _may_switch(
+        self,
+        name: str,
+        current: bool | float,
+        new: bool | float,
+        who: str,
+        lasts: float | None = None,
+        hold: str | None = None,
+    ) -> bool:
         """Interlocks and max_switches refuse; minimum times defer (a timer switches later)."""
         if (why := self.refusal(name, new)) is not None:
             _LIMITED.warning("%s %s by %s refused: %s %s", name, _shown(new), who, name, why)
@@ -275,7 +334,8 @@ class Runtime:
             self.timers.cancel(TimerKind.DEFER, name)
             return True
         due = since + window
-        self.timers.set(Timer(TimerKind.DEFER, name, due, Switch(new, who, current)))
+        deferred = Switch(new, who, current, lasts, hold)  # the for/while start once switched
+        self.timers.set(Timer(TimerKind.DEFER, name, due, deferred))
         window_name = "min_on" if current else "min_off"
         wait = due - self.clock()
         _LOG.info("%s %s by %s deferred %.0fs (%s)", name, _shown(new), who, wait, window_name)
@@ -350,11 +410,30 @@ class Runtime:
     # ------------------------------------------------------------------ timers
 
     def next_due(self) -> float | None:
-        return self.timers.next_due()
+        """The next timer or held reading (a timed filter) due."""
+        dues = [chain.due() for chain in self.filters.values()]
+        dues += [self._stale_at(name) for name in self._stale_after]
+        return min((d for d in (self.timers.next_due(), *dues) if d is not None), default=None)
+
+    def _stale_at(self, sensor: str) -> float | None:
+        if sensor in self.unavailable:
+            return None
+        return self.updated.get(sensor, self._since) + self._stale_after[sensor]
 
     def run_due(self) -> None:
-        """Fire every timer whose time has come (late ones at once)."""
+        """Fire every timer whose time has come (late ones at once), and let
+        through the readings timed filters held."""
         now = self.clock()
+        for sensor, chain in self.filters.items():
+            held = chain.due()
+            if held is not None and held <= now:
+                source = self._held_from.get(sensor, "filter")
+                for value in chain.release(now):
+                    self._accept(sensor, value, source)
+        for sensor, after in self._stale_after.items():
+            stale = self._stale_at(sensor)
+            if stale is not None and stale <= now:
+                self.lost([sensor], f"no reading for {after:g}s")
         with self.timers.batch():
             while due := self.timers.pop_due(now):
                 for timer in due:
@@ -375,6 +454,10 @@ class Runtime:
         why = "max_on limit" if limit else f"{'deferred' if deferred else 'timer'} by {switch.by}"
         if late > 1:
             why += f", {late:.0f}s late (was the gateway stopped?)"
+        if deferred and (switch.lasts is not None or switch.hold is not None):
+            self.timers.cancel(TimerKind.DEFER, name)  # made now, with its for/while
+            self._actuate(name, state, switch.lasts, f"{switch.by} (deferred)", switch.hold)
+            return
         current = self.actuators.get(name)
         if current != state and not limit and not self._may_switch(name, current, state, why):
             return  # a switch-back inside min_on waits (max_on, a safety limit, never does)

@@ -35,6 +35,10 @@ def dump(timer: Timer) -> dict[str, Any]:
         data = {"state": p.state, "by": p.by}
         if p.was is not None:
             data["was"] = p.was
+        if p.lasts is not None:
+            data["lasts"] = p.lasts
+        if p.hold is not None:
+            data["hold"] = p.hold
     else:
         data = {"rule": p.rule, "index": p.index}
         if p.event is not None:
@@ -142,7 +146,13 @@ def _payload(kind: TimerKind, key: str, data: dict[str, Any]) -> Switch | Step |
             return None
         if was is not None and not isinstance(was, bool | float | int):
             return None
-        return Switch(_state(state), by, None if was is None else _state(was))
+        lasts, hold = data.get("lasts"), data.get("hold")
+        if lasts is not None and (isinstance(lasts, bool) or not isinstance(lasts, float | int)):
+            return None
+        if hold is not None and not isinstance(hold, str):
+            return None
+        was_state = None if was is None else _state(was)
+        return Switch(_state(state), by, was_state, None if lasts is None else float(lasts), hold)
     rule, event = data.get("rule"), data.get("event")
     index = data.get("index", data.get("trigger"))
     if index is None and kind is TimerKind.FOR:  # before version 2: the index in the key

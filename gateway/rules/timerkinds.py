@@ -29,6 +29,8 @@ class Switch:
     state: bool | float
     by: str = ""  # who set it, for the log line when it fires
     was: bool | float | None = None  # revert: the state until then (restored after a restart)
+    lasts: float | None = None  # defer: the ``for`` of the switch, counted once it is made
+    hold: str | None = None  # defer: the ``while`` sensor of the switch
 
 
 @dataclass(frozen=True, slots=True)

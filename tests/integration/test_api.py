@@ -249,6 +249,13 @@ async def test_metrics_parse_with_the_prometheus_client_and_carry_process_figure
     runs = {s.labels["rule"]: s.value for s in families["gateway_rule_runs"].samples}
     assert runs == {"hallway_motion_light": 1.0}
     assert families["gateway_rule_runs"].type == "counter"
+    values = {s.labels["sensor"]: s.value for s in families["gateway_sensor_value"].samples}
+    assert values == {"hallway_motion": 1.0}  # on as 1, for graphs and alerts
+    assert families["gateway_sensor_available"].samples[0].value == 1.0
+    [updated] = families["gateway_sensor_last_updated_timestamp_seconds"].samples
+    assert abs(updated.value - time.time()) < 60
+    lights = {s.labels["actuator"]: s.value for s in families["gateway_actuator_state"].samples}
+    assert lights == {"hallway_light": 1.0, "fan": 0.0}
 
 
 async def test_outbox_view_and_endpoint_enable(api: tuple[str, Control]) -> None:

@@ -47,6 +47,34 @@ async def test_driving_gpio17_high_switches_gpio27_for_the_rule_duration(
     assert webhook.json["data"] == {"where": "hallway", "value": True}
 
 
+async def test_a_timed_filter_lets_a_held_edge_through_on_the_daemons_clock(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """``delayed_on``: the light follows the PIR only once it has been high 0.3 s."""
+    config = demo_like_config(tmp_path, free_port(), receiver.url)
+    config.write_text(
+        edited(
+            config.read_text(),
+            (
+                "{gpio: 17, kind: motion}",
+                "{gpio: 17, kind: motion, filters: [{delayed_on: 300ms}]}",
+            ),
+        )
+    )
+    async with running(config) as gw:
+        motion = gw.live.devices.factory.pin(17)
+        light = gw.live.devices.factory.pin(27)
+        motion.drive_high()
+        motion.drive_low()  # a blip: dropped
+        await asyncio.sleep(0.5)
+        assert light.state == 1
+        motion.drive_high()
+        await asyncio.sleep(0.1)
+        assert light.state == 1  # still held back
+        await wait_until(lambda: value_of(light.state), lambda state: state == 0)
+        assert gw.sensors()["hallway_motion"].value is True
+
+
 async def test_stopping_leaves_actuators_in_their_safe_state(tmp_path: Path) -> None:
     config = demo_like_config(tmp_path, free_port(), "http://127.0.0.1:9/")
     async with running(config) as gw:

@@ -139,10 +139,13 @@ async def test_the_freezer_probe_and_the_cpu_temperature_reach_the_rules(tmp_pat
             lambda: value_of(control.live.connections.kernel["freezer"].state),
             lambda s: s == "disconnected",
         )
+        gone = control.sensor("freezer")  # at once, not when its value gets old
+        assert (gone.state, gone.available, gone.value) == ("unavailable", False, None)
 
         probe.mkdir()
         (probe / "w1_slave").write_text(w1_slave(-5250))  # back, and the freezer is warm
         await wait_until(lambda: value_of(value("freezer")), lambda v: v == -5.25)
+        assert control.sensor("freezer").available
         [message] = await control.outbox.messages(None, None, 10)
         assert message["event"] == "freezer.warm"
         assert control.live.connections.kernel["freezer"].reconnects == 1

@@ -21,6 +21,10 @@ class Seen:
     def __init__(self) -> None:
         self.readings: list[tuple[str, Value]] = []
         self.messages: list[tuple[str, Any]] = []
+        self.lost: list[tuple[list[str], str]] = []
+
+    def gone(self, sensors: list[str], why: str) -> None:
+        self.lost.append((sensors, why))
 
     def reading(self, sensor: str, value: Value) -> None:
         self.readings.append((sensor, value))
@@ -44,7 +48,9 @@ SENSORS = {
 
 def link(broker: Mosquitto, seen: Seen, **kw: Any) -> MqttLink:
     config = MqttSection(host="127.0.0.1", port=broker.port, client_id="test-gw", **kw)
-    return MqttLink(config, "test", SENSORS, ["alarm/#"], seen.reading, seen.message)
+    return MqttLink(
+        config, "test", SENSORS, ["alarm/#"], seen.reading, seen.message, on_lost=seen.gone
+    )
 
 
 @contextlib.asynccontextmanager
@@ -103,6 +109,7 @@ async def test_a_broker_restart_loses_no_qos1_message(mosquitto: Mosquitto) -> N
         async with asyncio.timeout(5):
             while mqtt.state == "connected":
                 await asyncio.sleep(0.01)
+        assert seen.lost == [(["room_temp", "garage_door"], "mqtt broker lost")]
         mosquitto.start()
         await publish(mosquitto, "home/garage/door", "two")  # before we are back
         async with asyncio.timeout(15):
@@ -111,6 +118,7 @@ async def test_a_broker_restart_loses_no_qos1_message(mosquitto: Mosquitto) -> N
         await seen.wait(2, timeout=10)
     assert seen.readings == [("garage_door", "one"), ("garage_door", "two")]
     assert mqtt.reconnects >= 1
+    assert len(seen.lost) == 1  # once per outage, not once per failed reconnect
 
 
 async def test_publish_status_topic_and_last_will(mosquitto: Mosquitto) -> None:

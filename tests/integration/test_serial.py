@@ -55,16 +55,19 @@ async def test_json_lines_split_garbage_and_overlong(board: Board) -> None:
 async def test_unplug_and_replug_reconnects_and_reads_again(board: Board) -> None:
     readings = Readings()
     config = SerialPort(port=str(board.link), format="kv")
-    port = SerialInput("weather", config, {"t": "temp"}, readings)
+    lost: list[tuple[list[str], str]] = []
+    port = SerialInput("weather", config, {"t": "temp"}, readings, lambda s, w: lost.append((s, w)))
     task = asyncio.create_task(port.run())
     try:
         await connected(port)
         board.send(b"temp=1\n")
         await readings.wait(1)
+        assert lost == []
         board.unplug()
         async with asyncio.timeout(5):
             while port.state == "connected":
                 await asyncio.sleep(0.01)
+        assert lost == [(["t"], "serial weather lost")]  # its sensors: unavailable at once
         board.plug()  # the by-id symlink now points at the new device
         await connected(port)
         board.send(b"temp=2\n")

@@ -67,11 +67,62 @@ def test_a_spike_is_removed_before_smoothing_and_small_changes_are_dropped() -> 
     assert got == [20.0, None, None, None, None]  # the 85 °C spike never shows
 
 
+def timed(filters: list[dict[str, Any]], readings: list[tuple[float, bool]]) -> list[str]:
+    """What passes, and when: each reading in turn, and each held one let through
+    when it is due (as the runtime's timer loop does)."""
+    chain = FilterChain(FILTERS.validate_python(filters))
+    out: list[str] = []
+    for at, value in [*readings, (10_000.0, None)]:
+        while (due := chain.due()) is not None and due <= at:
+            out += [f"{v} at {due:g}" for v in chain.release(due)]
+        if value is not None and (passed := chain(value, at)) is not None:
+            out.append(f"{passed} at {at:g}")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("filters", "readings", "expected"),
+    [
+        # on must last 2 s: a 1 s blip never passes, a real one passes 2 s late; off at once
+        (
+            [{"delayed_on": "2s"}],
+            [(0, True), (1, False), (5, True), (9, False)],
+            ["False at 1", "True at 7", "False at 9"],
+        ),
+        # a PIR that drops out for a moment: off passes only after 3 s of off
+        (
+            [{"delayed_off": "3s"}],
+            [(0, True), (10, False), (11, True), (20, False)],
+            ["True at 0", "True at 11", "False at 23"],
+        ),
+        # a bouncing contact: the first change at once, then quiet for 1 s; the last
+        # state passes once it has settled, if it differs
+        (
+            [{"settle": "1s"}],
+            [(0, True), (0.2, False), (0.4, True), (0.6, False), (5, True), (5.5, False)],
+            ["True at 0", "False at 1.6", "True at 5", "False at 6.5"],
+        ),
+        (
+            [{"settle": "1s"}],
+            [(0, True), (0.3, False), (0.5, True)],
+            ["True at 0"],  # it settled where it was: nothing more
+        ),
+        # timed filters pass their reading on through the rest of the chain
+        ([{"delayed_on": "2s"}, {"invert": True}], [(0, True)], ["False at 2"]),
+    ],
+)
+def test_timed_on_off_filters(
+    filters: list[dict[str, Any]], readings: list[tuple[float, bool]], expected: list[str]
+) -> None:
+    assert timed(filters, readings) == expected
+
+
 @pytest.mark.parametrize(
     ("sensor", "message"),
     [
         ("{gpio: 17, kind: motion, filters: [{offset: 1}]}", "this filter is for numbers"),
         ("{kind: virtual, filters: [{invert: true}]}", "invert is for on/off sensors"),
+        ("{kind: virtual, filters: [{delayed_off: 5s}]}", "delayed_off is for on/off sensors"),
         ("{kind: virtual, filters: [{calibrate: [[1, 0], [1, 5]]}]}", "two different raw"),
         ("{kind: virtual, filters: [{smooth: 3}]}", "a filter is one of"),
     ],
@@ -121,4 +172,40 @@ def test_filters_run_before_the_rules_on_the_virtual_clock(tmp_path: Path) -> No
     assert [(r.name, r.passed, r.failures) for r in results] == [
         ("one 85 degree spike from a loose probe is not an alarm", True, []),
         ("a freezer that really warms is", True, []),
+    ]
+
+
+def test_a_timed_filter_lets_its_reading_through_on_the_virtual_clock(tmp_path: Path) -> None:
+    """A door contact that must stay open 5 s before the rule hears of it."""
+    from gateway.rules.scenarios import run_files
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "sensors:\n"
+        "  door: {kind: virtual, type: binary, filters: [{delayed_on: 5s}]}\n"
+        "actuators:\n"
+        "  buzzer: {gpio: 13}\n"
+        "rules:\n"
+        "  - {id: open, when: {sensor: door, to: on}, then: [{actuate: buzzer, state: on}]}\n"
+    )
+    scenarios = tmp_path / "gateway.test.yaml"
+    scenarios.write_text(
+        "- name: a door opened for a moment does not sound\n"
+        "  given:\n"
+        "    - {at: 0s, sensor: door, value: on}\n"
+        "    - {at: 3s, sensor: door, value: off}\n"
+        "  expect:\n"
+        "    - {at: 20s, actuator: buzzer, state: off}\n"
+        "- name: a door left open does, 5 s after it opened\n"
+        "  given:\n"
+        "    - {at: 0s, sensor: door, value: on}\n"
+        "  expect:\n"
+        "    - {at: 4s, actuator: buzzer, state: off}\n"
+        "    - {at: 5s, actuator: buzzer, state: on}\n"
+    )
+    results, problems = run_files(load_config(config), [scenarios])
+    assert problems == []
+    assert [(r.name, r.passed, r.failures) for r in results] == [
+        ("a door opened for a moment does not sound", True, []),
+        ("a door left open does, 5 s after it opened", True, []),
     ]

@@ -399,6 +399,32 @@ def test_min_on_and_min_off_defer_a_switch_and_never_lose_it(tmp_path: Path) -> 
     assert relays.states["compressor"] is True
 
 
+def test_a_deferred_switch_keeps_its_for_and_counts_it_from_when_it_is_made(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock(START)
+    runtime, relays, _ = make(tmp_path, clock, config=PUMPS)
+    runtime.actuate("compressor", True, None, "thermostat")
+    runtime.actuate("compressor", False, None, "thermostat")
+    clock.now = START + 300
+    runtime.run_due()  # off once min_on ended
+    clock.now = START + 360
+    runtime.actuate("compressor", True, 600.0, "rule defrost")  # 1 minute into min_off
+    assert relays.states["compressor"] is False
+    restarted = make(tmp_path, clock, config=PUMPS)[0]  # the deferred for is saved
+    waiting = restarted.deferred("compressor")
+    assert waiting is not None and isinstance(waiting.payload, Switch)
+    assert waiting.payload.lasts == 600.0
+    clock.now = START + 300 + 180
+    runtime.run_due()
+    assert relays.states["compressor"] is True
+    back = runtime.timers.get(TimerKind.REVERT, "compressor")
+    assert back is not None and back.due == START + 480 + 600  # for counts from the switch
+    clock.now = back.due
+    runtime.run_due()
+    assert relays.states["compressor"] is False
+
+
 def test_max_on_is_a_safety_limit_that_min_on_does_not_hold_back(tmp_path: Path) -> None:
     clock = VirtualClock(START)
     config = GatewayConfig.model_validate(
