@@ -90,7 +90,8 @@ def test_a_reading_brings_it_back_and_cancels_a_pending_for(tmp_path: Path) -> N
     assert runtime.unavailable == {"freezer"}
     advance(runtime, clock, START + 630)
     event = runtime.reading("freezer", -18.0, "test")
-    assert event is not None and event.previous == UNAVAILABLE
+    assert event is not None
+    assert event.previous == UNAVAILABLE
     assert runtime.unavailable == set()
     advance(runtime, clock, START + 1000)
     assert outbox.sent == []  # back within the minute: no alarm

@@ -413,13 +413,15 @@ def test_a_deferred_switch_keeps_its_for_and_counts_it_from_when_it_is_made(
     assert relays.states["compressor"] is False
     restarted = make(tmp_path, clock, config=PUMPS)[0]  # the deferred for is saved
     waiting = restarted.deferred("compressor")
-    assert waiting is not None and isinstance(waiting.payload, Switch)
+    assert waiting is not None
+    assert isinstance(waiting.payload, Switch)
     assert waiting.payload.lasts == 600.0
     clock.now = START + 300 + 180
     runtime.run_due()
     assert relays.states["compressor"] is True
     back = runtime.timers.get(TimerKind.REVERT, "compressor")
-    assert back is not None and back.due == START + 480 + 600  # for counts from the switch
+    assert back is not None
+    assert back.due == START + 480 + 600
     clock.now = back.due
     runtime.run_due()
     assert relays.states["compressor"] is False
