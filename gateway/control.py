@@ -133,7 +133,7 @@ class Control:
         }
         if isinstance(state, float):
             view["level"] = state
-        waiting = self.live.runtime.deferred(name)
+        waiting = self.live.runtime.switching.deferred(name)
         view["deferred"] = None
         if waiting is not None and isinstance(waiting.payload, Switch):
             shown = "on" if waiting.payload.state else "off"
@@ -202,8 +202,8 @@ class Control:
         if actuator is None:
             raise NotFound(f"no actuator named {name!r}")
         runtime = self.live.runtime
-        target = runtime.target(name, state)
-        if (why := runtime.refusal(name, target)) is not None:
+        target = runtime.switching.target(name, state)
+        if (why := runtime.switching.refusal(name, target)) is not None:
             raise Refused(f"{name} {why}")
         limit = actuator.max_on
         too_long = revert_after is not None and limit is not None and revert_after > limit

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import assert_never
 
@@ -17,7 +16,6 @@ from gateway import safejson
 from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
 from gateway.events import UNAVAILABLE, Event, GatewayStarted, SensorChanged, Value
 from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
-from gateway.ratelog import RateLimitedLog
 from gateway.rules.decisions import (
     Cancel,
     Decision,
@@ -33,12 +31,12 @@ from gateway.rules.decisions import (
 )
 from gateway.rules.engine import RuleEngine
 from gateway.rules.filters import FilterChain
-from gateway.rules.timerkinds import ACTUATOR_KINDS, Hold, Switch, Timer, TimerKind
+from gateway.rules.switching import Switching
+from gateway.rules.timerkinds import ACTUATOR_KINDS, Switch
 from gateway.rules.timers import TimerTable
 from gateway.rules.values import equal
 
 _LOG = logging.getLogger(__name__)
-_LIMITED = RateLimitedLog(_LOG)
 
 
 class Runtime:
@@ -64,8 +62,6 @@ class Runtime:
         self.links: Links = links or NoLinks()
         self.engine = RuleEngine(list(config.rules))
         self.sensors: dict[str, Value] = {}
-        self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
-        self._switches: dict[str, deque[float]] = {}  # recent changes (max_switches)
         self.updated: dict[str, float] = {}  # when each sensor last read (also the same value)
         self.changed: dict[str, float] = {}  # when each sensor's value last changed
         self.filters = {
@@ -84,6 +80,7 @@ class Runtime:
         for name, sensor in config.sensors.items():
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
+        self.switching = Switching(config, actuators, timers, clock, self.sensors)
         self.timers.keep_only(set(config.actuators))
         self.on_timers_changed: Callable[[], None] = on_timers_changed or (lambda: None)
 
@@ -98,7 +95,7 @@ class Runtime:
         with self.timers.batch():
             self._apply_all(self.engine.start(self.snapshot(), self.timers, self.timers.queued()))
             for hold in list(self.timers.holds.values()):  # a sensor that cleared meanwhile
-                self._follow(hold, self.sensors.get(hold.sensor))
+                self.switching.follow(hold, self.sensors.get(hold.sensor))
             if startup:  # not after a reload
                 self.handle(GatewayStarted(self.clock()))
         self.on_timers_changed()
@@ -113,7 +110,7 @@ class Runtime:
                 if name in old.unavailable:
                     self.unavailable.add(name)
         self.engine.fired.update(old.engine.fired)
-        self.switched.update(old.switched)
+        self.switching.switched.update(old.switching.switched)
         self.updated.update(old.updated)
         self.changed.update(old.changed)
         self._since = old._since
@@ -176,23 +173,12 @@ class Runtime:
         if held:
             with self.timers.batch():
                 for hold in held:
-                    self._follow(hold, value)
+                    self.switching.follow(hold, value)
                 self.handle(event)
             self.on_timers_changed()
         else:
             self.handle(event)
         return event
-
-    def _follow(self, hold: Hold, value: Value | None) -> None:
-        """A held actuator follows its sensor: held while on, switched back ``delay``
-        after it goes off (a new ``on`` before then holds it again)."""
-        if value is True:
-            self.timers.cancel(TimerKind.REVERT, hold.actuator)
-        elif value is not None and self.timers.get(TimerKind.REVERT, hold.actuator) is None:
-            was = self.actuators.get(hold.actuator)
-            due = self.clock() + hold.delay
-            switch = Switch(hold.back, f"{hold.by}, {hold.sensor} off", was)
-            self.timers.set(Timer(TimerKind.REVERT, hold.actuator, due, switch))
 
     def handle(self, event: Event) -> None:
         """Run every rule that ``event`` fires (their timers saved once, together)."""
@@ -226,140 +212,9 @@ class Runtime:
         is on and ``revert_after`` counts from when it goes off. Its timers (the
         switch-back, ``max_on``) are saved once, together."""
         with self.timers.batch():
-            new = self._actuate(name, state, revert_after, who, hold_while)
+            new = self.switching.switch(name, state, revert_after, who, hold_while)
         self.on_timers_changed()
         return new
-
-    def _actuate(
-        self,
-        name: str,
-        state: bool | float | str,
-        revert_after: float | None,
-        who: str,
-        hold_while: str | None,
-    ) -> bool | float:
-        current = self.actuators.get(name)
-        level = isinstance(current, float)
-        new = self.target(name, state)
-        if new != current and not self._may_switch(
-            name, current, new, who, revert_after, hold_while
-        ):
-            return current  # refused (an interlock) or deferred (min_on/min_off): logged
-        if new != current:
-            self.actuators.set(name, new)
-            self.switched[name] = self.clock()
-            self._switches.setdefault(name, deque()).append(self.clock())
-        if hold_while is not None or name in self.timers.holds:
-            self.timers.holds.pop(name, None)  # any other switch ends a hold
-            self.timers.touch()
-        back: bool | float = (0.0 if new else 1.0) if level else not new
-        if hold_while is not None:
-            hold = Hold(name, hold_while, revert_after or 0.0, back, who)
-            self.timers.holds[name] = hold
-            self.timers.cancel(TimerKind.REVERT, name)
-            self._follow(hold, self.sensors.get(hold_while))
-        elif revert_after is not None:
-            due = self.clock() + revert_after
-            # "was": the state to restore if the gateway restarts before ``due``
-            self.timers.set(Timer(TimerKind.REVERT, name, due, Switch(back, who, new)))
-        else:
-            self.timers.cancel(TimerKind.REVERT, name)
-        if hold_while is not None:
-            how = f" while {hold_while} is on, then {revert_after or 0:g}s"
-        elif revert_after is not None:
-            how = f" for {revert_after:g}s"
-        else:
-            how = ""
-        _LOG.info(  # the audit line: every actuation, also one that changes nothing
-            "%s %s by %s%s%s",
-            name,
-            _shown(new),
-            who,
-            how,
-            "" if new != current else f" (already {_shown(new)})",
-        )
-        self._limit_on_time(name, bool(new))
-        return new
-
-    def over_limit(self, name: str) -> bool:
-        """Whether ``name`` has used up its ``max_switches`` for now."""
-        limit = self.config.actuators[name].max_switches
-        if limit is None:
-            return False
-        recent = self._switches.setdefault(name, deque())
-        while recent and recent[0] <= self.clock() - limit.per:
-            recent.popleft()
-        return len(recent) >= limit.switches
-
-    def interlocked(self, name: str) -> str | None:
-        """The interlocked actuator that is on now, which forbids switching ``name`` on."""
-        config = self.config.actuators
-        peers = {*config[name].interlock, *(n for n, a in config.items() if name in a.interlock)}
-        return next((p for p in sorted(peers) if p in config and self.actuators.get(p)), None)
-
-    def deferred(self, name: str) -> Timer | None:
-        """A switch waiting for the end of ``min_on``/``min_off``."""
-        return self.timers.get(TimerKind.DEFER, name)
-
-    def refusal(self, name: str, new: bool | float) -> str | None:
-        """Why switching ``name`` to ``new`` is refused now (an interlock, max_switches);
-        None when it may be done. Off, the safe state, is never refused."""
-        current = self.actuators.get(name)
-        if not new or new == current:
-            return None
-        if not current and (peer := self.interlocked(name)) is not None:
-            return f"is interlocked with {peer}, which is on"
-        limit = self.config.actuators[name].max_switches
-        if limit is not None and self.over_limit(name):
-            return f"has used up its max_switches ({limit.switches} per {limit.per:g}s)"
-        return None
-
-    def _may_switch(
-        self,
-        name: str,
-        current: bool | float,
-        new: bool | float,
-        who: str,
-        lasts: float | None = None,
-        hold: str | None = None,
-    ) -> bool:
-        """Interlocks and max_switches refuse; minimum times defer (a timer switches later)."""
-        if (why := self.refusal(name, new)) is not None:
-            _LIMITED.warning("%s %s by %s refused: %s %s", name, _shown(new), who, name, why)
-            return False
-        config = self.config.actuators[name]
-        window = config.min_on if current and not new else config.min_off if new else None
-        since = self.switched.get(name)
-        if window is None or since is None or self.clock() - since >= window:
-            self.timers.cancel(TimerKind.DEFER, name)
-            return True
-        due = since + window
-        deferred = Switch(new, who, current, lasts, hold)  # the for/while start once switched
-        self.timers.set(Timer(TimerKind.DEFER, name, due, deferred))
-        window_name = "min_on" if current else "min_off"
-        wait = due - self.clock()
-        _LOG.info("%s %s by %s deferred %.0fs (%s)", name, _shown(new), who, wait, window_name)
-        return False
-
-    def target(self, name: str, state: bool | float | str) -> bool | float:
-        """The state ``state`` (on/off, "toggle", a level) means for ``name`` now."""
-        current = self.actuators.get(name)
-        level = isinstance(current, float)
-        if state == "toggle":
-            return (0.0 if current else 1.0) if level else not current
-        if isinstance(state, float) and not isinstance(state, bool):
-            return min(max(state, 0.0), 1.0) if level else state > 0
-        return (1.0 if state else 0.0) if level else bool(state)
-
-    def _limit_on_time(self, name: str, state: bool) -> None:
-        limit = self.config.actuators[name].max_on
-        if limit is None:
-            return
-        if state and self.timers.get(TimerKind.MAX_ON, name) is None:
-            due = self.clock() + limit
-            self.timers.set(Timer(TimerKind.MAX_ON, name, due, Switch(False, "max_on")))
-        elif not state:
-            self.timers.cancel(TimerKind.MAX_ON, name)
 
     def _apply(self, decision: Decision) -> None:
         try:
@@ -438,41 +293,6 @@ class Runtime:
             while due := self.timers.pop_due(now):
                 for timer in due:
                     if timer.kind in ACTUATOR_KINDS and isinstance(timer.payload, Switch):
-                        self._actuator_timer(timer, timer.payload, now)
+                        self.switching.fire(timer, timer.payload, now)
                     else:
                         self._apply_all(self.engine.fire(timer, self.snapshot()))
-
-    def _actuator_timer(self, timer: Timer, switch: Switch, now: float) -> None:
-        name, state = timer.key, switch.state
-        if name not in self.config.actuators:
-            return
-        if isinstance(self.actuators.get(name), float):
-            state = float(state)
-        late = now - timer.due
-        limit = timer.kind is TimerKind.MAX_ON
-        deferred = timer.kind is TimerKind.DEFER
-        why = "max_on limit" if limit else f"{'deferred' if deferred else 'timer'} by {switch.by}"
-        if late > 1:
-            why += f", {late:.0f}s late (was the gateway stopped?)"
-        if deferred and (switch.lasts is not None or switch.hold is not None):
-            self.timers.cancel(TimerKind.DEFER, name)  # made now, with its for/while
-            self._actuate(name, state, switch.lasts, f"{switch.by} (deferred)", switch.hold)
-            return
-        current = self.actuators.get(name)
-        if current != state and not limit and not self._may_switch(name, current, state, why):
-            return  # a switch-back inside min_on waits (max_on, a safety limit, never does)
-        self.timers.cancel(TimerKind.REVERT if limit else TimerKind.MAX_ON, name)
-        self.timers.cancel(TimerKind.DEFER, name)
-        if self.timers.holds.pop(name, None) is not None:  # the switch-back ends the hold
-            self.timers.touch()
-        if current != state:
-            self.actuators.set(name, state)
-            self.switched[name] = now
-            _LOG.info("%s %s (%s)", name, _shown(state), why)
-        self._limit_on_time(name, bool(state))
-
-
-def _shown(state: bool | float) -> str:
-    if isinstance(state, bool):
-        return "on" if state else "off"
-    return f"at {state:g}"

@@ -370,12 +370,12 @@ PUMPS = GatewayConfig.model_validate(
 def test_an_interlocked_actuator_is_refused_while_its_peer_is_on(tmp_path: Path) -> None:
     runtime, relays, _ = make(tmp_path, VirtualClock(START), config=PUMPS)
     runtime.actuate("pump_out", True, None, "test")
-    assert runtime.interlocked("pump_in") == "pump_out"
+    assert runtime.switching.interlocked("pump_in") == "pump_out"
     assert runtime.actuate("pump_in", True, None, "rule fill") is False  # refused
     assert relays.states["pump_in"] is False
     runtime.actuate("pump_out", False, None, "test")
     assert runtime.actuate("pump_in", True, None, "rule fill") is True
-    assert runtime.interlocked("pump_out") == "pump_in"  # declared once, both ways
+    assert runtime.switching.interlocked("pump_out") == "pump_in"  # declared once, both ways
 
 
 def test_min_on_and_min_off_defer_a_switch_and_never_lose_it(tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_min_on_and_min_off_defer_a_switch_and_never_lose_it(tmp_path: Path) -> 
     clock.now += 60
     runtime.actuate("compressor", False, None, "thermostat")  # after 1 of its 5 minutes
     assert relays.states["compressor"] is True
-    waiting = runtime.deferred("compressor")
+    waiting = runtime.switching.deferred("compressor")
     assert waiting is not None
     assert waiting.due == START + 300
     clock.now = START + 300
@@ -412,7 +412,7 @@ def test_a_deferred_switch_keeps_its_for_and_counts_it_from_when_it_is_made(
     runtime.actuate("compressor", True, 600.0, "rule defrost")  # 1 minute into min_off
     assert relays.states["compressor"] is False
     restarted = make(tmp_path, clock, config=PUMPS)[0]  # the deferred for is saved
-    waiting = restarted.deferred("compressor")
+    waiting = restarted.switching.deferred("compressor")
     assert waiting is not None
     assert isinstance(waiting.payload, Switch)
     assert waiting.payload.lasts == 600.0
@@ -447,7 +447,7 @@ def test_max_switches_refuses_a_flapping_rule_but_never_the_safe_state(tmp_path:
     runtime, relays, _ = make(tmp_path, clock, config=config)
     for state in (True, False, True):
         runtime.actuate("relay", state, None, "rule flap")
-    assert runtime.over_limit("relay")
+    assert runtime.switching.over_limit("relay")
     assert relays.states["relay"] is True
     runtime.actuate("relay", False, None, "rule flap")  # off, the safe state: never refused
     assert relays.states["relay"] is False
