@@ -32,6 +32,8 @@ from gateway.control import Control, Live
 from gateway.devices import Devices
 from gateway.errors import GatewayError
 from gateway.events import MqttReceived, Value
+from gateway.hub.hub import Hub
+from gateway.hub.plan import HubPlan
 from gateway.inputs.connections import Connections
 from gateway.localtime import local_zone
 from gateway.outbox.service import Outbox
@@ -257,6 +259,8 @@ class Gateway:
             _LOG.error("cannot apply the new config (%s): still running the old one", exc)
             live, new = self._build(old.config, old.connections, states), self.loaded
         live.runtime.carry_on(old.runtime)  # values, counters, windows, freshness
+        live.hub.attach(live.runtime)  # with the values carried on
+        live.hub.replaces(old.hub)
         old_rules = {rule.id: rule for rule in old.config.rules}
         new_rules = {rule.id: rule for rule in live.config.rules}
         self.timers.forget_rules(
@@ -332,6 +336,7 @@ def build_live(
     stays open. The daemon and the API tests build their parts with it."""
     loop = asyncio.get_running_loop()
     devices = Devices.open(config, simulate, connections, loop, on_gpio, states)
+    hub = Hub(config, connections)
     runtime = Runtime(
         config,
         devices.outputs,
@@ -341,9 +346,13 @@ def build_live(
         local_zone(config.gateway.timezone),
         connections,
         wake,
+        observers=[hub],
     )
     runtime.known(devices.readings())
-    return Live(config, runtime, devices, connections)
+    hub.attach(runtime)
+    if connections.mqtt is not None:
+        connections.mqtt.hub = hub
+    return Live(config, runtime, devices, connections, hub)
 
 
 def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
@@ -359,6 +368,7 @@ def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
             if isinstance(s, MqttSensor | SerialSensor | KernelSensor)
         },
         sorted({t.mqtt for r in config.rules for t in r.when if isinstance(t, MqttTrigger)}),
+        sorted(HubPlan.of(config).commands),  # subscribed to
     )
 
 

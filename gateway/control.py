@@ -26,6 +26,7 @@ from gateway.config.types import parse_binary
 from gateway.devices import Devices
 from gateway.errors import InvalidValue, NotFound, Refused
 from gateway.events import UNAVAILABLE, HookReceived, Value
+from gateway.hub.hub import Hub
 from gateway.inputs.connections import Connections
 from gateway.localtime import iso_utc
 from gateway.metrics import Counts, Reading
@@ -46,6 +47,7 @@ class Live:
     runtime: Runtime
     devices: Devices
     connections: Connections
+    hub: Hub  # state topics, commands and discovery on the MQTT link
 
 
 class Control:

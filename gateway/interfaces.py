@@ -8,8 +8,10 @@ doubles of :mod:`gateway.testing`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+
+from gateway.events import Value
 
 _LOG = logging.getLogger(__name__)
 
@@ -26,6 +28,24 @@ class WebhookSink(Protocol):
     """Where webhook decisions go (the outbox)."""
 
     def submit(self, endpoint: str, event: str, data: Any) -> str: ...
+
+
+class Observer(Protocol):
+    """Told of every change the outside may want to see (MQTT state topics, the
+    event stream): a sensor's new value, an actuator's new state and who asked."""
+
+    def sensor_changed(self, sensor: str, value: Value) -> None: ...
+    def actuator_switched(self, actuator: str, state: bool | float, who: str) -> None: ...
+
+
+class HubLink(Protocol):
+    """The gateway's own side of the broker, as the MQTT link sees it (``gateway.hub``)."""
+
+    def command_topics(self) -> Mapping[str, str]: ...
+    def discovery_filter(self) -> str | None: ...
+    def on_connect(self) -> list[tuple[str, str]]: ...
+    def seen(self, topic: str, payload: bytes) -> None: ...
+    def command(self, actuator: str, payload: bytes, topic: str) -> None: ...
 
 
 class Links(Protocol):

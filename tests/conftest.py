@@ -156,15 +156,26 @@ def board(tmp_path: Path) -> Iterator[Board]:
 async def running(config: Path, simulate: bool = True) -> AsyncIterator[Control]:
     """The gateway of ``config`` running in this event loop, ready for requests:
     its :class:`Control`, what the API sees."""
+    async with started(config, simulate) as gateway:
+        assert gateway.control is not None
+        yield gateway.control
+
+
+@contextlib.asynccontextmanager
+async def started(
+    config: Path, simulate: bool = True, signals: bool = True
+) -> AsyncIterator[Gateway]:
+    """The :class:`Gateway` of ``config`` running in this event loop, ready (for
+    tests that reload it); stopped cleanly at the end."""
     gateway = Gateway(load_config(config), simulate=simulate)
-    task = asyncio.create_task(gateway.run())
+    task = asyncio.create_task(gateway.run(handle_signals=signals))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):
             while gateway.control is None or not gateway.control.ready:
                 if task.done():
                     await task  # raises why it could not start
                 await asyncio.sleep(0.01)
-        yield gateway.control
+        yield gateway
     finally:
         gateway.stop()
         assert await task == 0
@@ -387,6 +398,8 @@ class Mosquitto:
             "persistence true\n"
             f"persistence_location {directory}/\n"
             "autosave_interval 1\n"
+            f"log_dest file {directory}/mosquitto.log\n"
+            "log_type all\n"
             # run as root, mosquitto would switch to its own user and could not save
             f"user {getpass.getuser()}\n"
         )

@@ -108,10 +108,43 @@ class MqttSection(Model):
         description="MQTT 5: how long the broker keeps our session (messages for us) while "
         "we are away",
     )
+    base: str | None = Field(
+        None,
+        description="Topic prefix of everything this gateway publishes and takes commands "
+        "on (one per gateway on a shared broker); default gateway/NAME",
+    )
     status_topic: str | None = Field(
         None,
-        description="Retained online/offline topic (last will); default gateway/NAME/status",
+        description="Retained online/offline topic (last will); default BASE/status",
     )
+    publish_states: bool = Field(
+        False,
+        description="Publish every sensor's and actuator's state, retained, to "
+        "BASE/NAME/state on change (unavailable when it is)",
+    )
+    commands: bool = Field(
+        False,
+        description="Actuators take commands on BASE/NAME/set (each may say otherwise)",
+    )
+    discovery: bool = Field(
+        False,
+        description="Announce the published sensors and actuators to Home Assistant "
+        "(MQTT discovery), retained under discovery_prefix",
+    )
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+
+    @field_validator("base", "status_topic", "discovery_prefix")
+    @classmethod
+    def _plain_topic(cls, topic: str | None) -> str | None:
+        if topic is not None and (not topic or "+" in topic or "#" in topic):
+            raise ValueError("a topic to publish to: no + or # wildcards, not empty")
+        return topic.rstrip("/") if topic is not None else None
+
+    def base_topic(self, gateway: str) -> str:
+        return self.base or f"gateway/{gateway}"
+
+    def status(self, gateway: str) -> str:
+        return self.status_topic or f"{self.base_topic(gateway)}/status"
 
     @field_validator("version", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Annotated
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from gateway.config.base import Model, first_key
+from gateway.config.hub import SensorHub
 from gateway.config.types import Duration
 
 
@@ -136,9 +137,9 @@ Filter = Annotated[
 ]
 
 
-class Filtered(Model):
-    """What every sensor may have: filters for its readings, and how old a
-    reading may get before the sensor is ``unavailable``."""
+class Filtered(SensorHub):
+    """What every sensor may have: filters for its readings, how old a reading
+    may get before the sensor is ``unavailable``, and its MQTT side."""
 
     filters: list[Filter] = Field(
         default_factory=list, description="Applied to every reading, in order"

@@ -21,6 +21,7 @@ from pydantic import (
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.filters import Filtered
+from gateway.config.hub import ActuatorHub
 from gateway.config.kernel import HwmonSensor, IioSensor, OneWireSensor, ThermalSensor
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
@@ -164,8 +165,8 @@ class SwitchLimit(Model):
     per: Duration = Field(gt=0, description="... within this long")
 
 
-class Protected(Model):
-    """What every actuator may have to protect what it switches."""
+class Protected(ActuatorHub):
+    """What every actuator may have: what protects what it switches, and its MQTT side."""
 
     max_switches: SwitchLimit | None = Field(
         None,

@@ -51,6 +51,12 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield ("sensors", name), "missing required key 'field' (which value of a line)"
         if isinstance(sensor, MqttSensor) and config.mqtt is None:
             yield ("sensors", name, "mqtt"), "an MQTT sensor needs an mqtt: section (the broker)"
+        if sensor.publish_state and config.mqtt is None:
+            yield ("sensors", name, "publish_state"), "publishing needs an mqtt: section"
+    for name, actuator in config.actuators.items():
+        for key in ("publish_state", "commands"):
+            if getattr(actuator, key) and config.mqtt is None:
+                yield ("actuators", name, key), f"{key} needs an mqtt: section (the broker)"
     for name, sensor in config.sensors.items():
         for i, f in enumerate(sensor.filters):
             numeric = isinstance(f, NUMERIC)

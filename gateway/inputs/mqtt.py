@@ -29,6 +29,7 @@ from gateway import safejson
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
 from gateway.inputs import OnLost, nothing_lost
+from gateway.interfaces import HubLink
 from gateway.ratelog import RateLimitedLog
 from gateway.templates import TemplateError, render
 
@@ -95,7 +96,7 @@ class MqttLink:
         self.on_reading = on_reading
         self.on_message = on_message
         self.client_id = config.client_id or f"edge-gateway-{gateway_name}"
-        self.status_topic = config.status_topic or f"gateway/{gateway_name}/status"
+        self.status_topic = config.status(gateway_name)
         self.state = "disconnected"
         self._up = False
         self.messages = 0
@@ -106,12 +107,16 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=PENDING_MAX)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.hub: HubLink | None = None  # state topics, commands, discovery (set per config)
 
     @property
     def filters(self) -> dict[str, int]:
         wanted: dict[str, int] = {s.mqtt: s.qos for s in self.sensors.values()}
-        for topic in self.trigger_topics:
-            wanted[topic] = max(wanted.get(topic, 1), 1)
+        hub = self.hub
+        extra = [*hub.command_topics(), hub.discovery_filter()] if hub is not None else []
+        for topic in [*self.trigger_topics, *extra]:
+            if topic is not None:
+                wanted[topic] = max(wanted.get(topic, 1), 1)
         return wanted
 
     def _client_args(self) -> dict[str, Any]:
@@ -149,17 +154,20 @@ class MqttLink:
         while True:
             try:
                 client = aiomqtt.Client(self.config.host, self.config.port, **self._client_args())
+                client.pending_calls_threshold = PENDING_MAX  # a reload republishes every state
                 if self.commits is not None:
                     client._client.manual_ack_set(True)  # before any message can arrive
                 async with client:
                     self._client = client
                     delay = BACKOFF_FIRST
-                    await self._connected(client)
                     unacked: asyncio.Queue[_Unacked | None] = asyncio.Queue()
                     acker = asyncio.create_task(self._acknowledge(client, unacked))
                     try:
+                        await self._connected(client)
+                        _cancel_if_asked()
                         await self._receive(client, unacked)
-                    except asyncio.CancelledError:  # a clean shutdown: say so before leaving
+                    except asyncio.CancelledError:  # a clean shutdown (also while announcing):
+                        # say so before leaving, or the broker keeps "online" (no will is sent)
                         self._client = None
                         await self._drain(acker, unacked)
                         await _say_offline(client, self.status_topic)
@@ -233,8 +241,11 @@ class MqttLink:
             "mqtt: connected to %s:%d as %s", self.config.host, self.config.port, self.client_id
         )
         await client.publish(self.status_topic, b"online", qos=1, retain=True)
-        for topic, qos in self.filters.items():
-            await client.subscribe(topic, qos=qos)
+        if wanted := list(self.filters.items()):  # one SUBSCRIBE for all
+            await client.subscribe(wanted)
+        if self.hub is not None:  # announcements and every state, each time
+            for topic, payload in self.hub.on_connect():
+                await client.publish(topic, payload.encode(), qos=1, retain=True)
         while self._pending:
             topic, payload, qos, retain = self._pending[0]
             await client.publish(topic, payload.encode(), qos=qos, retain=retain)
@@ -256,6 +267,16 @@ class MqttLink:
             )
 
     def _handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
+        hub = self.hub
+        if hub is not None:
+            data = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw).encode()
+            if (actuator := hub.command_topics().get(topic)) is not None:
+                hub.command(actuator, data, topic)
+                return
+            ours = hub.discovery_filter()
+            if ours is not None and topic_matches(ours, topic):
+                hub.seen(topic, data)
+                return
         payload = decode(bytes(raw)) if isinstance(raw, bytes | bytearray) else raw
         for name, sensor in self.sensors.items():
             if not topic_matches(sensor.mqtt, topic):
@@ -307,6 +328,15 @@ class MqttLink:
         task = asyncio.get_running_loop().create_task(send())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _cancel_if_asked() -> None:
+    """Raise the cancellation Python 3.11's ``asyncio.wait_for`` (inside aiomqtt's
+    subscribe and publish) loses when the answer arrives as the task is cancelled
+    (fixed in 3.12): without this a stop during the connect never ends."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _say_offline(client: aiomqtt.Client, topic: str) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import assert_never
 
 from gateway import safejson
 from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
 from gateway.events import UNAVAILABLE, Event, GatewayStarted, SensorChanged, Value
-from gateway.interfaces import Actuators, Links, NoLinks, WebhookSink
+from gateway.interfaces import Actuators, Links, NoLinks, Observer, WebhookSink
 from gateway.rules.decisions import (
     Cancel,
     Decision,
@@ -52,6 +52,7 @@ class Runtime:
         tz: dt.tzinfo | None = None,
         links: Links | None = None,
         on_timers_changed: Callable[[], None] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.actuators = actuators
@@ -80,7 +81,8 @@ class Runtime:
         for name, sensor in config.sensors.items():
             if isinstance(sensor, VirtualSensor) and sensor.initial is not None:
                 self.sensors[name] = sensor.initial
-        self.switching = Switching(config, actuators, timers, clock, self.sensors)
+        self.observers = observers
+        self.switching = Switching(config, actuators, timers, clock, self.sensors, observers)
         self.timers.keep_only(set(config.actuators))
         self.on_timers_changed: Callable[[], None] = on_timers_changed or (lambda: None)
 
@@ -168,6 +170,8 @@ class Runtime:
         self.sensors[sensor] = value
         self.changed[sensor] = now
         event = SensorChanged(sensor, value, previous, now, source)
+        for observer in self.observers:
+            observer.sensor_changed(sensor, value)
         _LOG.debug("sensor %s: %r -> %r (%s)", sensor, previous, value, source)
         held = [h for h in self.timers.holds.values() if h.sensor == sensor]
         if held:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from gateway.config.models import GatewayConfig
 from gateway.events import Value
-from gateway.interfaces import Actuators
+from gateway.interfaces import Actuators, Observer
 from gateway.ratelog import RateLimitedLog
 from gateway.rules.timerkinds import Hold, Switch, Timer, TimerKind
 from gateway.rules.timers import TimerTable
@@ -32,7 +32,9 @@ class Switching:
         timers: TimerTable,
         clock: Callable[[], float],
         sensors: Mapping[str, Value],
+        observers: Sequence[Observer] = (),
     ) -> None:
+        self.observers = observers
         self.config = config
         self.actuators = actuators
         self.timers = timers
@@ -40,6 +42,12 @@ class Switching:
         self.sensors = sensors  # the runtime's values, for ``while`` holds
         self.switched: dict[str, float] = {}  # when each actuator last changed (min_on/off)
         self._switches: dict[str, deque[float]] = {}  # recent changes (max_switches)
+
+    def _set(self, name: str, state: bool | float, who: str) -> None:
+        self.actuators.set(name, state)
+        self.switched[name] = self.clock()
+        for observer in self.observers:
+            observer.actuator_switched(name, state, who)
 
     def follow(self, hold: Hold, value: Value | None) -> None:
         """A held actuator follows its sensor: held while on, switched back ``delay``
@@ -73,8 +81,7 @@ class Switching:
         ):
             return current  # refused (an interlock) or deferred (min_on/min_off): logged
         if new != current:
-            self.actuators.set(name, new)
-            self.switched[name] = self.clock()
+            self._set(name, new, who)
             self._switches.setdefault(name, deque()).append(self.clock())
         if hold_while is not None or name in self.timers.holds:
             self.timers.holds.pop(name, None)  # any other switch ends a hold
@@ -213,8 +220,7 @@ class Switching:
         if self.timers.holds.pop(name, None) is not None:  # the switch-back ends the hold
             self.timers.touch()
         if current != state:
-            self.actuators.set(name, state)
-            self.switched[name] = now
+            self._set(name, state, why)
             _LOG.info("%s %s (%s)", name, _shown(state), why)
         self._limit_on_time(name, bool(state))
 

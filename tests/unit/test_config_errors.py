@@ -318,3 +318,18 @@ def test_while_needs_an_on_off_sensor_and_a_state(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert any(message in p.message for p in caught.value.problems), caught.value.problems
+
+
+def test_publishing_and_commands_need_a_broker(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "sensors:\n  door: {gpio: 5, publish_state: true}\n"
+        "actuators:\n  light: {gpio: 27, commands: true}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    messages = sorted(p.message for p in caught.value.problems)
+    assert messages == [
+        "commands needs an mqtt: section (the broker)",
+        "publishing needs an mqtt: section",
+    ]
