@@ -13,6 +13,7 @@ subset); without ``at``, ``expect_not`` means "never during the scenario".
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from gateway.config.models import VirtualSensor
 from gateway.config.rules import NumberOrBinary
 from gateway.config.types import Duration
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.events import HookReceived
+from gateway.events import HookReceived, MqttReceived
+from gateway.hub.hub import Hub
 from gateway.localtime import local_zone
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
@@ -46,11 +48,18 @@ class Given(Model):
     payload: Any = Field(None, description="... with this JSON body")
     query: dict[str, str] = Field(default_factory=dict, description="... and query string")
     headers: dict[str, str] = Field(default_factory=dict, description="... and headers")
+    mqtt: str | None = Field(
+        None,
+        description="Or an MQTT message on this topic (with payload): a command on "
+        "BASE/ACTUATOR/set, or what an mqtt trigger watches",
+    )
 
     @model_validator(mode="after")
     def _one_thing(self) -> Given:
-        if (self.sensor is None) == (self.hook is None):
-            raise ValueError("a given names a sensor (with value) or a hook (with payload)")
+        if sum(x is not None for x in (self.sensor, self.hook, self.mqtt)) != 1:
+            raise ValueError(
+                "a given names a sensor (with value), a hook or an mqtt topic (with payload)"
+            )
         if self.sensor is not None and self.value is None:
             raise ValueError("a sensor reading needs a value")
         return self
@@ -146,7 +155,11 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     }
     actuators = MemoryActuators(initial, clock)
     recorder = RecordingOutbox(clock)
-    runtime = Runtime(config, actuators, recorder, TimerTable(None), clock, tz, recorder)
+    hub = Hub(config, recorder)  # state topics and commands, as the daemon has them
+    runtime = Runtime(
+        config, actuators, recorder, TimerTable(None), clock, tz, recorder, observers=[hub]
+    )
+    hub.attach(runtime)
     failures = [
         f"given #{i + 1}: unknown sensor {g.sensor!r}"
         for i, g in enumerate(scenario.given)
@@ -199,6 +212,14 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
                     "scenario",
                 )
                 runtime.handle(event)
+            elif given.mqtt is not None:
+                payload = given.payload
+                actuator = hub.command_topics().get(given.mqtt)
+                if actuator is not None:
+                    raw = payload if isinstance(payload, str) else json.dumps(payload)
+                    hub.command(actuator, raw.encode(), given.mqtt)
+                else:
+                    runtime.handle(MqttReceived(given.mqtt, payload, clock.now))
         for _, expectation, negated in (c for c in checks if c[0] == moment):
             assert expectation.actuator is not None
             actual = actuators.get(expectation.actuator)
