@@ -25,7 +25,7 @@ from gateway.config.base import Model, Name, first_key
 from gateway.config.connections import check_topic_filter
 from gateway.config.gestures import Gestures
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
-from gateway.templates import check_template_tree
+from gateway.templates import check_template_tree, is_template
 
 
 def _binary_word(value: Any) -> Any:
@@ -50,6 +50,16 @@ def _template(value: Any) -> Any:
 
 
 Template = Annotated[str, AfterValidator(_template)]
+
+
+def _state_template(value: str) -> str:
+    if not is_template(value):
+        raise ValueError("expected on, off, toggle, a level 0..1 or a {{ template }}")
+    check_template_tree(value)
+    return value
+
+
+StateTemplate = Annotated[str, AfterValidator(_state_template)]
 
 
 # --------------------------------------------------------------------------- triggers
@@ -232,8 +242,12 @@ class ActuateAction(Model):
 
     actuate: Name = Field(description="The actuator to switch")
     state: Annotated[
-        BinaryState | Literal["toggle"] | Annotated[float, Field(ge=0, le=1)],
-        Field(description="on, off, toggle, or a level 0..1 for pwm outputs"),
+        BinaryState | Literal["toggle"] | Annotated[float, Field(ge=0, le=1)] | StateTemplate,
+        Field(
+            union_mode="left_to_right",
+            description="on, off, toggle, a level 0..1 for pwm outputs, or a template that "
+            'gives one ("{{ event.payload.state }}")',
+        ),
     ]
     for_: Duration | None = Field(
         None,
@@ -257,9 +271,20 @@ class ActuateAction(Model):
     @field_validator("state", mode="before")
     @classmethod
     def _toggle(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "toggle":
+        if not isinstance(value, str) or is_template(value):
+            return value
+        if value.strip().lower() == "toggle":
             return "toggle"
-        return value
+        try:
+            return parse_binary(value)
+        except ValueError:
+            pass
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(
+                f"expected on, off, toggle, a level 0..1 or a {{{{ template }}}}, got {value!r}"
+            ) from None
 
 
 class WebhookAction(Model):

@@ -20,6 +20,7 @@ from gateway.config.rules import (
     SerialWriteAction,
     WebhookAction,
 )
+from gateway.config.types import parse_binary
 from gateway.events import Event, GatewayStarted, HookReceived, MqttReceived, SensorChanged
 from gateway.localtime import iso_utc
 from gateway.rules.decisions import (
@@ -31,7 +32,7 @@ from gateway.rules.decisions import (
     WriteLog,
     WriteSerial,
 )
-from gateway.templates import TemplateError, as_text, render_text, render_tree
+from gateway.templates import TemplateError, as_text, render, render_text, render_tree
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,14 +103,54 @@ def template_context(rule: Rule, event: dict[str, Any], snap: Snapshot) -> dict[
     }
 
 
+def _state_from(value: Any, source: str) -> bool | float | str:
+    """A rendered ``state:`` template as a state: on/off words, toggle, a level 0..1."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, float) and 0 <= value <= 1:
+        return value
+    text = str(value).strip().lower()
+    if text == "toggle":
+        return "toggle"
+    try:
+        return parse_binary(text)
+    except ValueError:
+        pass
+    try:
+        level = float(text)
+    except ValueError:
+        level = -1.0
+    if 0 <= level <= 1:
+        return level
+    raise TemplateError(f"state {source!r} gave {str(value)[:60]!r}: not on, off, toggle or 0..1")
+
+
+def _asked(current: bool | float | None, state: bool | float | str) -> bool | float:
+    """The state an actuate asks for, as templates later in the run see it."""
+    level = isinstance(current, float)
+    if state == "toggle":
+        return (0.0 if current else 1.0) if level else not current
+    if isinstance(state, bool):
+        return (1.0 if state else 0.0) if level else state
+    assert isinstance(state, float)
+    return state if level else state > 0
+
+
 def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decision | None:
     """What one action does, its templates rendered (None: a delay, or a template error)."""
     try:
         match action:
             case ActuateAction():
                 cause = describe(context["event"])
+                state = action.state
+                if isinstance(state, str) and state != "toggle":
+                    state = _state_from(render(state, context), state)
+                states = context["actuators"]  # what later templates of this run see
+                states[action.actuate] = _asked(states.get(action.actuate), state)
                 return SetActuator(
-                    action.actuate, action.state, action.for_, rule.id, cause, action.while_
+                    action.actuate, state, action.for_, rule.id, cause, action.while_
                 )
             case WebhookAction():
                 data = render_tree(action.data, context)

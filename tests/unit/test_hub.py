@@ -130,3 +130,53 @@ def test_scenarios_give_commands_and_expect_state_publications(tmp_path: Path) -
     results, problems = run_files(load_config(config), [scenarios])
     assert problems == []
     assert [(r.passed, r.failures) for r in results] == [(True, [])]
+
+
+def test_a_state_may_be_a_template_and_later_templates_see_the_new_state(
+    tmp_path: Path,
+) -> None:
+    """The workaround the issue names (a rule per state with mqtt_publish) echoed the
+    old state: templates after an actuate now see what it asked for."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1}\n"
+        "actuators:\n  light: {gpio: 27}\n  fan: {gpio: 18, kind: pwm}\n"
+        "rules:\n"
+        "  - id: relay\n"
+        "    when: {mqtt: hub/light}\n"
+        "    then:\n"
+        '      - {actuate: light, state: "{{ event.payload.state }}"}\n'
+        '      - {actuate: fan, state: "{{ event.payload.fan }}"}\n'
+        "      - mqtt_publish: hub/echo\n"
+        '        payload: "light {{ actuators.light }}, fan {{ actuators.fan }}"\n'
+    )
+    scenarios = tmp_path / "gateway.test.yaml"
+    scenarios.write_text(
+        "- name: the payload says what to switch to\n"
+        "  given:\n"
+        "    - {at: 0s, mqtt: hub/light, payload: {state: 'ON', fan: 0.4}}\n"
+        "    - {at: 10s, mqtt: hub/light, payload: {state: toggle, fan: 2}}\n"
+        "  expect:\n"
+        "    - {at: 1s, actuator: light, state: on}\n"
+        "    - {at: 1s, actuator: fan, state: 0.4}\n"
+        "    - {at: 0s, mqtt: hub/echo, payload: 'light on, fan 0.4'}\n"
+        "    - {at: 11s, actuator: light, state: off}\n"
+        "    - {at: 11s, actuator: fan, state: 0.4}\n"  # 2 is not a level: skipped
+    )
+    results, problems = run_files(load_config(config), [scenarios])
+    assert problems == []
+    assert [(r.passed, r.failures) for r in results] == [(True, [])]
+
+
+def test_a_state_that_is_neither_a_state_nor_a_template_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    from gateway.errors import ConfigError
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "actuators:\n  light: {gpio: 27}\n"
+        "rules:\n  - {id: r, when: {every: 1m}, then: [{actuate: light, state: brightest}]}\n"
+    )
+    with pytest.raises(ConfigError, match="a level 0..1 or a {{ template }}"):
+        load_config(config)
