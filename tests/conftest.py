@@ -388,9 +388,10 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path, int], Daemon]]:
 class Mosquitto:
     """A real mosquitto broker on a free port, with persistence (sessions survive restarts)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: str = "") -> None:
         self.port = free_port()
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.conf = directory / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -399,9 +400,9 @@ class Mosquitto:
             f"persistence_location {directory}/\n"
             "autosave_interval 1\n"
             f"log_dest file {directory}/mosquitto.log\n"
-            "log_type all\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
             # run as root, mosquitto would switch to its own user and could not save
-            f"user {getpass.getuser()}\n"
+            f"user {getpass.getuser()}\n" + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

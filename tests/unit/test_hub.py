@@ -3,6 +3,7 @@ MQTT commands and expect state publications."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -178,5 +179,5 @@ def test_a_state_that_is_neither_a_state_nor_a_template_is_a_config_error(
         "actuators:\n  light: {gpio: 27}\n"
         "rules:\n  - {id: r, when: {every: 1m}, then: [{actuate: light, state: brightest}]}\n"
     )
-    with pytest.raises(ConfigError, match="a level 0..1 or a {{ template }}"):
+    with pytest.raises(ConfigError, match=re.escape("a level 0..1 or a {{ template }}")):
         load_config(config)
