@@ -84,7 +84,12 @@ class Gateway:
 
     def _connect(self, config: GatewayConfig) -> Connections:
         return Connections(
-            config, self._on_reading, self._on_mqtt, self.outbox.store, self._on_lost
+            config,
+            self._on_reading,
+            self._on_mqtt,
+            self.outbox.store,
+            self._on_lost,
+            self._on_member,
         )
 
     def _build(
@@ -104,6 +109,10 @@ class Gateway:
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
         if self.control is not None and not self._stopping:
             self.control.live.runtime.reading(sensor, value, source)
+
+    def _on_member(self, member: str, group: str, value: Value) -> None:
+        if self.control is not None and not self._stopping:
+            self.control.live.runtime.reading(member, value, "mqtt", group)
 
     def _on_lost(self, sensors: list[str], why: str) -> None:
         if self.control is not None and not self._stopping:

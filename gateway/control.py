@@ -97,15 +97,19 @@ class Control:
         return inputs
 
     def sensors(self) -> dict[str, SensorView]:
-        return {name: self.sensor(name) for name in self.config.sensors}
+        """Every sensor, then the members of split MQTT sensors seen so far."""
+        return {name: self.sensor(name) for name in self.live.runtime.sensors_known()}
 
     def sensor(self, name: str) -> SensorView:
-        sensor = self.config.sensors.get(name)
+        runtime = self.live.runtime
+        group = runtime.members.get(name)
+        sensor = self.config.sensors.get(group or name)
         if sensor is None:
             raise NotFound(f"no sensor named {name!r}")
-        runtime = self.live.runtime
         value = runtime.sensors.get(name)
         view: dict[str, Any] = {"id": name, "kind": sensor.kind, "value": value}
+        if group is not None:
+            view["group"] = group
         if isinstance(sensor, GpioSensor):
             view["gpio"] = sensor.gpio
         if name in runtime.unavailable:
@@ -164,7 +168,7 @@ class Control:
                     name not in runtime.unavailable,
                     runtime.updated.get(name),
                 )
-                for name in self.config.sensors
+                for name in runtime.sensors_known()
             },
             actuators={name: self.live.devices.outputs.get(name) for name in self.config.actuators},
         )

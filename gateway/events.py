@@ -22,6 +22,7 @@ class SensorChanged:
     previous: Value | None
     time: float  # seconds since the epoch
     source: str  # "gpio", "api", "scenario", ...
+    group: str | None = None  # the split MQTT sensor this one is a member of
 
 
 @dataclass(frozen=True, slots=True)

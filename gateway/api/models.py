@@ -45,6 +45,7 @@ class SensorView(BaseModel):
     )
     available: bool = Field(True, description="false: its input is gone, or its reading stale")
     gpio: int | None = None
+    group: str | None = Field(None, description="The split MQTT sensor it is a member of")
     last_updated: str | None = Field(None, description="The last reading (ISO 8601)")
     last_changed: str | None = Field(None, description="The last change of value (ISO 8601)")
 

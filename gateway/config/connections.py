@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from gateway.config.base import Model, Name
 from gateway.config.filters import Filtered
 from gateway.config.types import Duration
+from gateway.templates import check_template_tree
 
 
 def check_topic_filter(topic: str) -> str:
@@ -165,11 +166,33 @@ class MqttSensor(Filtered):
         "text", description="What the values are: number, text or binary (on/off)"
     )
     qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS (1: no loss)")
+    split: bool = Field(
+        False,
+        description="A wildcard topic: one sensor per matched topic (NAME_LEVEL for the "
+        "levels the wildcards matched, or as name: says), instead of one for all",
+    )
+    name: str | None = Field(
+        None,
+        description="With split: a template over topic and payload naming each member, "
+        "e.g. \"{{ topic.split('/')[1] }}_temp\"",
+    )
 
     @field_validator("mqtt")
     @classmethod
     def _topic_filter(cls, topic: str) -> str:
         return check_topic_filter(topic)
+
+    @model_validator(mode="after")
+    def _split(self) -> MqttSensor:
+        if self.name is not None:
+            check_template_tree(self.name)
+        if self.splits and "+" not in self.mqtt and "#" not in self.mqtt:
+            raise ValueError("split needs a wildcard topic (+ or #): one sensor per topic")
+        return self
+
+    @property
+    def splits(self) -> bool:
+        return self.split or self.name is not None
 
     @property
     def binary(self) -> bool:

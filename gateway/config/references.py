@@ -185,6 +185,15 @@ def _check_condition(
 ) -> Iterator[tuple[Loc, str]]:
     if isinstance(condition, SensorCondition):
         yield from _check_sensor_use(config, at, condition)
+        split = config.sensors.get(condition.sensor)
+        if isinstance(split, MqttSensor) and split.splits:
+            yield (
+                (*at, "sensor"),
+                (
+                    f"{condition.sensor} is split into one sensor per topic: a condition reads "
+                    "one of them by its name (in a template: sensors['NAME'])"
+                ),
+            )
     elif isinstance(condition, AnyCondition):
         for i, inner in enumerate(condition.any):
             yield from _check_condition(config, (*at, "any", i), inner)

@@ -17,7 +17,7 @@ from gateway import __version__
 from gateway.config.kernel import HwmonSensor, IioSensor, OneWireSensor, ThermalSensor
 from gateway.config.models import GatewayConfig, GpioSensor, Sensor
 from gateway.events import UNAVAILABLE
-from gateway.hub.plan import HubPlan
+from gateway.hub.plan import NODE_SAFE, HubPlan
 
 # Kernel channels in people's units: (unit, device class)
 _IIO = {
@@ -133,12 +133,27 @@ def _actuator(plan: HubPlan, name: str) -> tuple[str, dict[str, Any]]:
     return "switch", config
 
 
+def member_topic(plan: HubPlan, group: str, member: str) -> str:
+    """A split sensor's member: its object id names the group, so a restart (which
+    does not know the members until they report) keeps the announcement."""
+    component = "binary_sensor" if plan.binary.get(group) else "sensor"
+    object_id = NODE_SAFE.sub("_", f"{group}__{member}")
+    return f"{plan.discovery_prefix}/{component}/{plan.node}/{object_id}/config"
+
+
+def member_announcement(
+    config: GatewayConfig, plan: HubPlan, group: str, member: str
+) -> tuple[str, dict[str, Any]]:
+    _, payload = _sensor(plan, member, config.sensors[group])
+    return member_topic(plan, group, member), payload
+
+
 def announcements(config: GatewayConfig, plan: HubPlan) -> dict[str, dict[str, Any]]:
     """Discovery topic -> config, for every published device (none without discovery)."""
     if plan.discovery_prefix is None:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for name in sorted(plan.sensors):
+    for name in sorted(plan.sensors - plan.groups):  # members: as they report
         component, payload = _sensor(plan, name, config.sensors[name])
         out[f"{plan.discovery_prefix}/{component}/{plan.node}/{name}/config"] = payload
     for name in sorted(plan.actuators):

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from gateway.config.models import GatewayConfig
 from gateway.events import UNAVAILABLE, Value
 from gateway.hub.commands import CommandError, parse_command
-from gateway.hub.discovery import announcements
-from gateway.hub.plan import HubPlan, state_word
+from gateway.hub.discovery import announcements, member_announcement, member_topic
+from gateway.hub.plan import NODE_SAFE, HubPlan, state_word
 from gateway.interfaces import Links
 from gateway.ratelog import RateLimitedLog
 from gateway.rules.runtime import Runtime
@@ -45,7 +45,10 @@ class Hub:
     def attach(self, runtime: Runtime) -> None:
         """Start from what ``runtime`` knows now (values read at start, initial states)."""
         self.runtime = runtime
-        for sensor in sorted(self.plan.sensors):
+        for member, group in runtime.members.items():
+            if group in self.plan.sensors:
+                self._announce_member(member, group, publish=False)
+        for sensor in sorted(self.plan.sensors | self._members()):
             if sensor in runtime.unavailable:
                 self.retained[self.plan.state_topic(sensor)] = UNAVAILABLE
             elif (value := runtime.sensors.get(sensor)) is not None:
@@ -57,8 +60,29 @@ class Hub:
     # ------------------------------------------------------------------ observer
 
     def sensor_changed(self, sensor: str, value: Value) -> None:
-        if sensor in self.plan.sensors:
-            self._publish(self.plan.state_topic(sensor), state_word(value))
+        group = self.runtime.members.get(sensor) if self.runtime is not None else None
+        if group is not None and group in self.plan.sensors:
+            self._announce_member(sensor, group, publish=True)
+        elif sensor not in self.plan.sensors:
+            return
+        self._publish(self.plan.state_topic(sensor), state_word(value))
+
+    def _members(self) -> set[str]:
+        runtime = self.runtime
+        return (
+            {m for m, g in runtime.members.items() if g in self.plan.sensors} if runtime else set()
+        )
+
+    def _announce_member(self, member: str, group: str, publish: bool) -> None:
+        """A split sensor's member, the first time it reports: announced like any sensor."""
+        if self.plan.discovery_prefix is None:
+            return
+        if member_topic(self.plan, group, member) in self.configs:
+            return
+        topic, payload = member_announcement(self.config, self.plan, group, member)
+        self.configs[topic] = payload
+        if publish:
+            self.links.publish(topic, json.dumps(payload, ensure_ascii=False), 1, True)
 
     def actuator_switched(self, actuator: str, state: bool | float, who: str) -> None:
         if actuator in self.plan.actuators:
@@ -84,8 +108,10 @@ class Hub:
     def seen(self, topic: str, payload: bytes) -> None:
         """A retained announcement under this gateway's node id: removed if it is not
         one of ours any more (a device renamed or deleted while the gateway was off)."""
-        if payload and topic not in self.configs:
-            device = topic.split("/")[-2]
+        object_id = topic.split("/")[-2]
+        members = tuple(f"{NODE_SAFE.sub('_', group)}__" for group in self.plan.groups)
+        if payload and topic not in self.configs and not object_id.startswith(members):
+            device = object_id
             _LOG.info("mqtt: %s is gone from the config: its announcement removed", device)
             self.links.publish(topic, "", 1, True)
             if self.plan.state_topic(device) not in self.retained:

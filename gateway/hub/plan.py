@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from gateway.config.connections import MqttSensor
 from gateway.config.models import GatewayConfig, GpioActuator
 from gateway.events import Value
 
-_NODE = re.compile(r"[^a-zA-Z0-9_-]")
+NODE_SAFE = re.compile(r"[^a-zA-Z0-9_-]")  # what a discovery topic level may hold
 
 
 def state_word(value: Value | None) -> str:
@@ -41,6 +43,8 @@ class HubPlan:
     actuators: frozenset[str]  # published
     commands: frozenset[str]  # take commands (always published too: the echo)
     levels: frozenset[str]  # pwm actuators: a level, not on/off
+    groups: frozenset[str] = frozenset()  # split MQTT sensors: their members are published
+    binary: Mapping[str, bool] = field(default_factory=dict)  # on/off sensors
 
     @classmethod
     def of(cls, config: GatewayConfig) -> HubPlan:
@@ -69,6 +73,7 @@ class HubPlan:
             for n, a in config.actuators.items()
             if isinstance(a, GpioActuator) and a.kind == "pwm"
         }
+        groups = {n for n, s in config.sensors.items() if isinstance(s, MqttSensor) and s.splits}
         return cls(
             name,
             mqtt.base_topic(name),
@@ -78,12 +83,14 @@ class HubPlan:
             frozenset(actuators),
             frozenset(commands),
             frozenset(levels),
+            frozenset(groups),
+            {n: s.binary for n, s in config.sensors.items()},
         )
 
     @property
     def node(self) -> str:
         """The gateway's node id in discovery topics (a topic level, no wildcards)."""
-        return _NODE.sub("_", self.gateway)
+        return NODE_SAFE.sub("_", self.gateway)
 
     def state_topic(self, device: str) -> str:
         return f"{self.base}/{device}/state"

@@ -36,6 +36,7 @@ class Connections:
         on_mqtt: Callable[[MqttReceived], None],
         commits: Commits | None = None,
         on_lost: OnLost = nothing_lost,
+        on_member: Callable[[str, str, Value], None] | None = None,
     ) -> None:
         trigger_topics = sorted(
             {t.mqtt for rule in config.rules for t in rule.when if isinstance(t, MqttTrigger)}
@@ -67,6 +68,7 @@ class Connections:
                 lambda topic, payload: on_mqtt(MqttReceived(topic, payload, time.time())),
                 commits,
                 on_lost,
+                on_member,
             )
 
     async def run(self) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +39,8 @@ _LOG = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 DRAIN_TIMEOUT = 2.0  # on a clean stop, acknowledge what is committed before leaving
 PENDING_MAX = 1000  # publishes kept while the broker is away
+MAX_MEMBERS = 1000  # members of split sensors: a topic flood cannot grow memory forever
+MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
 
 
 def decode(payload: bytes) -> Any:
@@ -86,9 +89,12 @@ class MqttLink:
         on_message: Callable[[str, Any], None],
         commits: Commits | None = None,
         on_lost: OnLost = nothing_lost,
+        on_member: Callable[[str, str, Value], None] | None = None,
     ) -> None:
         self.config = config
         self.on_lost = on_lost
+        self.on_member = on_member or (lambda member, group, value: on_reading(member, value))
+        self.members: dict[str, str] = {}  # members of split sensors -> their sensor
         self.commits = commits
         self.unacknowledged = 0  # messages whose webhooks could not be committed
         self.sensors = sensors
@@ -302,9 +308,39 @@ class MqttLink:
                     sensor.kind,
                 )
                 continue
-            self.on_reading(name, reading)
+            if not sensor.splits:
+                self.on_reading(name, reading)
+            elif (member := self._member(name, sensor, topic, payload)) is not None:
+                self.on_member(member, name, reading)
         if any(topic_matches(t, topic) for t in self.trigger_topics):
             self.on_message(topic, payload)
+
+    def _member(self, name: str, sensor: MqttSensor, topic: str, payload: Any) -> str | None:
+        """The member of split sensor ``name`` that ``topic`` reads: as its ``name:``
+        template says, or NAME_LEVEL with the levels its wildcards matched."""
+        why = None
+        if sensor.name is not None:
+            try:
+                member = str(render(sensor.name, {"payload": payload, "topic": topic}))
+            except TemplateError as exc:
+                member, why = "", str(exc)
+        else:
+            parts = sensor.mqtt.split("/")
+            levels = topic.split("/")
+            wild = [
+                lvl for i, lvl in enumerate(levels) if i >= len(parts) or parts[i] in ("+", "#")
+            ]
+            member = "_".join([name, *wild])
+        if why is None and MEMBER.fullmatch(member) is None:
+            why = f"{member[:80]!r} is not a sensor name"
+        elif why is None and member not in self.members and len(self.members) >= MAX_MEMBERS:
+            why = f"more than {MAX_MEMBERS} members; {member} ignored"
+        if why is not None:
+            self.bad_values += 1
+            self._bad_log.warning("mqtt: sensor %s: %s (topic %s)", name, why, topic[:120])
+            return None
+        self.members[member] = name
+        return member
 
     async def flush(self) -> None:
         """Wait for the publishes under way (before a clean stop)."""

@@ -50,6 +50,7 @@ def event_vars(event: Event, snap: Snapshot) -> dict[str, Any]:
             return {
                 "trigger": "sensor",
                 "sensor": event.sensor,
+                "group": event.group,  # the split sensor it is a member of, or None
                 "value": event.value,
                 "previous": event.previous,
                 "time": iso_time(event.time, snap),

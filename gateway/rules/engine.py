@@ -144,7 +144,8 @@ class RuleEngine:
         out: list[Decision] = []
         match event:
             case SensorChanged():
-                for rule, index, trigger in self._watching.get(event.sensor, ()):
+                group = self._watching.get(event.group, []) if event.group else []  # split
+                for rule, index, trigger in [*self._watching.get(event.sensor, ()), *group]:
                     out.extend(self._sensor(rule, index, trigger, event, snapshot))
                 return out
             case GatewayStarted():
@@ -208,6 +209,8 @@ class RuleEngine:
         self, rule: Rule, index: int, trigger: SensorTrigger, event: SensorChanged, snap: Snapshot
     ) -> list[Decision]:
         key = trigger_key(rule.id, index)
+        if event.sensor != trigger.sensor:  # a member of a split sensor: its own state
+            key = f"{key}@{event.sensor}"
         if trigger.gesture in ("click", "double_click"):
             clicks = self._pressed, self._clicked
             fires = clicked(clicks, key, trigger, event.value, event.time)
@@ -380,13 +383,10 @@ class RuleEngine:
                 trigger = rule.when[index] if 0 <= index < len(rule.when) else None
                 if not isinstance(trigger, SensorTrigger) or trigger.for_ is None:
                     return [Cancel(timer.kind, timer.key)]
-                value = snap.sensors.get(trigger.sensor)
+                sensor = (step.event or {}).get("sensor", trigger.sensor)  # a member's own
+                value = snap.sensors.get(sensor)
                 if value is not None and not trigger_holds(trigger, value):
-                    _LOG.info(
-                        "rule %s: %s changed while stopped, `for` cancelled",
-                        rule.id,
-                        trigger.sensor,
-                    )
+                    _LOG.info("rule %s: %s changed while stopped, `for` cancelled", rule.id, sensor)
                     return [Cancel(timer.kind, timer.key)]
                 self._pending[timer.key] = step.event or {}
                 self._armed[timer.key] = False

@@ -72,6 +72,7 @@ class Runtime:
         }
         self._held_from: dict[str, str] = {}  # the source of a reading a filter holds
         self.unavailable: set[str] = set()  # input gone, or no reading within stale_after
+        self.members: dict[str, str] = {}  # members of split MQTT sensors -> their sensor
         self._stale_after = {
             name: sensor.stale_after
             for name, sensor in config.sensors.items()
@@ -105,8 +106,10 @@ class Runtime:
     def carry_on(self, old: Runtime) -> None:
         """After a reload: what ``old`` knew (a reload is not a new reading), its
         counters, min_on/min_off windows and freshness. GPIO pins were read anew."""
+        for member, group in old.members.items():
+            self._join(member, group)
         for name, value in old.sensors.items():
-            sensor = self.config.sensors.get(name)
+            sensor = self.config.sensors.get(self.members.get(name, name))
             if sensor is not None and not isinstance(sensor, GpioSensor):
                 self.sensors[name] = value
                 if name in old.unavailable:
@@ -117,6 +120,10 @@ class Runtime:
         self.changed.update(old.changed)
         self._since = old._since
 
+    def sensors_known(self) -> list[str]:
+        """The configured sensors, then the members of split ones seen so far."""
+        return [*self.config.sensors, *self.members]
+
     def known(self, values: Mapping[str, Value]) -> None:
         """Values read as the inputs opened (GPIO pins): no event, but read now."""
         now = self.clock()
@@ -124,11 +131,18 @@ class Runtime:
             self.sensors[name] = value
             self.updated[name] = self.changed[name] = now
 
-    def reading(self, sensor: str, value: Value, source: str) -> SensorChanged | None:
-        """A new reading of ``sensor``; rules run when it differs from the last one."""
+    def reading(
+        self, sensor: str, value: Value, source: str, group: str | None = None
+    ) -> SensorChanged | None:
+        """A new reading of ``sensor``; rules run when it differs from the last one.
+
+        ``group``: the split MQTT sensor ``sensor`` is a member of (it takes the
+        group's filters and ``stale_after``, and triggers on the group fire)."""
         if not safejson.finite(value):  # inputs refuse these; this is the last line
             _LOG.warning("sensor %s: %r is not a reading; ignored", sensor, value)
             return None
+        if group is not None and sensor not in self.members:
+            self._join(sensor, group)
         chain = self.filters.get(sensor)
         if chain is not None:
             filtered = chain(value, self.clock())
@@ -140,15 +154,28 @@ class Runtime:
             value = filtered
         return self._accept(sensor, value, source)
 
+    def _join(self, member: str, group: str) -> None:
+        if member in self.config.sensors or group not in self.config.sensors:
+            return  # a configured sensor's name is never a member's
+        self.members[member] = group
+        config = self.config.sensors[group]
+        if config.filters:
+            self.filters[member] = FilterChain(config.filters)
+        if config.stale_after is not None:
+            self._stale_after[member] = config.stale_after
+
     def lost(self, sensors: list[str], why: str) -> None:
         """``sensors`` are unavailable (their input disconnected, or no reading within
-        ``stale_after``): rules see the change, until a reading comes again."""
-        for sensor in sensors:
-            if sensor in self.unavailable or sensor not in self.config.sensors:
+        ``stale_after``): rules see the change, until a reading comes again. A split
+        sensor's members are, all of them."""
+        members = [m for m, group in self.members.items() if group in sensors]
+        for sensor in [*sensors, *members]:
+            if sensor in self.unavailable or sensor not in self.sensors_known():
                 continue
             self.unavailable.add(sensor)
             if sensor in self.filters:  # what it held or averaged is from before
-                self.filters[sensor] = FilterChain(self.config.sensors[sensor].filters)
+                config = self.config.sensors[self.members.get(sensor, sensor)]
+                self.filters[sensor] = FilterChain(config.filters)
             _LOG.warning("sensor %s: unavailable (%s)", sensor, why)
             self._change(sensor, UNAVAILABLE, self.sensors.get(sensor), self.clock(), why)
 
@@ -169,7 +196,7 @@ class Runtime:
     ) -> SensorChanged:
         self.sensors[sensor] = value
         self.changed[sensor] = now
-        event = SensorChanged(sensor, value, previous, now, source)
+        event = SensorChanged(sensor, value, previous, now, source, self.members.get(sensor))
         for observer in self.observers:
             observer.sensor_changed(sensor, value)
         _LOG.debug("sensor %s: %r -> %r (%s)", sensor, previous, value, source)

@@ -280,3 +280,54 @@ async def test_a_thousand_garbage_commands_change_nothing_and_a_good_one_still_w
         assert control.live.hub.bad_commands >= 990
         status = await control.status()
         assert status.inputs["mqtt"]["state"] == "connected"
+
+
+async def test_a_split_wildcard_sensor_gives_one_sensor_per_topic(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config = hub_config(
+        tmp_path,
+        mosquitto,
+        extra="""
+        rules:
+          - id: hot_room
+            when: {sensor: room_temp, above: 30}
+            then: [{mqtt_publish: alerts/hot, payload: "{{ event.sensor }} {{ event.value }}"}]
+        """,
+    )
+    config.write_text(
+        edited(
+            config.read_text(),
+            (
+                "  door: {kind: virtual, type: binary, device_class: door}\n",
+                "  door: {kind: virtual, type: binary, device_class: door}\n"
+                "  room_temp: {mqtt: home/+/temp, kind: number, split: true, unit: °C}\n",
+            ),
+        )
+    )
+    async with watching(mosquitto, "gateway/pi1/#", "homeassistant/#", "alerts/#") as seen:
+        async with started(config) as gw:
+            control = gw.control
+            assert control is not None
+            await seen.wait("gateway/pi1/status", "online")
+            await send(mosquitto, "home/kitchen/temp", "21.5")
+            await send(mosquitto, "home/hall/temp", "19")
+            await send(mosquitto, "home/x y/temp", "19")  # not a sensor name: counted
+            await seen.wait("gateway/pi1/room_temp_kitchen/state", "21.5")
+            await seen.wait("gateway/pi1/room_temp_hall/state", "19.0")
+            views = control.sensors()
+            assert views["room_temp_kitchen"].group == "room_temp"
+            assert views["room_temp_hall"].value == 19.0
+            await send(mosquitto, "home/kitchen/temp", "31")  # each member crosses on its own
+            await send(mosquitto, "home/hall/temp", "32")
+            await seen.wait("alerts/hot", "room_temp_hall 32.0")
+            assert (b"room_temp_kitchen 31.0") in [p for t, p in seen.messages if t == "alerts/hot"]
+            kitchen = "homeassistant/sensor/pi1/room_temp__room_temp_kitchen/config"
+            assert seen.config(kitchen)["unit_of_measurement"] == "°C"
+            assert seen.config(kitchen)["state_topic"] == "gateway/pi1/room_temp_kitchen/state"
+            status = await control.status()
+            assert status.inputs["mqtt"]["bad_values"] == 1
+        async with started(config):  # a restart does not drop members it has not heard yet
+            await seen.wait("gateway/pi1/status", "online")
+            await asyncio.sleep(0.3)
+            assert kitchen in seen.retained
