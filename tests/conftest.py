@@ -52,6 +52,8 @@ class Received:
     body: bytes
     time: float
     status: int = 200  # what the receiver answered
+    method: str = "POST"
+    path: str = "/hook"  # with the query string
 
     @property
     def json(self) -> Any:
@@ -77,7 +79,9 @@ class Receiver:
         body = await request.read()
         status, headers = self.responses.pop(0) if self.responses else (200, {})
         headers_seen = {k.lower(): v for k, v in request.headers.items()}
-        self.received.append(Received(headers_seen, body, time.time(), status))
+        self.received.append(
+            Received(headers_seen, body, time.time(), status, request.method, request.path_qs)
+        )
         self.arrived.set()
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -85,7 +89,7 @@ class Receiver:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/hook", self._handle)
+        app.router.add_route("*", "/{path:.*}", self._handle)  # any method, any path
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()

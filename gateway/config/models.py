@@ -10,12 +10,13 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     Discriminator,
     Field,
     SecretStr,
     Tag,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from gateway.config.base import Model, Name, secret_values
@@ -23,12 +24,14 @@ from gateway.config.connections import MqttSection, MqttSensor, SerialPort, Seri
 from gateway.config.filters import Filtered
 from gateway.config.hub import ActuatorHub
 from gateway.config.kernel import HwmonSensor, IioSensor, OneWireSensor, ThermalSensor
+from gateway.config.outbound import SERVICE_URLS, Shape
 from gateway.config.rules import (
     TAGGED_RULE_MODELS,
     Rule,
 )
 from gateway.config.server import ServerSection
 from gateway.config.types import BinaryState, ByteSize, Duration
+from gateway.templates import check_template_tree
 
 # --------------------------------------------------------------------------- gateway
 
@@ -285,16 +288,18 @@ def _check_whsec(secret: SecretStr) -> SecretStr:
     return secret
 
 
-SigningSecret = Annotated[SecretStr, AfterValidator(_check_whsec)]
+class WebhookEndpoint(Shape):
+    """A receiver of outbound webhooks: signed Standard Webhooks by default, or any
+    request shape (``format``, ``method``, ``service``: see ``config/outbound.py``)."""
 
-
-class WebhookEndpoint(Model):
-    """A receiver of outbound webhooks, signed per Standard Webhooks."""
-
-    url: str = Field(description="The receiver's URL (http or https)")
-    secret: SigningSecret | list[SigningSecret] | None = Field(
+    url: str = Field(
+        description="The receiver's URL (http or https); its path may be a template. A "
+        "service has a default (ntfy.sh, api.telegram.org, api.pushover.net)"
+    )
+    secret: SecretStr | list[SecretStr] | None = Field(
         None,
-        description="whsec_... signing secret; a list signs with each (key rotation)",
+        description="whsec_... signing secret; a list signs with each (key rotation); "
+        "with sign: github, the shared secret as it is",
     )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra request headers (e.g. Authorization)"
@@ -309,11 +314,33 @@ class WebhookEndpoint(Model):
     )
     concurrency: int = Field(1, ge=1, le=64, description="Requests in flight; 1 delivers in order")
 
+    @field_validator("secret")
+    @classmethod
+    def _secret_kind(
+        cls, secret: SecretStr | list[SecretStr] | None, info: ValidationInfo
+    ) -> SecretStr | list[SecretStr] | None:
+        """Standard Webhooks secrets are whsec_ keys (a github one is any text); the
+        shape's keys come before this one, so ``info.data`` has them."""
+        sign, service = info.data.get("sign"), info.data.get("service")
+        standard = sign == "standard-webhooks" or (sign is None and service is None)
+        if standard and secret is not None:
+            for one in secret if isinstance(secret, list) else [secret]:
+                _check_whsec(one)
+        return secret
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" not in data and data.get("service") in SERVICE_URLS:
+            return {**data, "url": SERVICE_URLS[data["service"]]}
+        return data
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not re.match(r"^https?://[^/\s{]+", url):
             raise ValueError("url must start with http:// or https:// and name a host")
+        check_template_tree(url)
         return url
 
     @property

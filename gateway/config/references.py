@@ -14,6 +14,7 @@ from gateway.config.models import (
     MqttActuator,
     SerialActuator,
 )
+from gateway.config.outbound import NotifyAction
 from gateway.config.rules import (
     ActuateAction,
     AnyCondition,
@@ -142,6 +143,12 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield (*at, "mqtt_publish"), "mqtt_publish needs an mqtt: section (the broker)"
             if isinstance(action, WebhookAction) and action.webhook not in config.webhooks:
                 yield (*at, "webhook"), _unknown("webhook", action.webhook, config.webhooks)
+            if isinstance(action, NotifyAction):
+                endpoint = config.webhooks.get(action.notify)
+                if endpoint is None:
+                    yield (*at, "notify"), _unknown("webhook", action.notify, config.webhooks)
+                elif endpoint.service is None:
+                    yield (*at, "notify"), f"{action.notify} has no service: (ntfy, slack, ...)"
     for name, actuator in config.actuators.items():
         for i, peer in enumerate(actuator.interlock):
             if peer == name:

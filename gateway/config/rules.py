@@ -24,6 +24,7 @@ from pydantic import (
 from gateway.config.base import Model, Name, first_key
 from gateway.config.connections import check_topic_filter
 from gateway.config.gestures import Gestures
+from gateway.config.outbound import NotifyAction
 from gateway.config.types import BinaryState, Duration, TimeOfDay, parse_binary
 from gateway.templates import check_template_tree, is_template
 
@@ -355,12 +356,13 @@ Action = Annotated[
     | Annotated[LogAction, Tag("log")]
     | Annotated[MqttPublishAction, Tag("mqtt_publish")]
     | Annotated[SerialWriteAction, Tag("serial_write")]
+    | Annotated[NotifyAction, Tag("notify")]
     | Annotated[DelayAction, Tag("delay")],
     Discriminator(
-        first_key("actuate", "webhook", "log", "mqtt_publish", "serial_write", "delay"),
+        first_key("actuate", "webhook", "notify", "log", "mqtt_publish", "serial_write", "delay"),
         custom_error_type="action_kind",
-        custom_error_message="an action needs one of: actuate, webhook, log, mqtt_publish, "
-        "serial_write, delay",
+        custom_error_message="an action needs one of: actuate, webhook, notify, log, "
+        "mqtt_publish, serial_write, delay",
     ),
 ]
 

@@ -134,7 +134,13 @@ def open_database(path: Path) -> sqlite3.Connection:
     return conn
 
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA,)
+SHAPED_REQUESTS = """
+-- the request of an endpoint with a shape (method, URL, headers, content type) as JSON;
+-- NULL: a Standard Webhooks POST to the endpoint's URL
+ALTER TABLE messages ADD COLUMN request TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA, SHAPED_REQUESTS)
 """The schema's history: entry N brings a database from ``user_version`` N to N+1.
 
 A new table or column is a new entry (``ALTER TABLE ... ADD COLUMN``, or a

@@ -41,8 +41,8 @@ from gateway.outbox.endpoints import (
 )
 from gateway.outbox.policy import Attempt, Health, Notice, decide
 from gateway.outbox.rows import Outcome, Row, due_rows
+from gateway.outbox.shapes import outgoing
 from gateway.outbox.store import OutboxStore
-from gateway.signing import signature_header
 
 _LOG = logging.getLogger(__name__)
 
@@ -281,24 +281,13 @@ class Delivery:
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
         assert self._session is not None
-        stamp = int(now)
-        headers = {key: value.get_secret_value() for key, value in endpoint.headers.items()}
-        headers.update(
-            {
-                "webhook-id": row.id,
-                "webhook-timestamp": str(stamp),
-                "content-type": "application/json",
-            }
-        )
-        if endpoint.secrets:
-            headers["webhook-signature"] = signature_header(
-                endpoint.secrets, row.id, stamp, row.body
-            )
+        request = outgoing(endpoint, row.id, row.body, row.request, int(now))
         try:
-            async with self._session.post(
-                endpoint.url,
-                data=row.body,
-                headers=headers,
+            async with self._session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=endpoint.timeout, sock_connect=endpoint.connect_timeout

@@ -7,6 +7,7 @@ connection while the daemon runs or not.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -97,6 +98,8 @@ def show_message(db: sqlite3.Connection, msg_id: str) -> dict[str, Any] | None:
         return None
     message = dict(zip([d[0] for d in cursor.description], row, strict=True))
     message["body"] = bytes(message["body"]).decode("utf-8", "replace")
+    if message.get("request"):  # a shaped request: method, url, content type (no secrets)
+        message["request"] = json.loads(message["request"])
     attempts = db.execute(
         "SELECT time, duration, status, error, response FROM attempts WHERE msg_id = ?"
         " ORDER BY time",

@@ -24,9 +24,10 @@ class Row:
     created: float
     first_try: float | None
     attempts: int
+    request: str | None = None  # a shaped request's method, URL, headers (JSON)
 
 
-_ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts"
+_ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts, request"
 
 
 def due_rows(

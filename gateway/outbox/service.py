@@ -22,7 +22,9 @@ from gateway.metrics import DeliveryMetrics
 from gateway.outbox import queries
 from gateway.outbox.database import outbox_size
 from gateway.outbox.delivery import Delivery
+from gateway.outbox.shapes import render_request
 from gateway.outbox.store import OutboxStore
+from gateway.signing import new_message_id
 
 _LOG = logging.getLogger(__name__)
 
@@ -86,8 +88,16 @@ class Outbox:
     # ------------------------------------------------------------------ producers
 
     def submit(self, endpoint: str, event: str, data: Any) -> str:
-        """Queue a webhook; its ``webhook-id``. Thread-safe, never blocks."""
-        return self.store.submit(endpoint, event, data)
+        """Queue a webhook; its ``webhook-id``. Thread-safe, never blocks. A shaped
+        endpoint's request is rendered now (:class:`TemplateError` if it cannot be)."""
+        config = self.delivery.endpoints.get(endpoint)
+        if config is None or not config.shaped:
+            return self.store.submit(endpoint, event, data)
+        msg_id, now = new_message_id(), self.clock()
+        rendered = render_request(config, event, data, msg_id, now)
+        return self.store.submit_rendered(
+            msg_id, endpoint, event, rendered.body, rendered.request, now
+        )
 
     def mark(self) -> int:
         return self.store.mark()

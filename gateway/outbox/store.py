@@ -68,6 +68,7 @@ class NewMessage:
     body: bytes
     created: float
     number: int = 0  # the order of submission, to tell a producer whether its rows failed
+    request: str | None = None  # a shaped request (outbox.shapes), stored with its body
 
 
 class OutboxStore:
@@ -129,6 +130,14 @@ class OutboxStore:
         message = NewMessage(new_message_id(), endpoint, event, body, now, number)
         self._jobs.put(message)
         return message.id
+
+    def submit_rendered(
+        self, msg_id: str, endpoint: str, event: str, body: bytes, request: str | None, now: float
+    ) -> str:
+        """Queue a request rendered already (a shaped endpoint's); its id."""
+        number = self._submitted = next(self._numbers)
+        self._jobs.put(NewMessage(msg_id, endpoint, event, body, now, number, request))
+        return msg_id
 
     def remember_hook(self, hook: str, msg_id: str) -> None:
         """Remember a hook's delivery id, committed with the webhooks submitted before it
@@ -248,9 +257,12 @@ class OutboxStore:
             with transaction(db):
                 kept = self._make_room(db, messages) if messages else []
                 db.executemany(
-                    "INSERT INTO messages (id, endpoint, event, body, created, next_try)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(m.id, m.endpoint, m.event, m.body, m.created, m.created) for m in kept],
+                    "INSERT INTO messages (id, endpoint, event, body, created, next_try, request)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (m.id, m.endpoint, m.event, m.body, m.created, m.created, m.request)
+                        for m in kept
+                    ],
                 )
                 db.executemany("INSERT OR REPLACE INTO seen_hooks VALUES (?, ?, ?)", seen)
         except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any, assert_never
 
+from gateway.config.outbound import NotifyAction
 from gateway.config.rules import (
     Action,
     ActuateAction,
@@ -156,6 +157,14 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
             case WebhookAction():
                 data = render_tree(action.data, context)
                 return SendWebhook(action.webhook, action.event, data, rule.id)
+            case NotifyAction():
+                note = {
+                    "title": render_text(action.title, context) if action.title else None,
+                    "message": render_text(action.message, context),
+                    "priority": action.priority,
+                    "tags": list(action.tags),
+                }
+                return SendWebhook(action.notify, "notify", note, rule.id)
             case LogAction():
                 level = logging.getLevelName(action.level.upper())
                 return WriteLog(level, render_text(action.log, context), rule.id)

@@ -8,15 +8,19 @@ import random
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import SECRET, TOKEN, Daemon, Receiver, free_port, write_config
 
-pytestmark = __import__("pytest").mark.e2e
+pytestmark = pytest.mark.e2e
 
 EVENTS = 1000
 
 
-def counter_config(tmp: Path, port: int, url: str) -> Path:
+SHAPED = ", method: PUT, format: json, body: {data: {n: '{{ data.n }}'}, via: shaped}"
+
+
+def counter_config(tmp: Path, port: int, url: str, shape: str = "") -> Path:
     return write_config(
         tmp,
         f"""
@@ -24,7 +28,7 @@ def counter_config(tmp: Path, port: int, url: str) -> Path:
         sensors:
           counter: {{kind: virtual, type: number}}
         webhooks:
-          sink: {{url: {url}, secret: {SECRET}, retry: [50ms, 100ms], concurrency: 4}}
+          sink: {{url: {url}, secret: {SECRET}, retry: [50ms, 100ms], concurrency: 4{shape}}}
         server:
           listen: 127.0.0.1:{port}
           rate_limit: {{requests: 100000, per: 1s}}
@@ -54,12 +58,13 @@ async def flap(receiver: Receiver, stop: asyncio.Event, rng: random.Random) -> N
     receiver.responses = []
 
 
+@pytest.mark.parametrize("shape", ["", SHAPED], ids=["standard", "templated"])
 async def test_every_acknowledged_webhook_arrives_despite_kill_9_and_a_flapping_receiver(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, shape: str
 ) -> None:
     rng = random.Random(20261126)
     port = free_port()
-    config = counter_config(tmp_path, port, receiver.url)
+    config = counter_config(tmp_path, port, receiver.url, shape)
     daemon = Daemon(config, port, tmp_path / "daemon.log")
     kill_at = sorted(rng.sample(range(50, EVENTS - 50), 3))
     acknowledged: list[int] = []
@@ -89,6 +94,7 @@ async def test_every_acknowledged_webhook_arrives_despite_kill_9_and_a_flapping_
                 if hook.status != 200:
                     continue  # the receiver refused it: it does not count as delivered
                 n = int(json.loads(hook.body)["data"]["n"])
+                assert ("via" in json.loads(hook.body)) == bool(shape)
                 first = arrived.setdefault(n, (hook.headers["webhook-id"], hook.body))
                 assert first == (hook.headers["webhook-id"], hook.body)  # duplicates identical
             await asyncio.sleep(0.2)

@@ -143,8 +143,8 @@ def test_errors_in_an_included_file_name_that_file(tmp_path: Path) -> None:
     )
     found = problems(tmp_path, BASE + "rules: !include rules.yaml\n")
     assert found == [
-        "rules.yaml:3:10: rules.0.then.0: an action needs one of: actuate, webhook, log,"
-        " mqtt_publish, serial_write, delay"
+        "rules.yaml:3:10: rules.0.then.0: an action needs one of: actuate, webhook, notify,"
+        " log, mqtt_publish, serial_write, delay"
     ]
 
 
