@@ -132,8 +132,18 @@ class Attempt(BaseModel):
     response: str | None
 
 
+class ShapedRequest(BaseModel):
+    method: str
+    url: str = Field(description="As rendered when queued (a service's token as @@token@@)")
+    content_type: str
+    headers: dict[str, str] = Field(default_factory=dict, description="Templated headers")
+
+
 class MessageDetail(MessageSummary):
     body: str = Field(description="The exact bytes sent, as text")
+    request: ShapedRequest | None = Field(
+        None, description="A shaped endpoint's request; null: a Standard Webhooks POST"
+    )
     first_try: float | None
     attempts_log: list[Attempt] = Field(description="Failed attempts and a final success")
 
