@@ -255,6 +255,22 @@ def edited(text: str, *changes: tuple[str, str]) -> str:
     return text
 
 
+def scenario_outcomes(
+    directory: Path, config: str, scenarios: str
+) -> list[tuple[str, bool, list[str]]]:
+    """Run ``scenarios`` (YAML text) against ``config`` (YAML text) as ``gateway test``
+    does: (name, passed, failures) of each."""
+    from gateway.rules.scenarios import run_files
+
+    config_path = directory / "gateway.yaml"
+    config_path.write_text(config)
+    scenarios_path = directory / "gateway.test.yaml"
+    scenarios_path.write_text(scenarios)
+    results, problems = run_files(load_config(config_path), [scenarios_path])
+    assert problems == []
+    return [(r.name, r.passed, r.failures) for r in results]
+
+
 def write_config(directory: Path, text: str, name: str = "gateway.yaml") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text).lstrip())

@@ -8,14 +8,19 @@ from pydantic import Field
 from gateway.config.base import Model
 
 
-class SensorHub(Model):
-    """What every sensor may say about itself on MQTT."""
+class Published(Model):
+    """Whether a device's state goes to BASE/NAME/state."""
 
     publish_state: bool | None = Field(
         None,
         description="Publish its state, retained, to BASE/NAME/state on change (default: "
         "mqtt.publish_states)",
     )
+
+
+class SensorHub(Published):
+    """What every sensor may say about itself on MQTT."""
+
     unit: str | None = Field(
         None, max_length=20, description="Unit of its readings (°C, %, hPa): for Home Assistant"
     )
@@ -26,14 +31,9 @@ class SensorHub(Model):
     )
 
 
-class ActuatorHub(Model):
+class ActuatorHub(Published):
     """What every actuator may do on MQTT."""
 
-    publish_state: bool | None = Field(
-        None,
-        description="Publish its state, retained, to BASE/NAME/state on change (default: "
-        "mqtt.publish_states)",
-    )
     commands: bool | None = Field(
         None,
         description="Take commands on BASE/NAME/set: on, off, toggle, a level, or JSON "

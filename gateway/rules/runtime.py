@@ -237,11 +237,8 @@ class Runtime:
         who: str,
         hold_while: str | None = None,
     ) -> bool | float:
-        """Switch an actuator (``state``: on/off, "toggle", or a pwm level); the new state.
-
-        With ``hold_while`` (a binary sensor) the state holds while the sensor
-        is on and ``revert_after`` counts from when it goes off. Its timers (the
-        switch-back, ``max_on``) are saved once, together."""
+        """:meth:`Switching.switch`, its timers (the switch-back, ``max_on``) saved
+        once, together; the new state."""
         with self.timers.batch():
             new = self.switching.switch(name, state, revert_after, who, hold_while)
         self.on_timers_changed()

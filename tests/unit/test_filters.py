@@ -13,6 +13,7 @@ from gateway.config.filters import Filter
 from gateway.errors import ConfigError
 from gateway.events import Value
 from gateway.rules.filters import FilterChain
+from tests.conftest import scenario_outcomes
 
 FILTERS: TypeAdapter[list[Filter]] = TypeAdapter(list[Filter])
 
@@ -138,19 +139,14 @@ def test_a_filter_that_cannot_apply_is_a_config_error(
 
 
 def test_filters_run_before_the_rules_on_the_virtual_clock(tmp_path: Path) -> None:
-    from gateway.rules.scenarios import run_files
-
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    outcomes = scenario_outcomes(
+        tmp_path,
         "sensors:\n"
         "  freezer: {kind: virtual, filters: [{median: 3}, {round: 1}]}\n"
         "webhooks: {phone: {url: 'http://127.0.0.1:9/'}}\n"
         "rules:\n"
         "  - {id: warm, when: {sensor: freezer, above: -10},\n"
-        "     then: [{webhook: phone, event: freezer.warm}]}\n"
-    )
-    scenarios = tmp_path / "gateway.test.yaml"
-    scenarios.write_text(
+        "     then: [{webhook: phone, event: freezer.warm}]}\n",
         "- name: one 85 degree spike from a loose probe is not an alarm\n"
         "  given:\n"
         "    - {at: 0s, sensor: freezer, value: -18.04}\n"
@@ -165,11 +161,9 @@ def test_filters_run_before_the_rules_on_the_virtual_clock(tmp_path: Path) -> No
         "    - {at: 10s, sensor: freezer, value: -5}\n"
         "    - {at: 20s, sensor: freezer, value: -4}\n"
         "  expect:\n"
-        "    - {at: 20s, webhook: phone, event: freezer.warm}\n"
+        "    - {at: 20s, webhook: phone, event: freezer.warm}\n",
     )
-    results, problems = run_files(load_config(config), [scenarios])
-    assert problems == []
-    assert [(r.name, r.passed, r.failures) for r in results] == [
+    assert [(n, p, f) for n, p, f in outcomes] == [
         ("one 85 degree spike from a loose probe is not an alarm", True, []),
         ("a freezer that really warms is", True, []),
     ]
@@ -177,19 +171,14 @@ def test_filters_run_before_the_rules_on_the_virtual_clock(tmp_path: Path) -> No
 
 def test_a_timed_filter_lets_its_reading_through_on_the_virtual_clock(tmp_path: Path) -> None:
     """A door contact that must stay open 5 s before the rule hears of it."""
-    from gateway.rules.scenarios import run_files
-
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    outcomes = scenario_outcomes(
+        tmp_path,
         "sensors:\n"
         "  door: {kind: virtual, type: binary, filters: [{delayed_on: 5s}]}\n"
         "actuators:\n"
         "  buzzer: {gpio: 13}\n"
         "rules:\n"
-        "  - {id: open, when: {sensor: door, to: on}, then: [{actuate: buzzer, state: on}]}\n"
-    )
-    scenarios = tmp_path / "gateway.test.yaml"
-    scenarios.write_text(
+        "  - {id: open, when: {sensor: door, to: on}, then: [{actuate: buzzer, state: on}]}\n",
         "- name: a door opened for a moment does not sound\n"
         "  given:\n"
         "    - {at: 0s, sensor: door, value: on}\n"
@@ -201,11 +190,9 @@ def test_a_timed_filter_lets_its_reading_through_on_the_virtual_clock(tmp_path: 
         "    - {at: 0s, sensor: door, value: on}\n"
         "  expect:\n"
         "    - {at: 4s, actuator: buzzer, state: off}\n"
-        "    - {at: 5s, actuator: buzzer, state: on}\n"
+        "    - {at: 5s, actuator: buzzer, state: on}\n",
     )
-    results, problems = run_files(load_config(config), [scenarios])
-    assert problems == []
-    assert [(r.name, r.passed, r.failures) for r in results] == [
+    assert [(n, p, f) for n, p, f in outcomes] == [
         ("a door opened for a moment does not sound", True, []),
         ("a door left open does, 5 s after it opened", True, []),
     ]

@@ -14,7 +14,7 @@ from gateway.events import UNAVAILABLE
 from gateway.hub.commands import CommandError, parse_command
 from gateway.hub.discovery import announcements
 from gateway.hub.plan import HubPlan, state_word
-from gateway.rules.scenarios import run_files
+from tests.conftest import scenario_outcomes
 
 CONFIG = GatewayConfig.model_validate(
     {
@@ -106,15 +106,12 @@ def test_discovery_gives_units_classes_and_the_right_component() -> None:
 
 
 def test_scenarios_give_commands_and_expect_state_publications(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    outcomes = scenario_outcomes(
+        tmp_path,
         "gateway: {name: pi1}\n"
         "mqtt: {host: 127.0.0.1, publish_states: true, commands: true}\n"
         "sensors:\n  door: {kind: virtual, type: binary}\n"
-        "actuators:\n  light: {gpio: 27, max_on: 1h}\n  lock: {gpio: 5, commands: false}\n"
-    )
-    scenarios = tmp_path / "gateway.test.yaml"
-    scenarios.write_text(
+        "actuators:\n  light: {gpio: 27, max_on: 1h}\n  lock: {gpio: 5, commands: false}\n",
         "- name: a command switches for a while and every state is published\n"
         "  given:\n"
         '    - {at: 0s, mqtt: gateway/pi1/light/set, payload: {state: "on", for: 30s}}\n'
@@ -126,11 +123,9 @@ def test_scenarios_give_commands_and_expect_state_publications(tmp_path: Path) -
         "    - {at: 5s, mqtt: gateway/pi1/door/state, payload: 'on'}\n"
         "    - {at: 30s, mqtt: gateway/pi1/light/state, payload: 'off'}\n"
         "    - {at: 45s, actuator: light, state: off}\n"
-        "    - {at: 55s, actuator: lock, state: off}\n"
+        "    - {at: 55s, actuator: lock, state: off}\n",
     )
-    results, problems = run_files(load_config(config), [scenarios])
-    assert problems == []
-    assert [(r.passed, r.failures) for r in results] == [(True, [])]
+    assert [(p, f) for _, p, f in outcomes] == [(True, [])]
 
 
 def test_a_state_may_be_a_template_and_later_templates_see_the_new_state(
@@ -138,8 +133,8 @@ def test_a_state_may_be_a_template_and_later_templates_see_the_new_state(
 ) -> None:
     """The workaround the issue names (a rule per state with mqtt_publish) echoed the
     old state: templates after an actuate now see what it asked for."""
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
+    outcomes = scenario_outcomes(
+        tmp_path,
         "mqtt: {host: 127.0.0.1}\n"
         "actuators:\n  light: {gpio: 27}\n  fan: {gpio: 18, kind: pwm}\n"
         "rules:\n"
@@ -149,10 +144,7 @@ def test_a_state_may_be_a_template_and_later_templates_see_the_new_state(
         '      - {actuate: light, state: "{{ event.payload.state }}"}\n'
         '      - {actuate: fan, state: "{{ event.payload.fan }}"}\n'
         "      - mqtt_publish: hub/echo\n"
-        '        payload: "light {{ actuators.light }}, fan {{ actuators.fan }}"\n'
-    )
-    scenarios = tmp_path / "gateway.test.yaml"
-    scenarios.write_text(
+        '        payload: "light {{ actuators.light }}, fan {{ actuators.fan }}"\n',
         "- name: the payload says what to switch to\n"
         "  given:\n"
         "    - {at: 0s, mqtt: hub/light, payload: {state: 'ON', fan: 0.4}}\n"
@@ -162,11 +154,9 @@ def test_a_state_may_be_a_template_and_later_templates_see_the_new_state(
         "    - {at: 1s, actuator: fan, state: 0.4}\n"
         "    - {at: 0s, mqtt: hub/echo, payload: 'light on, fan 0.4'}\n"
         "    - {at: 11s, actuator: light, state: off}\n"
-        "    - {at: 11s, actuator: fan, state: 0.4}\n"  # 2 is not a level: skipped
+        "    - {at: 11s, actuator: fan, state: 0.4}\n",  # 2 is not a level: skipped,
     )
-    results, problems = run_files(load_config(config), [scenarios])
-    assert problems == []
-    assert [(r.passed, r.failures) for r in results] == [(True, [])]
+    assert [(p, f) for _, p, f in outcomes] == [(True, [])]
 
 
 def test_a_state_that_is_neither_a_state_nor_a_template_is_a_config_error(
