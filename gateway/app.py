@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.alerts import AlertMonitor
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.middleware import http_logger
@@ -179,6 +180,7 @@ class Gateway:
                 group.create_task(self.outbox.run(), name="delivery")
                 timers = group.create_task(self._run_timers(), name="timers")
                 group.create_task(self._housekeeping(), name="housekeeping")
+                group.create_task(AlertMonitor(self.control).run(), name="alerts")
                 self._group = group
                 self._start_connections(live.connections)
                 interval = watchdog_interval()

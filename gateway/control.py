@@ -83,13 +83,14 @@ class Control:
                 "version": __version__,
                 "uptime": round(time.time() - self.started, 3),
                 "simulate": self.simulate,
-                "inputs": self._inputs(),
+                "inputs": self.inputs(),
                 "outbox": {k: outbox[k] for k in ("pending", "dead", "oldest_age")},
                 "timers": len(self.timers),
             }
         )
 
-    def _inputs(self) -> dict[str, dict[str, Any]]:
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        """Every input and its connection state (GPIO pins are always there)."""
         inputs: dict[str, dict[str, Any]] = {
             name: {"type": "gpio", "state": "connected"} for name in self.live.devices.inputs
         }
@@ -161,7 +162,7 @@ class Control:
                 for name in self.config.server.hooks
                 for outcome in ("accepted", "rejected", "invalid")
             },
-            inputs=self._inputs(),
+            inputs=self.inputs(),
             sensors={
                 name: Reading(
                     runtime.sensors.get(name),

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.alerts import AlertsSection
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.filters import Filtered
@@ -380,6 +381,9 @@ class GatewayConfig(Model):
     )
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     server: ServerSection = Field(default_factory=ServerSection)
+    alerts: AlertsSection | None = Field(
+        None, description="Operational problems (dead letters, inputs down, ...) to a notify target"
+    )
     rules: list[Rule] = Field(default_factory=list, description="Automation rules")
 
 

@@ -102,6 +102,7 @@ class OutboxStore:
         self._numbers = itertools.count(1)
         self._submitted = 0
         self._lost: deque[int] = deque(maxlen=LOST_KEPT)  # numbers of rows a commit failed
+        self.failing = False  # the last commit failed (disk full, I/O error)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,6 +267,7 @@ class OutboxStore:
                 )
                 db.executemany("INSERT OR REPLACE INTO seen_hooks VALUES (?, ?, ?)", seen)
         except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly
+            self.failing = True
             self._lost.extend(w.number for w in writes)
             _LOG.error(
                 "outbox: cannot store %d webhook(s)%s (%s): %s%s; already stored ones are safe",
@@ -277,6 +279,7 @@ class OutboxStore:
             )
             bump_counter(db, "write_errors", len(writes))
             return
+        self.failing = False
         self._rows += len(kept)
         self._bytes += sum(len(m.body) for m in kept)
         if kept:
