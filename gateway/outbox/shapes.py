@@ -24,6 +24,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -71,10 +72,16 @@ def render_request(
         for name, value in endpoint.headers.items()
         if is_template(value.get_secret_value())
     }
-    request = {"method": endpoint.method, "url": url, "content_type": content_type}
+    return Rendered(body, _request(endpoint.method, url, content_type, tuple(headers.items())))
+
+
+@lru_cache(maxsize=256)
+def _request(method: str, url: str, content_type: str, headers: tuple[tuple[str, str], ...]) -> str:
+    """The stored request (the same text for every row of an untemplated URL)."""
+    request: dict[str, Any] = {"method": method, "url": url, "content_type": content_type}
     if headers:
-        request["headers"] = headers  # type: ignore[assignment]
-    return Rendered(body, json.dumps(request, ensure_ascii=False))
+        request["headers"] = dict(headers)
+    return json.dumps(request, ensure_ascii=False)
 
 
 def _field(value: Any) -> str:
@@ -126,6 +133,12 @@ def _secrets(endpoint: WebhookEndpoint) -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=256)
+def _stored(request: str) -> dict[str, Any]:
+    stored: dict[str, Any] = json.loads(request)
+    return stored
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One attempt's request: what is sent."""
@@ -143,7 +156,7 @@ def outgoing(
     headers and the signature of this attempt (a fresh timestamp each time)."""
     method, url, content_type, extra = "POST", endpoint.url, JSON, {}
     if request is not None:
-        stored = json.loads(request)
+        stored = _stored(request)
         method, url, content_type = stored["method"], stored["url"], stored["content_type"]
         extra = stored.get("headers", {})
         for marker, secret in _secrets(endpoint).items():
