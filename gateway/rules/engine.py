@@ -116,8 +116,7 @@ class RuleEngine:
     def start(
         self, snapshot: Snapshot, saved: Iterable[Timer], queued: Iterable[QueuedRun] = ()
     ) -> list[Decision]:
-        """Take back saved timers and queued runs (after a restart or reload), schedule
-        clocks."""
+        """Take back saved timers and queued runs (a restart, a reload); schedule clocks."""
         out: list[Decision] = []
         saved, queued = list(saved), list(queued)
         runs = [t.key for t in saved if t.kind is TimerKind.RUN] + [r.id for r in queued]
@@ -162,11 +161,11 @@ class RuleEngine:
             out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         return out
 
-    def _new_id(self, rule: Rule) -> str:
-        return run_id(rule.id, next(self._ids))
-
     def watches_hook(self, hook: str) -> bool:
         return hook in self._hooks
+
+    def watches_sensor(self, sensor: str, group: str | None) -> bool:
+        return sensor in self._watching or group in self._watching
 
     def fire(self, timer: Timer, snapshot: Snapshot) -> list[Decision]:
         """A timer of ours is due."""
@@ -281,7 +280,7 @@ class RuleEngine:
                         "rule %s: %d runs queued already, trigger dropped", rule.id, rule.max_runs
                     )
                 else:
-                    waiting = Run(self._new_id(rule), rule.id, 0, event)
+                    waiting = Run(run_id(rule.id, next(self._ids)), rule.id, 0, event)
                     state.queue.append(waiting)
                     out.append(Enqueue(QueuedRun(waiting.id, rule.id, event)))
                 return out
@@ -296,7 +295,7 @@ class RuleEngine:
             out.append(Schedule(cooldown))
         _LOG.info("rule %s fired by %s", rule.id, describe(event))
         self.fired[rule.id] += 1
-        run = Run(self._new_id(rule), rule.id, 0, event)
+        run = Run(run_id(rule.id, next(self._ids)), rule.id, 0, event)
         state.runs.append(run)
         out.extend(self._continue(rule, run, snap, context))
         return out

@@ -213,6 +213,10 @@ class Runtime:
 
     def handle(self, event: Event) -> None:
         """Run every rule that ``event`` fires (their timers saved once, together)."""
+        if isinstance(event, SensorChanged) and not self.engine.watches_sensor(
+            event.sensor, event.group
+        ):
+            return  # no rule watches it: no snapshot to build
         decisions = self.engine.handle(event, self.snapshot())
         if decisions:
             with self.timers.batch():
