@@ -127,14 +127,8 @@ class MqttSection(Model):
         False,
         description="Actuators take commands on BASE/NAME/set (each may say otherwise)",
     )
-    discovery: bool = Field(
-        False,
-        description="Announce the published sensors and actuators to Home Assistant "
-        "(MQTT discovery), retained under discovery_prefix",
-    )
-    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
 
-    @field_validator("base", "status_topic", "discovery_prefix")
+    @field_validator("base", "status_topic")
     @classmethod
     def _plain_topic(cls, topic: str | None) -> str | None:
         if topic is not None and (not topic or "+" in topic or "#" in topic):

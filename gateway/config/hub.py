@@ -3,7 +3,9 @@ Home Assistant shows them (``mqtt.publish_states``, ``commands``, ``discovery``)
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from gateway.config.base import Model
 
@@ -29,6 +31,9 @@ class SensorHub(Published):
         pattern=r"^[a-z0-9_]+$",
         description="Home Assistant's device class (temperature, humidity, door, ...)",
     )
+    state_class: Literal["measurement", "total", "total_increasing"] | None = Field(
+        None, description="Home Assistant's state class (default measurement for numbers)"
+    )
 
 
 class ActuatorHub(Published):
@@ -39,3 +44,26 @@ class ActuatorHub(Published):
         description="Take commands on BASE/NAME/set: on, off, toggle, a level, or JSON "
         '{"state": "on", "for": "30s"} (default: mqtt.commands)',
     )
+
+
+class HomeAssistantSection(Model):
+    """``homeassistant:``: announce the published devices with MQTT discovery."""
+
+    discovery: bool = Field(
+        True,
+        description="Announce every published sensor and actuator (retained), and again "
+        "when Home Assistant says online on PREFIX/status",
+    )
+    prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+    configuration_url: str | None = Field(
+        None,
+        description="The device's link in Home Assistant (default: this gateway's API "
+        "status, at its host name and port)",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain(cls, prefix: str) -> str:
+        if not prefix or "+" in prefix or "#" in prefix:
+            raise ValueError("a topic prefix: no + or # wildcards, not empty")
+        return prefix.rstrip("/")

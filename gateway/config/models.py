@@ -23,7 +23,7 @@ from gateway.config.alerts import AlertsSection
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort, SerialSensor
 from gateway.config.filters import Filtered
-from gateway.config.hub import ActuatorHub
+from gateway.config.hub import ActuatorHub, HomeAssistantSection
 from gateway.config.kernel import HwmonSensor, IioSensor, OneWireSensor, ThermalSensor
 from gateway.config.outbound import SERVICE_URLS, Shape
 from gateway.config.rules import (
@@ -381,6 +381,9 @@ class GatewayConfig(Model):
     )
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     server: ServerSection = Field(default_factory=ServerSection)
+    homeassistant: HomeAssistantSection | None = Field(
+        None, description="Home Assistant MQTT discovery (needs mqtt:)"
+    )
     alerts: AlertsSection | None = Field(
         None, description="Operational problems (dead letters, inputs down, ...) to a notify target"
     )

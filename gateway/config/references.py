@@ -54,6 +54,8 @@ def check_references(config: GatewayConfig) -> Iterator[tuple[Loc, str]]:
             yield ("sensors", name, "mqtt"), "an MQTT sensor needs an mqtt: section (the broker)"
         if sensor.publish_state and config.mqtt is None:
             yield ("sensors", name, "publish_state"), "publishing needs an mqtt: section"
+    if config.homeassistant is not None and config.mqtt is None:
+        yield ("homeassistant",), "discovery needs an mqtt: section (the broker)"
     if config.alerts is not None and config.alerts.notify not in config.webhooks:
         yield ("alerts", "notify"), _unknown("webhook", config.alerts.notify, config.webhooks)
     for name, actuator in config.actuators.items():

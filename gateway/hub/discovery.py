@@ -80,6 +80,7 @@ def _common(plan: HubPlan, name: str) -> dict[str, Any]:
             "manufacturer": "Edge Gateway",
             "model": "Edge Gateway",
             "sw_version": __version__,
+            **({"configuration_url": plan.configuration_url} if plan.configuration_url else {}),
         },
         "origin": {"name": "Edge Gateway", "sw_version": __version__},
     }
@@ -94,7 +95,9 @@ def _sensor(plan: HubPlan, name: str, sensor: Sensor) -> tuple[str, dict[str, An
         config.update(payload_on="on", payload_off="off", value_template=_NONE_WHEN_GONE)
         return "binary_sensor", config
     config["value_template"] = _NONE_WHEN_GONE
-    if (
+    if sensor.state_class is not None:
+        config["state_class"] = sensor.state_class
+    elif (
         getattr(sensor, "kind", "number") in ("number", "virtual")
         and getattr(sensor, "type", "number") == "number"
     ):
@@ -126,6 +129,9 @@ def _actuator(plan: HubPlan, name: str) -> tuple[str, dict[str, Any]]:
             brightness_value_template="{{ (value | float(0) * 100) | round(0) | int }}",
             on_command_type="brightness",
         )
+        return "light", config
+    if name in plan.lights:  # an LED: an on/off light
+        config.update(command_topic=command, payload_on="on", payload_off="off")
         return "light", config
     config.update(
         command_topic=command, payload_on="on", payload_off="off", state_on="on", state_off="off"

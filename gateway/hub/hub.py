@@ -37,6 +37,7 @@ class Hub:
         self.links = links
         self.configs = announcements(config, self.plan)  # discovery topic -> payload
         self._commands = self.plan.command_topics()
+        self._filters = self.plan.discovery_filters()
         self.retained: dict[str, str] = {}  # state topic -> what the broker should hold
         self.runtime: Runtime | None = None
         self.commands = 0
@@ -97,8 +98,8 @@ class Hub:
     def command_topics(self) -> Mapping[str, str]:
         return self._commands
 
-    def discovery_filter(self) -> str | None:
-        return self.plan.discovery_filter()
+    def discovery_filters(self) -> list[str]:
+        return self._filters
 
     def on_connect(self) -> list[tuple[str, str]]:
         """What to publish (retained) at every connect: announcements, then states."""
@@ -106,8 +107,15 @@ class Hub:
         return configs + list(self.retained.items())
 
     def seen(self, topic: str, payload: bytes) -> None:
-        """A retained announcement under this gateway's node id: removed if it is not
-        one of ours any more (a device renamed or deleted while the gateway was off)."""
+        """Home Assistant's birth message (announce everything again), or a retained
+        announcement under this gateway's node id: removed if it is not one of ours
+        any more (a device renamed or deleted while the gateway was off)."""
+        if topic == self.plan.birth_topic:
+            if payload.strip() == b"online":
+                _LOG.info("mqtt: Home Assistant is online: announcing again")
+                for again, text in self.on_connect():
+                    self.links.publish(again, text, 1, True)
+            return
         object_id = topic.split("/")[-2]
         members = tuple(f"{NODE_SAFE.sub('_', group)}__" for group in self.plan.groups)
         if payload and topic not in self.configs and not object_id.startswith(members):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ class HubPlan:
     levels: frozenset[str]  # pwm actuators: a level, not on/off
     groups: frozenset[str] = frozenset()  # split MQTT sensors: their members are published
     binary: Mapping[str, bool] = field(default_factory=dict)  # on/off sensors
+    lights: frozenset[str] = frozenset()  # LEDs: on/off lights in Home Assistant
+    configuration_url: str | None = None
 
     @classmethod
     def of(cls, config: GatewayConfig) -> HubPlan:
@@ -52,7 +55,9 @@ class HubPlan:
         mqtt = config.mqtt
         if mqtt is None:
             return cls(name, "", "", None, frozenset(), frozenset(), frozenset(), frozenset())
-        default = mqtt.publish_states or mqtt.discovery
+        assistant = config.homeassistant
+        discovery = assistant is not None and assistant.discovery
+        default = mqtt.publish_states or discovery
         sensors = {
             n
             for n, s in config.sensors.items()
@@ -78,13 +83,15 @@ class HubPlan:
             name,
             mqtt.base_topic(name),
             mqtt.status(name),
-            mqtt.discovery_prefix if mqtt.discovery else None,
+            assistant.prefix if assistant is not None and discovery else None,
             frozenset(sensors),
             frozenset(actuators),
             frozenset(commands),
             frozenset(levels),
             frozenset(groups),
             {n: s.binary for n, s in config.sensors.items()},
+            frozenset(n for n, a in config.actuators.items() if getattr(a, "kind", "") == "led"),
+            _configuration_url(config) if discovery else None,
         )
 
     @property
@@ -102,8 +109,25 @@ class HubPlan:
         """Topic -> actuator, for the subscriptions."""
         return {self.command_topic(a): a for a in sorted(self.commands)}
 
-    def discovery_filter(self) -> str | None:
-        """Every discovery config this gateway may have left on the broker."""
+    def discovery_filters(self) -> list[str]:
+        """Every discovery config this gateway may have left on the broker, and Home
+        Assistant's own status (its birth message asks for the announcements again)."""
         if self.discovery_prefix is None:
-            return None
-        return f"{self.discovery_prefix}/+/{self.node}/+/config"
+            return []
+        return [f"{self.discovery_prefix}/+/{self.node}/+/config", self.birth_topic]
+
+    @property
+    def birth_topic(self) -> str:
+        return f"{self.discovery_prefix}/status"
+
+
+def _configuration_url(config: GatewayConfig) -> str:
+    """The device's link in Home Assistant: as configured, or the API status at this
+    gateway's address (its host name when it listens on every interface)."""
+    assistant = config.homeassistant
+    if assistant is not None and assistant.configuration_url:
+        return assistant.configuration_url
+    server = config.server
+    host = socket.gethostname() if server.host in ("0.0.0.0", "::", "") else server.host
+    scheme = "https" if server.tls is not None else "http"
+    return f"{scheme}://{host}:{server.port}/api/v1/status"

@@ -119,10 +119,9 @@ class MqttLink:
     def filters(self) -> dict[str, int]:
         wanted: dict[str, int] = {s.mqtt: s.qos for s in self.sensors.values()}
         hub = self.hub
-        extra = [*hub.command_topics(), hub.discovery_filter()] if hub is not None else []
+        extra = [*hub.command_topics(), *hub.discovery_filters()] if hub is not None else []
         for topic in [*self.trigger_topics, *extra]:
-            if topic is not None:
-                wanted[topic] = max(wanted.get(topic, 1), 1)
+            wanted[topic] = max(wanted.get(topic, 1), 1)
         return wanted
 
     def _client_args(self) -> dict[str, Any]:
@@ -279,8 +278,7 @@ class MqttLink:
             if (actuator := hub.command_topics().get(topic)) is not None:
                 hub.command(actuator, data, topic)
                 return
-            ours = hub.discovery_filter()
-            if ours is not None and topic_matches(ours, topic):
+            if any(topic_matches(ours, topic) for ours in hub.discovery_filters()):
                 hub.seen(topic, data)
                 return
         payload = decode(bytes(raw)) if isinstance(raw, bytes | bytearray) else raw

@@ -24,8 +24,8 @@ def gateway_config(tmp: Path, name: str, broker: Mosquitto) -> Path:
         directory,
         f"""
         gateway: {{name: {name}, state_dir: {directory / "state"}, simulate: true}}
-        mqtt: {{host: 127.0.0.1, port: {broker.port}, publish_states: true, commands: true,
-               discovery: true}}
+        mqtt: {{host: 127.0.0.1, port: {broker.port}, publish_states: true, commands: true}}
+        homeassistant: {{discovery: true}}
         sensors:
           freezer: {{kind: virtual, unit: "°C"}}
         actuators:

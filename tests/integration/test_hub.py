@@ -88,7 +88,7 @@ def hub_config(tmp: Path, broker: Mosquitto, name: str = "pi1", extra: str = "")
           port: {broker.port}
           publish_states: true
           commands: true
-          discovery: true
+        homeassistant: {{discovery: true}}
         sensors:
           hallway_motion: {{gpio: 17, kind: motion}}
           freezer_temp: {{kind: virtual, unit: "°C", device_class: temperature}}
@@ -166,6 +166,12 @@ async def test_discovery_announces_each_device_as_home_assistant_documents_it(
             "homeassistant/binary_sensor/pi1/siren/config",  # shown, not switched
         }
         await wait_until(lambda: _value(set(seen.retained)), lambda got: got == topics)
+        before = len(seen.messages)
+        await send(mosquitto, "homeassistant/status", "online")  # Home Assistant restarted
+        await wait_until(
+            lambda: _value({t for t, _ in seen.messages[before:]}),
+            lambda again: topics <= again,  # every announcement again
+        )
     motion = seen.config("homeassistant/binary_sensor/pi1/hallway_motion/config")
     assert motion["device_class"] == "motion"
     assert (motion["payload_on"], motion["payload_off"]) == ("on", "off")
@@ -185,6 +191,7 @@ async def test_discovery_announces_each_device_as_home_assistant_documents_it(
     assert (light["state_on"], light["state_off"]) == ("on", "off")
     dimmer = seen.config("homeassistant/light/pi1/dimmer/config")
     assert dimmer["brightness_command_topic"] == "gateway/pi1/dimmer/set"
+    assert motion["device"]["configuration_url"].endswith("/api/v1/status")
     for config in map(seen.config, topics):  # what HA requires of every component
         assert {"state_topic", "unique_id", "device", "availability"} <= set(config)
 

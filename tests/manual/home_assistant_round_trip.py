@@ -89,8 +89,8 @@ async def main(hass: str) -> int:
         tmp,
         f"""
         gateway: {{name: pi, state_dir: {tmp / "state"}, simulate: true}}
-        mqtt: {{host: 127.0.0.1, port: {broker.port}, publish_states: true, commands: true,
-               discovery: true}}
+        mqtt: {{host: 127.0.0.1, port: {broker.port}, publish_states: true, commands: true}}
+        homeassistant: {{discovery: true}}
         sensors:
           hallway_motion: {{gpio: 17, kind: motion}}
           freezer_temp: {{kind: virtual, unit: "°C", device_class: temperature, initial: -18}}

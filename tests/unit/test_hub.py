@@ -19,7 +19,8 @@ from tests.conftest import scenario_outcomes
 CONFIG = GatewayConfig.model_validate(
     {
         "gateway": {"name": "porch pi"},
-        "mqtt": {"host": "127.0.0.1", "base": "site/porch", "discovery": True},
+        "mqtt": {"host": "127.0.0.1", "base": "site/porch"},
+        "homeassistant": {"discovery": True},
         "sensors": {
             "probe": {"onewire": "28-0316a279cbff"},
             "hum": {"iio": "bme280", "channel": "humidityrelative"},
@@ -29,6 +30,7 @@ CONFIG = GatewayConfig.model_validate(
             "light": {"gpio": 27, "commands": True},
             "fan": {"gpio": 18, "kind": "pwm", "commands": True},
             "siren": {"gpio": 22},
+            "led": {"gpio": 23, "kind": "led", "commands": True},
         },
     }
 )
@@ -80,9 +82,16 @@ def test_the_plan_puts_every_topic_under_the_base_and_the_node_id_is_a_topic_lev
     assert plan.node == "porch_pi"
     assert plan.status == "site/porch/status"
     assert plan.sensors == {"probe", "hum"}  # discovery publishes; note opted out
-    assert plan.commands == {"light", "fan"}
-    assert plan.command_topics() == {"site/porch/fan/set": "fan", "site/porch/light/set": "light"}
-    assert plan.discovery_filter() == "homeassistant/+/porch_pi/+/config"
+    assert plan.commands == {"light", "fan", "led"}
+    assert plan.command_topics() == {
+        "site/porch/fan/set": "fan",
+        "site/porch/led/set": "led",
+        "site/porch/light/set": "light",
+    }
+    assert plan.discovery_filters() == [
+        "homeassistant/+/porch_pi/+/config",
+        "homeassistant/status",  # Home Assistant's birth message: announce again
+    ]
 
 
 def test_discovery_gives_units_classes_and_the_right_component() -> None:
@@ -90,6 +99,7 @@ def test_discovery_gives_units_classes_and_the_right_component() -> None:
     assert sorted(configs) == [
         "homeassistant/binary_sensor/porch_pi/siren/config",
         "homeassistant/light/porch_pi/fan/config",
+        "homeassistant/light/porch_pi/led/config",  # an LED is an on/off light
         "homeassistant/sensor/porch_pi/hum/config",
         "homeassistant/sensor/porch_pi/probe/config",
         "homeassistant/switch/porch_pi/light/config",
