@@ -11,6 +11,8 @@ the same bytes.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -36,6 +38,24 @@ NEEDS = {  # what each service must be given
 def _templates(value: Any) -> Any:
     check_template_tree(value)
     return value
+
+
+_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.S)
+_TAG = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def _json_shaped(body: str) -> None:
+    """A text body sent as JSON must be JSON whatever its expressions give: with each
+    ``{{ ... }}`` as a number (and tags left out), it has to parse."""
+    sample = _EXPRESSION.sub("0", _TAG.sub("", body))
+    try:
+        json.loads(sample)
+    except ValueError as exc:
+        where = ""
+        if isinstance(exc, json.JSONDecodeError):
+            where = f" at line {exc.lineno} column {exc.colno}"
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ValueError(f"body can never be valid JSON{where}: {message}") from None
 
 
 class Shape(Model):
@@ -83,6 +103,8 @@ class Shape(Model):
                 raise ValueError("a service has its own format and body: leave them out")
         elif self.format == "text" and not isinstance(self.body, str):
             raise ValueError("format text needs body: a string (a template)")
+        elif self.format == "text" and "json" in (self.content_type or ""):
+            _json_shaped(str(self.body))
         elif self.format in ("json", "form") and self.body is None:
             raise ValueError(f"format {self.format} needs body: a mapping")
         elif self.format == "form" and not isinstance(self.body, dict):

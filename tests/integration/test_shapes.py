@@ -189,5 +189,16 @@ def test_a_service_is_checked_at_load_time() -> None:
         WebhookEndpoint.model_validate(
             {"url": "http://127.0.0.1:9/", "format": "json", "body": {"a": "{{ data. }}"}}
         )
+    with pytest.raises(ValueError, match="never be valid JSON at line 2 column 11"):
+        WebhookEndpoint.model_validate(
+            {
+                "url": "http://127.0.0.1:9/",
+                "format": "text",
+                "content_type": "application/json",
+                "body": '{"temp": {{ data.t }},\n "where": hallway}',
+            }
+        )
+    good = {"url": "http://127.0.0.1:9/", "format": "text", "content_type": "application/json"}
+    WebhookEndpoint.model_validate({**good, "body": '{"temp": {{ data.t }}, "at": "{{ id }}"}'})
     ntfy = WebhookEndpoint.model_validate({"service": "ntfy", "topic": "t"})
     assert ntfy.url == "https://ntfy.sh"
