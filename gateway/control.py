@@ -157,6 +157,11 @@ class Control:
         runtime = self.live.runtime
         counts = Counts(
             rules={r.id: self.live.runtime.engine.fired[r.id] for r in self.config.rules},
+            suppressed={
+                (r.id, reason): runtime.engine.suppressed[(r.id, reason)]
+                for r in self.config.rules
+                for reason in ("condition", "cooldown", "running")
+            },
             hooks={
                 (name, outcome): self.hooks[(name, outcome)]
                 for name in self.config.server.hooks

@@ -76,6 +76,7 @@ class Counts:
     """What the gateway counted, for the exposition."""
 
     rules: Mapping[str, int] = field(default_factory=dict)  # runs started, by rule
+    suppressed: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (rule, reason)
     hooks: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (hook, outcome)
     inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # as in the status
     sensors: Mapping[str, Reading] = field(default_factory=dict)
@@ -146,6 +147,13 @@ def _counted(counts: Counts) -> list[str]:
     ]
     for rule, n in sorted(counts.rules.items()):
         out.append(f'gateway_rule_runs_total{{rule="{_esc(rule)}"}} {n}')
+    out += [
+        "# HELP gateway_rule_suppressed_total Triggers that did not run their rule, by reason "
+        "(condition, cooldown, running: mode single).",
+        "# TYPE gateway_rule_suppressed_total counter",
+    ]
+    for (rule, reason), n in sorted(counts.suppressed.items()):
+        out.append(f'gateway_rule_suppressed_total{{rule="{_esc(rule)}",reason="{reason}"}} {n}')
     out += [
         "# HELP gateway_hook_requests_total Inbound hook requests by hook and outcome "
         "(accepted, rejected: not verified, invalid: a body that is not what the hook takes).",

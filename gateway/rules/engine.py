@@ -9,6 +9,7 @@ the runtime stores those timers and gives them back on start.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 from collections import Counter
@@ -17,20 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from gateway.config.rules import (
-    AnyCondition,
     AtTrigger,
-    Condition,
     DelayAction,
     EveryTrigger,
     HookTrigger,
     MqttTrigger,
-    NotCondition,
     Rule,
-    SensorCondition,
     SensorTrigger,
     StartupTrigger,
-    TemplateCondition,
-    TimeCondition,
 )
 from gateway.events import (
     Event,
@@ -40,6 +35,7 @@ from gateway.events import (
     SensorChanged,
     topic_matches,
 )
+from gateway.rules.conditions import first_failing, shown
 from gateway.rules.context import decide_action, describe, event_vars, iso_time, template_context
 from gateway.rules.decisions import Cancel, Decision, Dequeue, Enqueue, Schedule, Snapshot
 from gateway.rules.timerkinds import (
@@ -56,11 +52,9 @@ from gateway.rules.values import (
     clicked,
     crossing,
     equal,
-    in_range,
     next_local_time,
     trigger_holds,
 )
-from gateway.templates import TemplateError, render
 
 _LOG = logging.getLogger(__name__)
 
@@ -95,6 +89,7 @@ class RuleEngine:
         self._clicked: dict[str, float] = {}  # double clicks: when the first click ended
         self._ids = itertools.count(1)
         self.fired: Counter[str] = Counter()  # runs started, by rule (for /metrics)
+        self.suppressed: Counter[tuple[str, str]] = Counter()  # (rule, why) not run
         # which triggers watch which sensor: a reading looks at its own rules only
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
@@ -259,15 +254,16 @@ class RuleEngine:
         if not rule.enabled:
             return []
         if state.cooldown_until > snap.time:
-            _LOG.debug("rule %s: in cooldown, not run", rule.id)
-            return []
+            until = dt.datetime.fromtimestamp(state.cooldown_until, snap.now.tzinfo)
+            return self._suppressed(rule, "cooldown", f"in cooldown until {until:%H:%M:%S}")
         context = template_context(rule, event, snap)
-        if not all(self._holds(c, snap, context, rule) for c in rule.if_):
-            _LOG.debug("rule %s: a condition does not hold", rule.id)
-            return []
+        if (failed := first_failing(rule, snap, context)) is not None:
+            why = f"condition {failed + 1} does not hold: {shown(rule.if_[failed], snap)}"
+            return self._suppressed(rule, "condition", why)
         out: list[Decision] = []
         if state.runs:
             if rule.mode == "single":
+                self.suppressed[(rule.id, "running")] += 1
                 _LOG.warning("rule %s is still running (mode single): trigger ignored", rule.id)
                 return []
             if rule.mode == "restart":
@@ -332,34 +328,11 @@ class RuleEngine:
         state.runs.append(nxt)
         return [Dequeue(nxt.id), *self._continue(rule, nxt, snap)]
 
-    def _holds(
-        self, condition: Condition, snap: Snapshot, context: dict[str, Any], rule: Rule
-    ) -> bool:
-        match condition:
-            case TimeCondition():
-                return condition.time.contains(snap.now)
-            case AnyCondition():
-                return any(self._holds(c, snap, context, rule) for c in condition.any)
-            case NotCondition():
-                inner = condition.not_ if isinstance(condition.not_, list) else [condition.not_]
-                return not any(self._holds(c, snap, context, rule) for c in inner)
-            case TemplateCondition():
-                try:
-                    return bool(render(condition.template, context))
-                except TemplateError as exc:
-                    _LOG.error("rule %s: condition counted as false: %s", rule.id, exc)
-                    return False
-            case SensorCondition():
-                value = snap.sensors.get(condition.sensor)
-                if value is None:
-                    return False
-                if condition.is_ is not None and not equal(value, condition.is_):
-                    return False
-                if condition.above is not None or condition.below is not None:
-                    return in_range(value, condition.above, condition.below)
-                return True
-            case _:
-                assert_never(condition)
+    def _suppressed(self, rule: Rule, reason: str, why: str) -> list[Decision]:
+        """A trigger that did not run its rule: counted (by reason) and said at INFO."""
+        self.suppressed[(rule.id, reason)] += 1
+        _LOG.info("rule %s: not run: %s", rule.id, why)
+        return []
 
     # ------------------------------------------------------------------ restoring
 

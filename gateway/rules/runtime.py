@@ -115,6 +115,7 @@ class Runtime:
                 if name in old.unavailable:
                     self.unavailable.add(name)
         self.engine.fired.update(old.engine.fired)
+        self.engine.suppressed.update(old.engine.suppressed)
         self.switching.switched.update(old.switching.switched)
         self.updated.update(old.updated)
         self.changed.update(old.changed)

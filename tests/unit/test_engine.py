@@ -154,3 +154,40 @@ def test_a_template_error_at_run_time_skips_only_that_action(
     assert decisions == [SetActuator("light", "toggle", None, "typo")]
     assert "rule typo: action skipped" in caplog.text
     assert "nope" in caplog.text
+
+
+def test_a_suppressed_trigger_says_why_at_info_and_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """'Why didn't my freezer rule fire?' without a restart at debug level."""
+    config = GatewayConfig.model_validate(
+        {
+            "sensors": {"freezer": {"kind": "virtual"}, "door": {"kind": "virtual"}},
+            "webhooks": {"hub": {"url": "http://127.0.0.1:9/"}},
+            "rules": [
+                {
+                    "id": "warm",
+                    "when": {"sensor": "freezer", "above": -10},
+                    "if": [
+                        {"time": {"after": "08:00", "before": "20:00"}},
+                        {"sensor": "door", "below": 1},
+                    ],
+                    "cooldown": "1h",
+                    "then": [{"webhook": "hub", "event": "freezer.warm"}],
+                }
+            ],
+        }
+    )
+    engine = RuleEngine(config.rules)
+    noon = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    snap = Snapshot({"freezer": -5.0, "door": 3.0}, {}, noon, "pi")
+    caplog.set_level("INFO", logger="gateway.rules.engine")
+    assert engine.handle(SensorChanged("freezer", -5.0, -18.0, noon.timestamp(), "t"), snap) == []
+    assert "rule warm: not run: condition 2 does not hold: door below 1 (it is 3.0)" in caplog.text
+    snap = Snapshot({"freezer": -4.0, "door": 0.0}, {}, noon, "pi")
+    engine.handle(SensorChanged("freezer", -20.0, -5.0, noon.timestamp(), "t"), snap)
+    assert engine.handle(SensorChanged("freezer", -4.0, -20.0, noon.timestamp(), "t"), snap)
+    engine.handle(SensorChanged("freezer", -20.0, -4.0, noon.timestamp() + 1, "t"), snap)
+    engine.handle(SensorChanged("freezer", -3.0, -20.0, noon.timestamp() + 2, "t"), snap)
+    assert "rule warm: not run: in cooldown until 13:00:00" in caplog.text
+    assert engine.suppressed == {("warm", "condition"): 1, ("warm", "cooldown"): 1}
