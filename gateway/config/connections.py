@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.base import Model, Name
 from gateway.config.filters import Filtered
+from gateway.config.hub import check_publish_topic
 from gateway.config.types import Duration
 from gateway.templates import check_template_tree
 
@@ -131,9 +132,7 @@ class MqttSection(Model):
     @field_validator("base", "status_topic")
     @classmethod
     def _plain_topic(cls, topic: str | None) -> str | None:
-        if topic is not None and (not topic or "+" in topic or "#" in topic):
-            raise ValueError("a topic to publish to: no + or # wildcards, not empty")
-        return topic.rstrip("/") if topic is not None else None
+        return check_publish_topic(topic) if topic is not None else None
 
     def base_topic(self, gateway: str) -> str:
         return self.base or f"gateway/{gateway}"

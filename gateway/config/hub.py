@@ -10,6 +10,13 @@ from pydantic import Field, field_validator
 from gateway.config.base import Model
 
 
+def check_publish_topic(topic: str) -> str:
+    """A topic (or prefix) to publish to: no wildcards, not empty; no trailing /."""
+    if not topic or "+" in topic or "#" in topic:
+        raise ValueError("a topic to publish to: no + or # wildcards, not empty")
+    return topic.rstrip("/")
+
+
 class Published(Model):
     """Whether a device's state goes to BASE/NAME/state."""
 
@@ -64,6 +71,4 @@ class HomeAssistantSection(Model):
     @field_validator("prefix")
     @classmethod
     def _plain(cls, prefix: str) -> str:
-        if not prefix or "+" in prefix or "#" in prefix:
-            raise ValueError("a topic prefix: no + or # wildcards, not empty")
-        return prefix.rstrip("/")
+        return check_publish_topic(prefix)
