@@ -27,12 +27,17 @@ from gateway import safejson
 from gateway.app import Gateway
 from gateway.config import ConfigError, load_config
 from gateway.config.connections import MqttSection, MqttSensor, SerialPort
+from gateway.config.models import GatewayConfig
 from gateway.errors import OutboxError
+from gateway.events import Value
+from gateway.hub.hub import Hub
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
 from gateway.outbox.store import OutboxStore
+from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
 from gateway.signing import sign
+from gateway.testing import MemoryActuators, RecordingOutbox, VirtualClock
 from tests.conftest import SECRET, TOKEN, free_port, write_config
 
 FUZZ = settings(
@@ -115,6 +120,60 @@ def test_any_mqtt_message_is_handled_without_an_exception(topic: str, payload: b
     mqtt = MqttLink(config, "f", sensors, ["#"], lambda s, v: readings.append(v), lambda t, p: None)
     mqtt.handle(topic, payload)
     assert all(not isinstance(v, float) or math.isfinite(v) for v in readings)
+
+
+HUB_CONFIG = GatewayConfig.model_validate(
+    {
+        "gateway": {"name": "f"},
+        "mqtt": {"host": "127.0.0.1", "publish_states": True, "commands": True},
+        "homeassistant": {"discovery": True},
+        "sensors": {
+            "room": {"mqtt": "home/+/temp", "kind": "number", "split": True},
+            "named": {"mqtt": "x/#", "kind": "text", "name": "{{ topic.split('/')[-1] }}_x"},
+        },
+        "actuators": {"light": {"gpio": 27, "max_on": "1h"}, "fan": {"gpio": 18, "kind": "pwm"}},
+    }
+)
+HUB_TOPICS = st.one_of(
+    st.sampled_from(
+        ["gateway/f/light/set", "gateway/f/fan/set", "homeassistant/status", "home/a/temp"]
+    ),
+    st.builds(lambda t: f"home/{t}/temp", st.text(max_size=80)),
+    st.builds(lambda t: f"x/{t}", st.text(max_size=80)),
+    st.builds(lambda t: f"homeassistant/switch/f/{t}/config", st.text(max_size=40)),
+)
+
+
+@FUZZ
+@given(topic=HUB_TOPICS, payload=NASTY_BYTES)
+def test_any_command_discovery_or_split_message_is_a_counted_value_never_a_failure(
+    topic: str, payload: bytes
+) -> None:
+    """Commands, Home Assistant's messages and split members: whatever arrives is a
+    command, a counted bad one, or a reading; never an exception (``malformed``)."""
+    clock = VirtualClock(1_760_000_000.0)
+    recorder = RecordingOutbox(clock)
+    hub = Hub(HUB_CONFIG, recorder)
+    actuators = MemoryActuators({"light": False, "fan": 0.0}, clock)
+    runtime = Runtime(
+        HUB_CONFIG, actuators, recorder, TimerTable(None), clock, links=recorder, observers=[hub]
+    )
+    hub.attach(runtime)
+    sensors = {n: s for n, s in HUB_CONFIG.sensors.items() if isinstance(s, MqttSensor)}
+    assert HUB_CONFIG.mqtt is not None
+
+    def reading(sensor: str, value: Value) -> None:
+        runtime.reading(sensor, value, "mqtt")
+
+    def member(name: str, group: str, value: Value) -> None:
+        runtime.reading(name, value, "mqtt", group)
+
+    mqtt = MqttLink(HUB_CONFIG.mqtt, "f", sensors, [], reading, lambda t, p: None, on_member=member)
+    mqtt.hub = hub
+    mqtt.handle(topic, payload)
+    assert mqtt.malformed == 0
+    assert len(runtime.members) <= 1
+    assert actuators.get("fan") in (0.0, 1.0) or 0.0 <= float(actuators.get("fan")) <= 1.0
 
 
 @FUZZ
