@@ -34,8 +34,8 @@ from gateway.api.models import (
     StatusView,
 )
 from gateway.api.outbound import outbound
+from gateway.config.actions import WebhookAction
 from gateway.config.models import GatewayConfig
-from gateway.config.rules import WebhookAction
 
 MODELS: list[type[BaseModel]] = [
     SensorWrite,

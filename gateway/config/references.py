@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
+from gateway.config.actions import (
+    ActuateAction,
+    MqttPublishAction,
+    SerialWriteAction,
+    WebhookAction,
+)
 from gateway.config.connections import MqttSensor, SerialSensor
 from gateway.config.filters import BINARY, NUMERIC
 from gateway.config.models import (
@@ -16,17 +22,13 @@ from gateway.config.models import (
 )
 from gateway.config.outbound import NotifyAction
 from gateway.config.rules import (
-    ActuateAction,
     AnyCondition,
     Condition,
     HookTrigger,
-    MqttPublishAction,
     MqttTrigger,
     NotCondition,
     SensorCondition,
     SensorTrigger,
-    SerialWriteAction,
-    WebhookAction,
 )
 from gateway.events import UNAVAILABLE
 

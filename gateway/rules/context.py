@@ -10,17 +10,17 @@ import json
 import logging
 from typing import Any, assert_never
 
-from gateway.config.outbound import NotifyAction
-from gateway.config.rules import (
+from gateway.config.actions import (
     Action,
     ActuateAction,
     DelayAction,
     LogAction,
     MqttPublishAction,
-    Rule,
     SerialWriteAction,
     WebhookAction,
 )
+from gateway.config.outbound import NotifyAction
+from gateway.config.rules import Rule
 from gateway.config.types import parse_binary
 from gateway.events import Event, GatewayStarted, HookReceived, MqttReceived, SensorChanged
 from gateway.localtime import iso_utc

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from gateway.config.actions import DelayAction
 from gateway.config.rules import (
     AtTrigger,
-    DelayAction,
     EveryTrigger,
     HookTrigger,
     MqttTrigger,
