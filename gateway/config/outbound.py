@@ -20,7 +20,6 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from gateway.config.base import Model, Name
 from gateway.templates import check_template_tree
 
-SERVICES = ("ntfy", "slack", "telegram", "pushover", "homeassistant")
 SERVICE_URLS = {
     "ntfy": "https://ntfy.sh",
     "telegram": "https://api.telegram.org",

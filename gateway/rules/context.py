@@ -33,6 +33,7 @@ from gateway.rules.decisions import (
     WriteLog,
     WriteSerial,
 )
+from gateway.rules.values import switched_state
 from gateway.templates import TemplateError, as_text, render, render_text, render_tree
 
 _LOG = logging.getLogger(__name__)
@@ -129,17 +130,6 @@ def _state_from(value: Any, source: str) -> bool | float | str:
     raise TemplateError(f"state {source!r} gave {str(value)[:60]!r}: not on, off, toggle or 0..1")
 
 
-def _asked(current: bool | float | None, state: bool | float | str) -> bool | float:
-    """The state an actuate asks for, as templates later in the run see it."""
-    level = isinstance(current, float)
-    if state == "toggle":
-        return (0.0 if current else 1.0) if level else not current
-    if isinstance(state, bool):
-        return (1.0 if state else 0.0) if level else state
-    assert isinstance(state, float)
-    return state if level else state > 0
-
-
 def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decision | None:
     """What one action does, its templates rendered (None: a delay, or a template error)."""
     try:
@@ -150,7 +140,7 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
                 if isinstance(state, str) and state != "toggle":
                     state = _state_from(render(state, context), state)
                 states = context["actuators"]  # what later templates of this run see
-                states[action.actuate] = _asked(states.get(action.actuate), state)
+                states[action.actuate] = switched_state(states.get(action.actuate), state)
                 return SetActuator(
                     action.actuate, state, action.for_, rule.id, cause, action.while_
                 )

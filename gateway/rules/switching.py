@@ -17,6 +17,7 @@ from gateway.interfaces import Actuators, Observer
 from gateway.ratelog import RateLimitedLog
 from gateway.rules.timerkinds import Hold, Switch, Timer, TimerKind
 from gateway.rules.timers import TimerTable
+from gateway.rules.values import switched_state
 
 _LOG = logging.getLogger(__name__)
 _LIMITED = RateLimitedLog(_LOG)
@@ -177,13 +178,7 @@ class Switching:
 
     def target(self, name: str, state: bool | float | str) -> bool | float:
         """The state ``state`` (on/off, "toggle", a level) means for ``name`` now."""
-        current = self.actuators.get(name)
-        level = isinstance(current, float)
-        if state == "toggle":
-            return (0.0 if current else 1.0) if level else not current
-        if isinstance(state, float) and not isinstance(state, bool):
-            return min(max(state, 0.0), 1.0) if level else state > 0
-        return (1.0 if state else 0.0) if level else bool(state)
+        return switched_state(self.actuators.get(name), state)
 
     def _limit_on_time(self, name: str, state: bool) -> None:
         limit = self.config.actuators[name].max_on

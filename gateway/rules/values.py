@@ -111,6 +111,17 @@ def equal(value: Value | None, target: Value) -> bool:
     return value == target
 
 
+def switched_state(current: bool | float | None, state: bool | float | str) -> bool | float:
+    """The state ``state`` (on/off, "toggle", a level) means for an actuator now at
+    ``current`` (a float: a pwm output, whose on is 1.0)."""
+    level = isinstance(current, float)
+    if state == "toggle":
+        return (0.0 if current else 1.0) if level else not current
+    if isinstance(state, float) and not isinstance(state, bool):
+        return min(max(state, 0.0), 1.0) if level else state > 0
+    return (1.0 if state else 0.0) if level else bool(state)
+
+
 def in_range(value: Value | None, above: float | None, below: float | None) -> bool:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
