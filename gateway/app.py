@@ -15,7 +15,6 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -25,20 +24,15 @@ from gateway.api.auth import TokenTable
 from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
 from gateway.config import ConfigError, LoadedConfig, load_config
-from gateway.config.connections import MqttSensor, SerialSensor
-from gateway.config.kernel import KernelSensor
 from gateway.config.models import GatewayConfig
-from gateway.config.rules import MqttTrigger
 from gateway.control import Control, Live
-from gateway.devices import Devices
 from gateway.errors import GatewayError
 from gateway.events import MqttReceived, Value
-from gateway.hub.hub import Hub
-from gateway.hub.plan import HubPlan
+from gateway.history.recorder import Recorder
 from gateway.inputs.connections import Connections
-from gateway.localtime import local_zone
+from gateway.live import build_live, link_settings
 from gateway.outbox.service import Outbox
-from gateway.rules.runtime import Runtime
+from gateway.rules.overrides import RuleOverrides
 from gateway.rules.timers import TimerTable
 from gateway.systemd import Notifier, watchdog_interval
 
@@ -69,6 +63,9 @@ class Gateway:
         state_dir.mkdir(parents=True, exist_ok=True)
         config = loaded.config
         self.timers = TimerTable(state_dir / "timers.json")
+        rules = [rule.id for rule in config.rules]
+        self.recorder = Recorder(state_dir / "history.db", config.history, rules)
+        self.overrides = RuleOverrides(state_dir / "rules.json")
         self.outbox = Outbox(state_dir / "outbox.db", config.outbox, config.webhooks)
         self.tokens = TokenTable(config.server.tokens)
         self.access = AccessPolicy.from_config(config.server)
@@ -96,7 +93,7 @@ class Gateway:
     def _build(
         self, config: GatewayConfig, connections: Connections, states: dict[str, bool | float]
     ) -> Live:
-        return build_live(
+        live = build_live(
             config,
             connections,
             simulate=self.simulate,
@@ -105,7 +102,10 @@ class Gateway:
             on_gpio=self._on_gpio,
             wake=self._timer_wake.set,
             states=states,
+            observers=[self.recorder],
         )
+        live.runtime.engine.disabled = self.overrides.disabled(config.rules)
+        return live
 
     def _on_reading(self, sensor: str, value: Value, source: str) -> None:
         if self.control is not None and not self._stopping:
@@ -136,7 +136,15 @@ class Gateway:
             stack.enter_context(self.outbox)  # closed last: everything above may still write
             states = self.timers.held(self.config.actuators, time.time())
             live = self._build(self.config, self._connect(self.config), states)
-            self.control = Control(live, self.outbox, self.timers, self.simulate)
+            self.control = Control(
+                live,
+                self.outbox,
+                self.timers,
+                self.simulate,
+                recorder=self.recorder,
+                overrides=self.overrides,
+            )
+            stack.callback(self.recorder.close)
             stack.callback(self._close_devices)
             stack.push_async_callback((await self._start_server()).cleanup)
             if handle_signals:
@@ -181,6 +189,7 @@ class Gateway:
                 timers = group.create_task(self._run_timers(), name="timers")
                 group.create_task(self._housekeeping(), name="housekeeping")
                 group.create_task(AlertMonitor(self.control).run(), name="alerts")
+                group.create_task(self.recorder.run(), name="history")
                 self._group = group
                 self._start_connections(live.connections)
                 interval = watchdog_interval()
@@ -261,7 +270,7 @@ class Gateway:
         if new.config.server.listen != old.config.server.listen:
             _LOG.warning("server.listen changed: it takes effect after a restart")
         states = old.devices.outputs.states()
-        same_links = _link_settings(old.config) == _link_settings(new.config)
+        same_links = link_settings(old.config) == link_settings(new.config)
         connections = old.connections if same_links else self._connect(new.config)
         old.devices.close()
         try:
@@ -283,6 +292,7 @@ class Gateway:
             self._start_connections(live.connections)
         self.loaded = new
         self.outbox.update(new.config.webhooks)
+        self.recorder.configure(new.config.history, [rule.id for rule in new.config.rules])
         self.tokens.replace(new.config.server.tokens)
         self.access.update(new.config.server)
         self._timer_wake.set()
@@ -330,57 +340,6 @@ class Gateway:
         if self._outbox_rows is not None:
             line += f", outbox {self._outbox_rows} pending"
         return line + (" (simulated GPIO)" if self.simulate else "")
-
-
-def build_live(
-    config: GatewayConfig,
-    connections: Connections,
-    *,
-    simulate: bool,
-    outbox: Outbox,
-    timers: TimerTable,
-    on_gpio: Callable[[str, bool], None],
-    wake: Callable[[], None] | None = None,
-    states: dict[str, bool | float] | None = None,
-) -> Live:
-    """Devices and runtime for ``config`` over ``connections``; on an error nothing
-    stays open. The daemon and the API tests build their parts with it."""
-    loop = asyncio.get_running_loop()
-    devices = Devices.open(config, simulate, connections, loop, on_gpio, states)
-    hub = Hub(config, connections)
-    runtime = Runtime(
-        config,
-        devices.outputs,
-        outbox,
-        timers,
-        time.time,
-        local_zone(config.gateway.timezone),
-        connections,
-        wake,
-        observers=[hub],
-    )
-    runtime.known(devices.readings())
-    hub.attach(runtime)
-    if connections.mqtt is not None:
-        connections.mqtt.hub = hub
-    return Live(config, runtime, devices, connections, hub)
-
-
-def _link_settings(config: GatewayConfig) -> tuple[object, ...]:
-    """Everything the MQTT, serial and polled kernel inputs are built from."""
-    return (
-        config.gateway.name,
-        config.mqtt,
-        config.serial,
-        config.gateway.sysfs,
-        {
-            n: s
-            for n, s in config.sensors.items()
-            if isinstance(s, MqttSensor | SerialSensor | KernelSensor)
-        },
-        sorted({t.mqtt for r in config.rules for t in r.when if isinstance(t, MqttTrigger)}),
-        sorted(HubPlan.of(config).commands),  # subscribed to
-    )
 
 
 async def run_daemon(path: str, simulate: bool) -> int:

@@ -26,12 +26,15 @@ from gateway.config.types import parse_binary
 from gateway.devices import Devices
 from gateway.errors import InvalidValue, NotFound, Refused
 from gateway.events import UNAVAILABLE, HookReceived, Value
+from gateway.history.recorder import Recorder
 from gateway.hub.hub import Hub
 from gateway.inputs.connections import Connections
 from gateway.localtime import iso_utc
 from gateway.metrics import Counts, Reading
 from gateway.metrics import render as render_metrics
 from gateway.outbox.service import Outbox
+from gateway.rulecontrol import RuleControl
+from gateway.rules.overrides import RuleOverrides
 from gateway.rules.runtime import Runtime
 from gateway.rules.timerkinds import ACTUATOR_KINDS, Switch
 from gateway.rules.timers import TimerTable
@@ -60,10 +63,17 @@ class Control:
         timers: TimerTable,
         simulate: bool = False,
         started: float | None = None,
+        recorder: Recorder | None = None,
+        overrides: RuleOverrides | None = None,
     ) -> None:
         self.live = live
         self.outbox = outbox
         self.timers = timers
+        rules = [rule.id for rule in live.config.rules]
+        self.recorder = recorder or Recorder(None, live.config.history, rules)
+        self.rules = RuleControl(
+            lambda: self.live, outbox, self.recorder, overrides or RuleOverrides(None)
+        )
         self.simulate = simulate
         self.started = time.time() if started is None else started
         self.ready = False  # serving: started and not stopping

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from gateway.events import Value
+from gateway.rules.traces import Trace
 
 _LOG = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ class WebhookSink(Protocol):
 
 class Observer(Protocol):
     """Told of every change the outside may want to see (MQTT state topics, the
-    event stream): a sensor's new value, an actuator's new state and who asked."""
+    event stream, the history): a sensor's new value, an actuator's new state and
+    who asked, a rule's trace as it changes (carried out, waiting, finished)."""
 
     def sensor_changed(self, sensor: str, value: Value) -> None: ...
     def actuator_switched(self, actuator: str, state: bool | float, who: str) -> None: ...
+    def rule_traced(self, trace: Trace) -> None: ...
 
 
 class HubLink(Protocol):

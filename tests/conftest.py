@@ -27,10 +27,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.server import make_app
-from gateway.app import Gateway, build_live
+from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.control import Control
 from gateway.inputs.connections import Connections
+from gateway.live import build_live
 from gateway.outbox.service import Outbox
 from gateway.rules.timers import TimerTable
 

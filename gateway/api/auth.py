@@ -22,6 +22,7 @@ class Scope(enum.Enum):
     SWITCH_ACTUATOR = "switch an actuator"  # the {id} of the path
     READ_OUTBOX = "read the outbox"
     CHANGE_OUTBOX = "retry or re-enable outbox messages"
+    MANAGE = "enable, disable or run rules, or change the log level"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Client:
                 return self.outbox
             case Scope.CHANGE_OUTBOX:
                 return self.outbox and not self.read_only
+            case Scope.MANAGE:  # a token limited to some devices is limited to those
+                return not self.read_only and self.actuators is None and self.sensors is None
             case _:
                 assert_never(scope)
 

@@ -15,10 +15,13 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from gateway import safejson
 from gateway.api.access import AccessPolicy, Pool, client_key
 from gateway.api.auth import Client, Scope, TokenTable
+from gateway.api.hooks import parse_json
+from gateway.control import Control
 from gateway.errors import InvalidValue, NotFound, OutboxError, Refused
 from gateway.ratelog import RateLimitedLog
 
@@ -39,6 +42,43 @@ ADDRESS_KEY = web.RequestKey("address", str)
 TOKENS_KEY = web.AppKey("tokens", TokenTable)
 SCOPES_KEY = web.AppKey("scopes", dict[Callable[..., Any], Scope])
 ACCESS_KEY = web.AppKey("access", AccessPolicy)
+CONTROL_KEY = web.AppKey("control", Control)
+
+
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
+"""Content types taken as JSON. curl -d sends x-www-form-urlencoded unless told
+otherwise; such a body must still be valid JSON."""
+
+
+CONTROL_KEY = web.AppKey("control", Control)
+
+
+async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
+    ctype = request.content_type if request.body_exists else ""
+    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        raise web.HTTPUnsupportedMediaType(text="send a JSON body (Content-Type: application/json)")
+    doc = parse_json(await read_body(request))
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise web.HTTPUnprocessableEntity(text=describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError, where: str = "body") -> str:
+    """``field: message`` for each field, without pydantic's union and validator names."""
+    by_field: dict[str, str] = {}
+    for e in exc.errors(include_input=False):
+        field = ".".join(str(p) for p in e["loc"] if "[" not in str(p)) or where
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown field"
+        by_field.setdefault(field, message)
+    return "; ".join(f"{field}: {message}" for field, message in by_field.items())
+
+
+def who(request: web.Request) -> str:
+    """The audit line's who: ``token NAME from ADDRESS``."""
+    return f"token {request[CLIENT_KEY].name} from {request[ADDRESS_KEY]}"
 
 
 def error(status: int, code: str, message: str, **headers: str) -> web.Response:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.api import openapi_looking as looking
 from gateway.api.models import (
     ActuatorView,
     ActuatorWrite,
@@ -52,6 +53,7 @@ MODELS: list[type[BaseModel]] = [
     RetryAccepted,
     EndpointEnabled,
     ErrorBody,
+    *looking.MODELS,
 ]
 
 ERRORS = {
@@ -183,6 +185,7 @@ OPERATION_IDS = {
     ("/api/v1/outbox/endpoints/{name}/enable", "post"): "enableEndpoint",
     ("/api/v1/openapi.json", "get"): "getOpenApi",
     ("/hooks/{name}", "post"): "receiveHook",
+    **looking.OPERATION_IDS,
 }
 """Stable names for code generators (a configured hook's path gets receiveHook_NAME)."""
 
@@ -190,7 +193,7 @@ OPERATION_IDS = {
 def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
     """The document for ``config`` (None: without the gateway's own names and hooks)."""
     if config is None:
-        return json.loads(_document("[]", "[]", "[]", "[]", "{}", "[]"))  # type: ignore[no-any-return]
+        return json.loads(_document("[]", "[]", "[]", "[]", "{}", "[]", "[]"))  # type: ignore[no-any-return]
     hooks = {
         name: hook.model_dump(mode="json", by_alias=True, include={"verify", "header", "schema_"})
         for name, hook in config.server.hooks.items()
@@ -207,13 +210,20 @@ def openapi_document(config: GatewayConfig | None = None) -> dict[str, Any]:
                     {a.event for r in config.rules for a in r.then if isinstance(a, WebhookAction)}
                 )
             ),
+            json.dumps(sorted(rule.id for rule in config.rules)),
         )
     )
 
 
 @lru_cache(maxsize=4)
 def _document(
-    sensors: str, actuators: str, endpoints: str, hook_names: str, hooks: str, events: str
+    sensors: str,
+    actuators: str,
+    endpoints: str,
+    hook_names: str,
+    hooks: str,
+    events: str,
+    rules: str,
 ) -> str:
     """The document as JSON text (cached per config: reloads change it)."""
     _, defs = models_json_schema(
@@ -343,6 +353,11 @@ def _document(
             )
         },
     }
+    ids = {"sensors": json.loads(sensors), "actuators": json.loads(actuators)}
+    query = _query_params(looking.QUERY)
+    paths |= looking.paths(
+        _op, _ref, _path_param, query, AUTHED, ids | {"rules": json.loads(rules)}
+    )
     paths["/hooks/{name}"]["post"]["requestBody"] = {
         "required": False,
         "content": {"application/json": {"schema": {}}},

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.api import looking
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import Scope, TokenTable
 from gateway.api.hooks import (
@@ -22,12 +23,11 @@ from gateway.api.hooks import (
     check_payload,
     check_request,
     parse_body,
-    parse_json,
 )
 from gateway.api.middleware import (
     ACCESS_KEY,
     ADDRESS_KEY,
-    CLIENT_KEY,
+    CONTROL_KEY,
     MAX_BODY,
     SCOPES_KEY,
     TOKENS_KEY,
@@ -35,11 +35,14 @@ from gateway.api.middleware import (
     access,
     bearer_auth,
     blocked,
+    describe_errors,
     error,
     failed,
     json_errors,
     json_response,
     read_body,
+    read_json,
+    who,
 )
 from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
 from gateway.api.openapi import openapi_document
@@ -52,41 +55,7 @@ _LOG = logging.getLogger(__name__)
 
 _REJECTED_HOOK_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a flood
 
-JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
-"""Content types taken as JSON. curl -d sends x-www-form-urlencoded unless told
-otherwise; such a body must still be valid JSON."""
-
-
-CONTROL_KEY = web.AppKey("control", Control)
 HOOK_IDS_KEY = web.AppKey("hook_ids", dict[tuple[str, str], "asyncio.Future[bool]"])
-
-
-async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
-    ctype = request.content_type if request.body_exists else ""
-    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
-        raise web.HTTPUnsupportedMediaType(text="send a JSON body (Content-Type: application/json)")
-    doc = parse_json(await read_body(request))
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        raise web.HTTPUnprocessableEntity(text=describe_errors(exc)) from None
-
-
-def describe_errors(exc: ValidationError, where: str = "body") -> str:
-    """``field: message`` for each field, without pydantic's union and validator names."""
-    by_field: dict[str, str] = {}
-    for e in exc.errors(include_input=False):
-        field = ".".join(str(p) for p in e["loc"] if "[" not in str(p)) or where
-        message = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            message = "unknown field"
-        by_field.setdefault(field, message)
-    return "; ".join(f"{field}: {message}" for field, message in by_field.items())
-
-
-def _who(request: web.Request) -> str:
-    return f"token {request[CLIENT_KEY].name} from {request[ADDRESS_KEY]}"
-
 
 # ---------------------------------------------------------------------- handlers
 
@@ -131,7 +100,7 @@ async def post_sensor(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
     name = _named(request, control.config.sensors, "sensor")  # 404 before reading the body
     body = await read_json(request, SensorWrite)
-    view = await control.set_sensor(name, body.value, _who(request))
+    view = await control.set_sensor(name, body.value, who(request))
     return json_response(view.model_dump(exclude_unset=True))
 
 
@@ -148,7 +117,7 @@ async def post_actuator(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
     name = _named(request, control.config.actuators, "actuator")
     body = await read_json(request, ActuatorWrite)
-    view = control.switch(name, body.state, body.for_, _who(request))
+    view = control.switch(name, body.state, body.for_, who(request))
     return json_response(view.model_dump(exclude_unset=True))
 
 
@@ -295,4 +264,5 @@ ROUTES: tuple[tuple[str, str, Handler, Scope | None], ...] = (
     ("POST", "/api/v1/outbox/endpoints/{name}/enable", enable_endpoint, Scope.CHANGE_OUTBOX),
     ("GET", "/api/v1/openapi.json", openapi, Scope.READ),
     ("POST", "/hooks/{name}", post_hook, None),
+    *looking.ROUTES,
 )

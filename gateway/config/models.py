@@ -31,7 +31,8 @@ from gateway.config.rules import (
     Rule,
 )
 from gateway.config.server import ServerSection
-from gateway.config.types import BinaryState, ByteSize, Duration
+from gateway.config.storage import HistorySection, OutboxSection
+from gateway.config.types import BinaryState, Duration
 from gateway.templates import check_template_tree
 
 # --------------------------------------------------------------------------- gateway
@@ -352,16 +353,6 @@ class WebhookEndpoint(Shape):
 # --------------------------------------------------------------------------- outbox & server
 
 
-class OutboxSection(Model):
-    max_rows: int = Field(100_000, ge=1, description="Most undelivered webhooks kept")
-    max_bytes: ByteSize = Field(
-        256 * 1024**2, description="Most bytes of undelivered webhook bodies kept"
-    )
-    when_full: Literal["drop_oldest", "reject_new"] = Field(
-        "drop_oldest", description="What gives when a cap is reached (every drop is counted)"
-    )
-
-
 # --------------------------------------------------------------------------- root
 
 
@@ -380,6 +371,7 @@ class GatewayConfig(Model):
         default_factory=dict, description="Outbound webhook receivers, by name"
     )
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    history: HistorySection = Field(default_factory=HistorySection)
     server: ServerSection = Field(default_factory=ServerSection)
     homeassistant: HomeAssistantSection | None = Field(
         None, description="Home Assistant MQTT discovery (needs mqtt:)"

@@ -23,6 +23,7 @@ from gateway.hub.plan import NODE_SAFE, HubPlan, state_word
 from gateway.interfaces import Links
 from gateway.ratelog import RateLimitedLog
 from gateway.rules.runtime import Runtime
+from gateway.rules.traces import Trace
 
 _LOG = logging.getLogger(__name__)
 _BAD = RateLimitedLog(_LOG)
@@ -67,6 +68,9 @@ class Hub:
         elif sensor not in self.plan.sensors:
             return
         self._publish(self.plan.state_topic(sensor), state_word(value))
+
+    def rule_traced(self, trace: Trace) -> None:
+        """Traces are not published on MQTT."""
 
     def _members(self) -> set[str]:
         runtime = self.runtime

@@ -17,7 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from gateway.config.models import OutboxSection, WebhookEndpoint
+from gateway.config.models import WebhookEndpoint
+from gateway.config.storage import OutboxSection
 from gateway.metrics import DeliveryMetrics
 from gateway.outbox import queries
 from gateway.outbox.database import outbox_size

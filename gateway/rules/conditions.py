@@ -50,9 +50,19 @@ def holds(condition: Condition, snap: Snapshot, context: dict[str, Any], rule: R
             assert_never(condition)
 
 
-def first_failing(rule: Rule, snap: Snapshot, context: dict[str, Any]) -> int | None:
-    """The index of the first condition that does not hold (None: they all do)."""
-    return next((i for i, c in enumerate(rule.if_) if not holds(c, snap, context, rule)), None)
+def checked(
+    rule: Rule, snap: Snapshot, context: dict[str, Any]
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """The index of the first condition that does not hold (None: they all do), and
+    each condition looked at with what it compared, for the trace (the ones after
+    the first that fails are not looked at)."""
+    seen: list[dict[str, Any]] = []
+    for i, condition in enumerate(rule.if_):
+        result = holds(condition, snap, context, rule)
+        seen.append({"condition": shown(condition, snap), "holds": result})
+        if not result:
+            return i, seen
+    return None, seen
 
 
 def shown(condition: Condition, snap: Snapshot) -> str:

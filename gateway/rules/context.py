@@ -33,6 +33,7 @@ from gateway.rules.decisions import (
     WriteLog,
     WriteSerial,
 )
+from gateway.rules.traces import TraceStep
 from gateway.rules.values import switched_state
 from gateway.templates import TemplateError, as_text, render, render_text, render_tree
 
@@ -88,6 +89,8 @@ def describe(event: dict[str, Any]) -> str:
         return f"mqtt {event['topic']}"
     if event.get("trigger") == "hook":
         return f"hook {event['hook']} {event['id']} from {event['source']}"
+    if event.get("trigger") == "manual":
+        return f"run now by {event['source']}"
     if event.get("trigger") == "sensor":
         value = event["value"]
         shown = ("on" if value else "off") if isinstance(value, bool) else value
@@ -130,8 +133,11 @@ def _state_from(value: Any, source: str) -> bool | float | str:
     raise TemplateError(f"state {source!r} gave {str(value)[:60]!r}: not on, off, toggle or 0..1")
 
 
-def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decision | None:
-    """What one action does, its templates rendered (None: a delay, or a template error)."""
+def decide_action(
+    rule: Rule, action: Action, context: dict[str, Any], step: TraceStep | None = None
+) -> Decision | None:
+    """What one action does, its templates rendered (None: a delay, or a template error,
+    said in ``step``). The decision carries ``step`` for the runtime to fill in."""
     try:
         match action:
             case ActuateAction():
@@ -142,11 +148,11 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
                 states = context["actuators"]  # what later templates of this run see
                 states[action.actuate] = switched_state(states.get(action.actuate), state)
                 return SetActuator(
-                    action.actuate, state, action.for_, rule.id, cause, action.while_
+                    action.actuate, state, action.for_, rule.id, cause, action.while_, step
                 )
             case WebhookAction():
                 data = render_tree(action.data, context)
-                return SendWebhook(action.webhook, action.event, data, rule.id)
+                return SendWebhook(action.webhook, action.event, data, rule.id, step)
             case NotifyAction():
                 note = {
                     "title": render_text(action.title, context) if action.title else None,
@@ -154,10 +160,10 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
                     "priority": action.priority,
                     "tags": list(action.tags),
                 }
-                return SendWebhook(action.notify, "notify", note, rule.id)
+                return SendWebhook(action.notify, "notify", note, rule.id, step)
             case LogAction():
                 level = logging.getLevelName(action.level.upper())
-                return WriteLog(level, render_text(action.log, context), rule.id)
+                return WriteLog(level, render_text(action.log, context), rule.id, step)
             case MqttPublishAction():
                 topic = render_text(action.mqtt_publish, context)
                 payload = render_tree(action.payload, context)
@@ -166,14 +172,41 @@ def decide_action(rule: Rule, action: Action, context: dict[str, Any]) -> Decisi
                     if isinstance(payload, str | bool)
                     else json.dumps(payload, default=str)
                 )
-                return PublishMqtt(topic, text, action.qos, action.retain, rule.id)
+                return PublishMqtt(topic, text, action.qos, action.retain, rule.id, step)
             case SerialWriteAction():
                 text = render_text(action.data, context)
-                return WriteSerial(action.serial_write, text, rule.id)
+                return WriteSerial(action.serial_write, text, rule.id, step)
             case DelayAction():
                 return None  # the engine's own
             case _:
                 assert_never(action)
     except TemplateError as exc:
         _LOG.error("rule %s: action skipped: %s", rule.id, exc)
+        if step is not None:
+            step.outcome, step.ok = f"skipped: {exc}", False
     return None
+
+
+def action_label(action: Action) -> str:
+    """An action as a trace shows it: ``actuate hallway_light on for 120s``."""
+    match action:
+        case ActuateAction():
+            state = action.state
+            shown = ("on" if state else "off") if isinstance(state, bool) else str(state)
+            span = f" for {action.for_:g}s" if action.for_ is not None else ""
+            hold = f" while {action.while_}" if action.while_ else ""
+            return f"actuate {action.actuate} {shown}{span}{hold}"
+        case WebhookAction():
+            return f"webhook {action.webhook} ({action.event})"
+        case NotifyAction():
+            return f"notify {action.notify}"
+        case LogAction():
+            return f"log ({action.level})"
+        case MqttPublishAction():
+            return f"mqtt_publish {action.mqtt_publish}"
+        case SerialWriteAction():
+            return f"serial_write {action.serial_write}"
+        case DelayAction():
+            return f"delay {action.delay:g}s"
+        case _:
+            assert_never(action)

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.events import Value
 from gateway.rules.timerkinds import QueuedRun, Timer, TimerKind
+from gateway.rules.traces import TraceStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class SetActuator:
     """What fired the rule, for the audit line: ``hook hub msg_1 from 10.0.0.5``."""
     hold_while: str | None = None
     """A binary sensor: the state holds while it is on; ``revert_after`` counts from off."""
+    step: TraceStep | None = field(default=None, compare=False, repr=False)
+    """Where the runtime writes what came of it (the rule's trace)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class SendWebhook:
     event: str
     data: Any
     rule: str
+    step: TraceStep | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class WriteLog:
     level: int
     message: str
     rule: str
+    step: TraceStep | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class PublishMqtt:
     qos: int
     retain: bool
     rule: str
+    step: TraceStep | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class WriteSerial:
     port: str
     data: str
     rule: str
+    step: TraceStep | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

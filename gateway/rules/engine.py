@@ -35,8 +35,15 @@ from gateway.events import (
     SensorChanged,
     topic_matches,
 )
-from gateway.rules.conditions import first_failing, shown
-from gateway.rules.context import decide_action, describe, event_vars, iso_time, template_context
+from gateway.rules.conditions import checked, shown
+from gateway.rules.context import (
+    action_label,
+    decide_action,
+    describe,
+    event_vars,
+    iso_time,
+    template_context,
+)
 from gateway.rules.decisions import Cancel, Decision, Dequeue, Enqueue, Schedule, Snapshot
 from gateway.rules.timerkinds import (
     QueuedRun,
@@ -47,6 +54,7 @@ from gateway.rules.timerkinds import (
     run_number,
     trigger_key,
 )
+from gateway.rules.traces import Trace, TraceStep, event_summary
 from gateway.rules.values import (
     changed_enough,
     clicked,
@@ -90,6 +98,10 @@ class RuleEngine:
         self._ids = itertools.count(1)
         self.fired: Counter[str] = Counter()  # runs started, by rule (for /metrics)
         self.suppressed: Counter[tuple[str, str]] = Counter()  # (rule, why) not run
+        self.last_triggered: dict[str, float] = {}  # when each rule last started a run
+        self.disabled = {r.id for r in self.rules.values() if not r.enabled}  # or by the API
+        self.traced: list[Trace] = []  # traces that changed, for the runtime to hand on
+        self._open: dict[str, Trace] = {}  # traces of runs going, waiting or queued, by run
         # which triggers watch which sensor: a reading looks at its own rules only
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
@@ -155,6 +167,11 @@ class RuleEngine:
         for rule in rules:
             out.extend(self._trigger(rule, event_vars(event, snapshot), snapshot))
         return out
+
+    def runs(self, rule: str) -> tuple[int, int]:
+        """Runs of ``rule`` going (or waiting in a delay), and waiting their turn."""
+        state = self._state[rule]
+        return len(state.runs), len(state.queue)
 
     def watches_hook(self, hook: str) -> bool:
         return hook in self._hooks
@@ -248,51 +265,84 @@ class RuleEngine:
 
     # ------------------------------------------------------------------ running a rule
 
-    def _trigger(self, rule: Rule, event: dict[str, Any], snap: Snapshot) -> list[Decision]:
+    def run_now(self, rule_id: str, snap: Snapshot, who: str) -> list[Decision]:
+        """Run a rule's actions now, as asked from outside (no conditions, no cooldown;
+        its mode still holds)."""
+        event = {"trigger": "manual", "time": iso_time(snap.time, snap), "source": who}
+        return self._trigger(self.rules[rule_id], event, snap, who)
+
+    def take_traces(self) -> list[Trace]:
+        """The traces that changed since the last call (each once, however often)."""
+        traced, self.traced = list(dict.fromkeys(self.traced)), []
+        return traced
+
+    def _trigger(
+        self, rule: Rule, event: dict[str, Any], snap: Snapshot, who: str | None = None
+    ) -> list[Decision]:
         """A trigger fired: check enabled, cooldown, conditions and mode, then run."""
         state = self._state[rule.id]
-        if not rule.enabled:
+        if who is None and rule.id in self.disabled:
             return []
-        if state.cooldown_until > snap.time:
-            until = dt.datetime.fromtimestamp(state.cooldown_until, snap.now.tzinfo)
-            return self._suppressed(rule, "cooldown", f"in cooldown until {until:%H:%M:%S}")
+        trace = Trace(
+            run_id(rule.id, next(self._ids)),
+            rule.id,
+            describe(event),
+            snap.time,
+            event_summary(event),
+            who=who,
+        )
         context = template_context(rule, event, snap)
-        if (failed := first_failing(rule, snap, context)) is not None:
-            why = f"condition {failed + 1} does not hold: {shown(rule.if_[failed], snap)}"
-            return self._suppressed(rule, "condition", why)
+        if who is None:
+            if state.cooldown_until > snap.time:
+                until = dt.datetime.fromtimestamp(state.cooldown_until, snap.now.tzinfo)
+                why = f"in cooldown until {until:%H:%M:%S}"
+                return self._suppressed(trace, "cooldown", why, snap)
+            failed, trace.conditions = checked(rule, snap, context)
+            if failed is not None:
+                why = f"condition {failed + 1} does not hold: {shown(rule.if_[failed], snap)}"
+                return self._suppressed(trace, "condition", why, snap)
         out: list[Decision] = []
         if state.runs:
             if rule.mode == "single":
-                self.suppressed[(rule.id, "running")] += 1
                 _LOG.warning("rule %s is still running (mode single): trigger ignored", rule.id)
-                return []
+                return self._suppressed(trace, "running", "still running (mode single)", snap)
             if rule.mode == "restart":
                 for run in state.runs:
                     out.append(Cancel(TimerKind.RUN, run.id))
+                    if (old := self._open.pop(run.id, None)) is not None:
+                        old.end("cancelled", snap.time, "a new trigger restarted it (mode restart)")
+                        self.traced.append(old)
                 state.runs.clear()
             elif rule.mode == "queued":
                 if len(state.queue) + len(state.runs) >= rule.max_runs:
                     _LOG.warning(
                         "rule %s: %d runs queued already, trigger dropped", rule.id, rule.max_runs
                     )
-                else:
-                    waiting = Run(run_id(rule.id, next(self._ids)), rule.id, 0, event)
-                    state.queue.append(waiting)
-                    out.append(Enqueue(QueuedRun(waiting.id, rule.id, event)))
+                    why = f"{rule.max_runs} runs queued already (max_runs)"
+                    return [*out, *self._suppressed(trace, "running", why, snap)]
+                waiting = Run(trace.id, rule.id, 0, event)
+                state.queue.append(waiting)
+                trace.result, trace.why = "queued", "waiting for the run before it (mode queued)"
+                self._open[trace.id] = trace
+                self.traced.append(trace)
+                out.append(Enqueue(QueuedRun(waiting.id, rule.id, event)))
                 return out
             elif len(state.runs) >= rule.max_runs:
                 _LOG.warning(
                     "rule %s: %d runs at once already, trigger dropped", rule.id, rule.max_runs
                 )
-                return out
+                why = f"{rule.max_runs} runs at once already (max_runs)"
+                return [*out, *self._suppressed(trace, "running", why, snap)]
         if rule.cooldown:
             state.cooldown_until = snap.time + rule.cooldown
             cooldown = Timer(TimerKind.COOLDOWN, rule.id, state.cooldown_until, Step(rule.id))
             out.append(Schedule(cooldown))
         _LOG.info("rule %s fired by %s", rule.id, describe(event))
         self.fired[rule.id] += 1
-        run = Run(run_id(rule.id, next(self._ids)), rule.id, 0, event)
+        self.last_triggered[rule.id] = snap.time
+        run = Run(trace.id, rule.id, 0, event)
         state.runs.append(run)
+        self._open[run.id] = trace
         out.extend(self._continue(rule, run, snap, context))
         return out
 
@@ -302,17 +352,32 @@ class RuleEngine:
         """Run actions from ``run.index`` until a delay or the end."""
         if context is None:
             context = template_context(rule, run.event, snap)
+        trace = self._open.get(run.id)
+        if trace is None:  # a run taken back after a restart: its trace so far is saved
+            trace = Trace(run.id, rule.id, describe(run.event), snap.time, resumed=True)
+            trace.event = event_summary(run.event)
+            self._open[run.id] = trace
+        trace.result, trace.why = "running", ""
+        self.traced.append(trace)
         out: list[Decision] = []
         for i in range(run.index, len(rule.then)):
             action = rule.then[i]
             if isinstance(action, DelayAction):
                 run.index = i + 1
                 step = Step(rule.id, run.index, run.event)
-                out.append(Schedule(Timer(TimerKind.RUN, run.id, snap.time + action.delay, step)))
+                due = snap.time + action.delay
+                until = f"{dt.datetime.fromtimestamp(due, snap.now.tzinfo):%H:%M:%S}"
+                trace.steps.append(TraceStep(action_label(action), snap.time, f"until {until}"))
+                trace.result, trace.why = "waiting", f"in a delay until {until}"
+                out.append(Schedule(Timer(TimerKind.RUN, run.id, due, step)))
                 return out
-            decision = decide_action(rule, action, context)
+            traced = TraceStep(action_label(action), snap.time)
+            trace.steps.append(traced)
+            decision = decide_action(rule, action, context, traced)
             if decision is not None:
                 out.append(decision)
+        trace.end("finished", snap.time)
+        del self._open[run.id]
         state = self._state[rule.id]
         if run in state.runs:
             state.runs.remove(run)
@@ -328,10 +393,14 @@ class RuleEngine:
         state.runs.append(nxt)
         return [Dequeue(nxt.id), *self._continue(rule, nxt, snap)]
 
-    def _suppressed(self, rule: Rule, reason: str, why: str) -> list[Decision]:
-        """A trigger that did not run its rule: counted (by reason) and said at INFO."""
-        self.suppressed[(rule.id, reason)] += 1
-        _LOG.info("rule %s: not run: %s", rule.id, why)
+    def _suppressed(self, trace: Trace, reason: str, why: str, snap: Snapshot) -> list[Decision]:
+        """A trigger that did not run its rule: counted (by reason), traced, and said
+        at INFO (``running``: by the caller, at WARNING)."""
+        self.suppressed[(trace.rule, reason)] += 1
+        if reason != "running":
+            _LOG.info("rule %s: not run: %s", trace.rule, why)
+        trace.end("ignored" if reason == "running" else "suppressed", snap.time, why)
+        self.traced.append(trace)
         return []
 
     # ------------------------------------------------------------------ restoring

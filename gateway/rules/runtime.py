@@ -222,10 +222,28 @@ class Runtime:
         if decisions:
             with self.timers.batch():
                 self._apply_all(decisions)
+        elif self.engine.traced:
+            self._hand_on_traces()
+
+    def run_now(self, rule: str, who: str) -> None:
+        """Run ``rule``'s actions now (the API's "run"): no conditions, no cooldown."""
+        with self.timers.batch():
+            self._apply_all(self.engine.run_now(rule, self.snapshot(), who))
 
     def _apply_all(self, decisions: list[Decision]) -> None:
         for decision in decisions:
             self._apply(decision)
+        if self.engine.traced:
+            self._hand_on_traces()
+
+    def _hand_on_traces(self) -> None:
+        """Traces whose actions are carried out, to the observers (history, the stream)."""
+        for trace in self.engine.take_traces():
+            failed = next((step for step in trace.steps if not step.ok), None)
+            if trace.result == "finished" and failed is not None:
+                trace.result, trace.why = "error", f"{failed.action}: {failed.outcome}"
+            for observer in self.observers:
+                observer.rule_traced(trace)
 
     def snapshot(self) -> Snapshot:
         now = dt.datetime.fromtimestamp(self.clock(), self.tz).astimezone(self.tz)
@@ -250,24 +268,32 @@ class Runtime:
         return new
 
     def _apply(self, decision: Decision) -> None:
+        step = getattr(decision, "step", None)
         try:
-            self._carry_out(decision)
-        except Exception:  # one failed action must not stop the others or the daemon
+            outcome = self._carry_out(decision)
+        except Exception as exc:  # one failed action must not stop the others or the daemon
             rule = getattr(decision, "rule", "?")
             _LOG.exception("rule %s: action %s failed", rule, type(decision).__name__)
+            outcome = f"failed: {type(exc).__name__}: {exc}"
+            if step is not None:
+                step.ok = False
+        if step is not None and outcome:
+            step.outcome = outcome
 
-    def _carry_out(self, decision: Decision) -> None:
+    def _carry_out(self, decision: Decision) -> str:
+        """Does it; what came of it, for the trace."""
         match decision:
             case SetActuator():
                 cause = f" ({decision.cause})" if decision.cause else ""
                 who = f"rule {decision.rule}{cause}"
-                self.actuate(
-                    decision.actuator,
-                    decision.state,
-                    decision.revert_after,
-                    who,
-                    decision.hold_while,
+                name = decision.actuator
+                before = self.actuators.get(name)
+                target = self.switching.target(name, decision.state)
+                refused = self.switching.refusal(name, target)
+                new = self.actuate(
+                    name, decision.state, decision.revert_after, who, decision.hold_while
                 )
+                return switch_outcome(name, before, target, new, refused)
             case SendWebhook():
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)
                 _LOG.info(
@@ -277,12 +303,16 @@ class Runtime:
                     decision.endpoint,
                     msg_id,
                 )
+                return f"queued as {msg_id}"
             case WriteLog():
                 _LOG.log(decision.level, "rule %s: %s", decision.rule, decision.message)
+                return f"logged: {decision.message[:200]}"
             case PublishMqtt():
                 self.links.publish(decision.topic, decision.payload, decision.qos, decision.retain)
+                return f"published to {decision.topic}"
             case WriteSerial():
                 self.links.write_serial(decision.port, decision.data)
+                return f"written to {decision.port}"
             case Schedule():
                 self.timers.set(decision.timer)
                 self.on_timers_changed()
@@ -294,6 +324,7 @@ class Runtime:
                 self.timers.dequeue(decision.run)
             case _:
                 assert_never(decision)
+        return ""
 
     # ------------------------------------------------------------------ timers
 
@@ -329,3 +360,17 @@ class Runtime:
                         self.switching.fire(timer, timer.payload, now)
                     else:
                         self._apply_all(self.engine.fire(timer, self.snapshot()))
+
+
+def switch_outcome(
+    name: str, before: Value, target: bool | float, new: Value, refused: str | None
+) -> str:
+    """What a rule's switch did, as its trace says it."""
+    if refused is not None:
+        return f"refused: {name} {refused}"
+    shown = ("on" if new else "off") if isinstance(new, bool) else f"at {new:g}"
+    if new == before and new == target:
+        return f"already {shown}"
+    if new == target:
+        return f"switched {shown}"
+    return "deferred by min_on/min_off: it switches later"

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from gateway import safejson
+from gateway.files import write_atomic
 from gateway.rules import timerfile
 from gateway.rules.timerkinds import (
     ACTUATOR_KINDS,
@@ -170,22 +170,9 @@ class TimerTable:
             ],
             "holds": [dataclasses.asdict(h) for h in self.holds.values()],
         }
-        data = safejson.dumps(document)
-        tmp = self._path.with_suffix(".tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path)
-            _fsync_directory(self._path.parent)  # else a power cut may undo the rename
+            write_atomic(self._path, safejson.dumps(document))
         except OSError as exc:
-            _LOG.error("cannot save timers to %s: %s (they still run until restart)", tmp, exc)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            _LOG.error(
+                "cannot save timers to %s: %s (they still run until restart)", self._path, exc
+            )

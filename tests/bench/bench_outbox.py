@@ -27,7 +27,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.config.models import OutboxSection, WebhookEndpoint
+from gateway.config.models import WebhookEndpoint
+from gateway.config.storage import OutboxSection
 from gateway.outbox import service
 from tests.conftest import SECRET, free_port
 

@@ -372,7 +372,8 @@ async def test_a_malformed_request_is_one_warning_line_not_a_traceback(
 
 
 async def test_bug6_a_hostile_retry_after_backs_off_instead_of_a_hot_loop(tmp_path: Path) -> None:
-    from gateway.config.models import OutboxSection, WebhookEndpoint
+    from gateway.config.models import WebhookEndpoint
+    from gateway.config.storage import OutboxSection
     from gateway.outbox.service import Outbox
 
     posts = 0
@@ -550,8 +551,22 @@ SCOPE_TABLE: dict[tuple[str, str], tuple[str, set[str]]] = {
         {TOKEN},
     ),
     ("GET", "/api/v1/openapi.json"): ("/api/v1/openapi.json", ALL),
+    ("GET", "/api/v1/rules"): ("/api/v1/rules", ALL),
+    ("GET", "/api/v1/rules/{id}"): ("/api/v1/rules/note_hook", ALL),
+    ("GET", "/api/v1/rules/{id}/traces"): ("/api/v1/rules/note_hook/traces", ALL),
+    ("POST", "/api/v1/rules/{id}/enable"): ("/api/v1/rules/note_hook/enable", {TOKEN}),
+    ("POST", "/api/v1/rules/{id}/disable"): ("/api/v1/rules/nothing/disable", {TOKEN}),
+    ("POST", "/api/v1/rules/{id}/run"): ("/api/v1/rules/nothing/run", {TOKEN}),
+    ("GET", "/api/v1/sensors/{id}/history"): ("/api/v1/sensors/note/history", ALL),
+    ("GET", "/api/v1/actuators/{id}/history"): ("/api/v1/actuators/fan/history", ALL),
+    ("GET", "/api/v1/log-level"): ("/api/v1/log-level", ALL),
+    ("POST", "/api/v1/log-level"): ("/api/v1/log-level", {TOKEN}),
 }
-BODIES = {"sensors": b'{"value": "on"}', "actuators": b'{"state": "on"}'}
+BODIES = {
+    "sensors": b'{"value": "on"}',
+    "actuators": b'{"state": "on"}',
+    "log-level": b'{"level": "info"}',
+}
 
 
 def test_bug10_every_endpoint_is_in_the_scope_table() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config.models import OutboxSection, WebhookEndpoint
+from gateway.config.models import WebhookEndpoint
+from gateway.config.storage import OutboxSection
 from gateway.errors import OutboxError
 from gateway.outbox import database, service
 from gateway.outbox import queries as db_ops

@@ -212,7 +212,7 @@ def test_one_motion_event_saves_the_timers_once(
         syncs.append(fd)
         real(fd)
 
-    monkeypatch.setattr("gateway.rules.timers.os.fsync", counted)
+    monkeypatch.setattr("gateway.files.os.fsync", counted)
     runtime.reading("motion", True, "test")
     assert runtime.timers.get(TimerKind.REVERT, "light") is not None
     assert runtime.timers.get(TimerKind.MAX_ON, "light") is not None

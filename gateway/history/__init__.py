@@ -1,0 +1,1 @@
+"""History: readings, switches and rule traces kept on disk."""
