@@ -23,6 +23,7 @@ from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
+from gateway.api.stream import EventStream
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.models import GatewayConfig
 from gateway.control import Control, Live
@@ -66,7 +67,9 @@ class Gateway:
         rules = [rule.id for rule in config.rules]
         self.recorder = Recorder(state_dir / "history.db", config.history, rules)
         self.overrides = RuleOverrides(state_dir / "rules.json")
+        self.events = EventStream(config.gateway.name)
         self.outbox = Outbox(state_dir / "outbox.db", config.outbox, config.webhooks)
+        self.outbox.metrics.listeners.append(self.events.webhook)
         self.tokens = TokenTable(config.server.tokens)
         self.access = AccessPolicy.from_config(config.server)
         self.control: Control | None = None  # once started
@@ -102,7 +105,7 @@ class Gateway:
             on_gpio=self._on_gpio,
             wake=self._timer_wake.set,
             states=states,
-            observers=[self.recorder],
+            observers=[self.recorder, self.events],
         )
         live.runtime.engine.disabled = self.overrides.disabled(config.rules)
         return live
@@ -143,10 +146,16 @@ class Gateway:
                 self.simulate,
                 recorder=self.recorder,
                 overrides=self.overrides,
+                events=self.events,
             )
             stack.callback(self.recorder.close)
+            self.events.bind(asyncio.get_running_loop())
+            gateway_log = logging.getLogger("gateway")
+            gateway_log.addHandler(self.events.handler)
+            stack.callback(gateway_log.removeHandler, self.events.handler)
             stack.callback(self._close_devices)
             stack.push_async_callback((await self._start_server()).cleanup)
+            stack.callback(self.events.close)  # before the cleanup, which waits for them
             if handle_signals:
                 self._handle_signals(stack)
             await self._serve(live)
@@ -190,6 +199,8 @@ class Gateway:
                 group.create_task(self._housekeeping(), name="housekeeping")
                 group.create_task(AlertMonitor(self.control).run(), name="alerts")
                 group.create_task(self.recorder.run(), name="history")
+                inputs = self.control.inputs
+                group.create_task(self.events.watch_inputs(inputs), name="input states")
                 self._group = group
                 self._start_connections(live.connections)
                 interval = watchdog_interval()

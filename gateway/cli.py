@@ -64,6 +64,24 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of the config file")
 
+    def with_api(p: argparse.ArgumentParser) -> None:
+        with_config(p)
+        p.add_argument("--url", help="the gateway's API (default: from server.listen)")
+        p.add_argument("--token", help="a bearer token (default: $GATEWAY_TOKEN, the config's)")
+
+    trace = commands.add_parser("trace", help="why a rule did or did not fire: its last traces")
+    with_api(trace)
+    trace.add_argument("rule")
+    trace.add_argument("--limit", type=int, default=10, help="the newest this many")
+    trace.add_argument("--json", action="store_true", help="JSON for scripts")
+    watch = commands.add_parser("watch", help="follow the gateway's live events")
+    with_api(watch)
+    watch.add_argument("--json", action="store_true", help="one JSON object a line")
+    level = commands.add_parser("log-level", help="show or change the log level at run time")
+    with_api(level)
+    level.add_argument("level", nargs="?", choices=["debug", "info", "warning", "error"])
+    level.add_argument("--logger", help="one logger, e.g. gateway.inputs.mqtt")
+
     outbox = commands.add_parser("outbox", help="inspect and repair the webhook outbox")
     with_config(outbox)
     outbox.add_argument("--state-dir", help="state directory (default: from the config)")
@@ -101,7 +119,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "check": _check, "test": _test, "schema": _schema, "outbox": _outbox}
+    handlers = {
+        "run": _run,
+        "check": _check,
+        "test": _test,
+        "schema": _schema,
+        "outbox": _outbox,
+        "trace": _trace,
+        "watch": _watch,
+        "log-level": _log_level,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
@@ -232,6 +259,47 @@ def _outbox(args: argparse.Namespace) -> int:
             print(f"endpoint {args.endpoint} " + ("re-enabled" if changed else "was not disabled"))
     finally:
         db.close()
+    return EXIT_OK
+
+
+def _api(args: argparse.Namespace) -> Any:
+    from gateway.remote import Api
+
+    return Api(load_config(args.config or default_config_path()).config, args.url, args.token)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from gateway.remote import trace_lines
+
+    traces = _api(args).call("GET", f"/api/v1/rules/{args.rule}/traces")["traces"][: args.limit]
+    if args.json:
+        print(_json(traces))
+    elif not traces:
+        print(f"rule {args.rule} has not been triggered (no traces kept)")
+    for trace in [] if args.json else reversed(traces):  # oldest first, the newest last
+        print("\n".join(trace_lines(trace)))
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from gateway.remote import event_line
+
+    try:
+        for kind, data in _api(args).events():
+            line = json.dumps({"event": kind, **data}) if args.json else event_line(kind, data)
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    api = _api(args)
+    if args.level is None:
+        print(api.call("GET", "/api/v1/log-level")["level"])
+    else:
+        answer = api.call("POST", "/api/v1/log-level", {"level": args.level, "logger": args.logger})
+        print(f"log level of {answer['logger'] or 'the gateway'}: {answer['level']}")
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.api.models import ActuatorView, SensorAccepted, SensorView, StatusView
+from gateway.api.stream import EventStream
 from gateway.config.models import GatewayConfig, GpioSensor, Sensor, VirtualSensor
 from gateway.config.server import HookConfig
 from gateway.config.types import parse_binary
@@ -65,12 +66,14 @@ class Control:
         started: float | None = None,
         recorder: Recorder | None = None,
         overrides: RuleOverrides | None = None,
+        events: EventStream | None = None,
     ) -> None:
         self.live = live
         self.outbox = outbox
         self.timers = timers
         rules = [rule.id for rule in live.config.rules]
         self.recorder = recorder or Recorder(None, live.config.history, rules)
+        self.events = events or EventStream()
         self.rules = RuleControl(
             lambda: self.live, outbox, self.recorder, overrides or RuleOverrides(None)
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import resource
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +63,22 @@ class DeliveryMetrics:
 
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
     latency: dict[str, Histogram] = field(default_factory=dict)
+    listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    """Told of each webhook queued and each attempt's outcome (the event stream)."""
 
     def observe(self, endpoint: str, outcome: Outcome, now: float) -> None:
-        self.attempts[(endpoint, outcome_label(outcome))] += 1
+        label = outcome_label(outcome)
+        self.attempts[(endpoint, label)] += 1
         if outcome.delivered:
             hist = self.latency.setdefault(endpoint, Histogram())
             hist.observe(max(now - outcome.row.created, 0.0))
+        if self.listeners:
+            said = {"id": outcome.row.id, "endpoint": endpoint, "outcome": label}
+            self.tell(said | {"status": outcome.status, "error": outcome.error})
+
+    def tell(self, what: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(what)
 
 
 @dataclass

@@ -133,6 +133,10 @@ async def set_log_level(request: web.Request) -> web.Response:
     return json_response({"level": body.level, "logger": name})
 
 
+async def events(request: web.Request) -> web.StreamResponse:
+    return await _control(request).events.serve(request)
+
+
 ROUTES: tuple[tuple[str, str, Handler, Scope | None], ...] = (
     ("GET", "/api/v1/rules", list_rules, Scope.READ),
     ("GET", "/api/v1/rules/{id}", get_rule, Scope.READ),
@@ -144,4 +148,5 @@ ROUTES: tuple[tuple[str, str, Handler, Scope | None], ...] = (
     ("GET", "/api/v1/actuators/{id}/history", actuator_history, Scope.READ),
     ("GET", "/api/v1/log-level", get_log_level, Scope.READ),
     ("POST", "/api/v1/log-level", set_log_level, Scope.MANAGE),
+    ("GET", "/api/v1/events", events, Scope.READ),
 )

@@ -35,6 +35,7 @@ _REJECTED_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a floo
 
 MAX_BODY = 64 * 1024
 AUTHENTICATED_PATHS = ("/api/v1", "/metrics")
+EVENTS_PATH = "/api/v1/events"
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 CLIENT_KEY = web.RequestKey("client", Client)
@@ -256,6 +257,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
                 "not listed in server.trusted_proxies",
             )
         request[CLIENT_KEY] = Client.everything("local")  # no tokens: this machine only
+        if request.path == EVENTS_PATH:
+            return await handler(request)
         return await in_pool(request, handler, Pool.AUTHENTICATED)
     client = tokens.client(authorization)
     if client is None:
@@ -277,6 +280,8 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if (refusal := out_of_scope(request, client)) is not None:
         return refusal
     request[CLIENT_KEY] = client
+    if request.path == EVENTS_PATH:  # open for hours: bounded by the stream, not the pool
+        return await handler(request)
     return await in_pool(request, handler, Pool.AUTHENTICATED)
 
 

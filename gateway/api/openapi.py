@@ -353,11 +353,11 @@ def _document(
             )
         },
     }
-    ids = {"sensors": json.loads(sensors), "actuators": json.loads(actuators)}
+    ids = {k: json.loads(v) for k, v in (("sensors", sensors), ("actuators", actuators))}
+    ids["rules"] = json.loads(rules)
+    answers = {code: _json(_ref(ErrorBody), ERRORS[code]) for code in ERRORS}
     query = _query_params(looking.QUERY)
-    paths |= looking.paths(
-        _op, _ref, _path_param, query, AUTHED, ids | {"rules": json.loads(rules)}
-    )
+    paths |= looking.paths(_op, _ref, _path_param, query, AUTHED, ids, answers)
     paths["/hooks/{name}"]["post"]["requestBody"] = {
         "required": False,
         "content": {"application/json": {"schema": {}}},

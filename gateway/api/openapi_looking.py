@@ -50,6 +50,7 @@ def paths(
     query: tuple[dict[str, Any], ...],
     authed: tuple[str, ...],
     ids: dict[str, list[str]],
+    errors: dict[str, Any],
 ) -> dict[str, Any]:
     """The paths, built with the document's own helpers (``_op``, ``_ref``, ...)."""
     rule, sensor, actuator = (param("id", ids[k]) for k in ("rules", "sensors", "actuators"))
@@ -107,6 +108,19 @@ def paths(
                 (*found, "422"),
                 params=(actuator, *query),
             )
+        },
+        "/api/v1/events": {
+            "get": {
+                "summary": "Live events as Server-Sent Events: sensor, actuator (with who), "
+                "trace, webhook (queued, delivered, failed, dead), input, log (warnings)",
+                "responses": {
+                    "200": {
+                        "description": "event: KIND, data: a JSON object with its time",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                }
+                | {code: errors[code] for code in sorted(authed)},
+            }
         },
         "/api/v1/log-level": {
             "get": op("The log level", ("200", ref(LogLevel), "The level"), authed),

@@ -93,12 +93,16 @@ class Outbox:
         endpoint's request is rendered now (:class:`TemplateError` if it cannot be)."""
         config = self.delivery.endpoints.get(endpoint)
         if config is None or not config.shaped:
-            return self.store.submit(endpoint, event, data)
-        msg_id, now = new_message_id(), self.clock()
-        rendered = render_request(config, event, data, msg_id, now)
-        return self.store.submit_rendered(
-            msg_id, endpoint, event, rendered.body, rendered.request, now
-        )
+            msg_id = self.store.submit(endpoint, event, data)
+        else:
+            msg_id, now = new_message_id(), self.clock()
+            rendered = render_request(config, event, data, msg_id, now)
+            self.store.submit_rendered(
+                msg_id, endpoint, event, rendered.body, rendered.request, now
+            )
+        if self.metrics.listeners:
+            self.metrics.tell({"id": msg_id, "endpoint": endpoint, "outcome": "queued"})
+        return msg_id
 
     def mark(self) -> int:
         return self.store.mark()
