@@ -268,8 +268,13 @@ class RuleEngine:
     def run_now(self, rule_id: str, snap: Snapshot, who: str) -> list[Decision]:
         """Run a rule's actions now, as asked from outside (no conditions, no cooldown;
         its mode still holds)."""
-        event = {"trigger": "manual", "time": iso_time(snap.time, snap), "source": who}
-        return self._trigger(self.rules[rule_id], event, snap, who)
+        rule = self.rules[rule_id]
+        event: dict[str, Any] = {"trigger": "manual", "time": iso_time(snap.time, snap)}
+        sensor = next((t.sensor for t in rule.when if isinstance(t, SensorTrigger)), None)
+        if sensor is not None:  # its templates see the sensor as it reads now
+            value = snap.sensors.get(sensor)
+            event |= {"sensor": sensor, "group": None, "value": value, "previous": value}
+        return self._trigger(rule, event | {"source": who}, snap, who)
 
     def take_traces(self) -> list[Trace]:
         """The traces that changed since the last call (each once, however often)."""

@@ -67,6 +67,14 @@ SERVER = f"""
 
 ELSEWHERE = {
     ("/api/v1/sensors/{id}", "post", "409"): "test_api.py::test_a_real_device_cannot_be_set",
+    ("/api/v1/events", "get", "200"): (
+        "test_stream.py::test_the_stream_carries_sensors_switches_traces_webhooks_and_warnings"
+    ),  # a stream does not end: read there, event by event
+    (
+        "/api/v1/events",
+        "get",
+        "503",
+    ): "test_stream.py::test_the_number_of_stream_clients_is_bounded",
     **{
         (path, "post", "408"): "test_attacks.py::test_a_body_that_trickles_is_408_in_time"
         for path in [
@@ -238,6 +246,72 @@ def rows_for_writes() -> list[Row]:
     return rows
 
 
+LOG_LEVEL = b'{"level": "info", "logger": "gateway.api.looking"}'
+
+
+def rows_for_looking() -> list[Row]:
+    """Rules, traces, history, the log level and the event stream."""
+    rule, traces = "/api/v1/rules/{id}", "/api/v1/rules/{id}/traces"
+    good = "hallway_motion_light"
+    rows = []
+    for op, url, missing in [
+        (("/api/v1/rules", GET), None, None),
+        ((rule, GET), rule.replace("{id}", good), rule.replace("{id}", "nothing")),
+        ((traces, GET), traces.replace("{id}", good), traces.replace("{id}", "nothing")),
+        (("/api/v1/log-level", GET), None, None),
+    ]:
+        rows += [
+            Row(op, 200, url=url),
+            Row(op, 200, url=url, token=VIEWER, why="read-only token"),
+            Row(op, 401, url=url, token=None, why="no token"),
+            Row(op, 403, url=url, client="203.0.113.9", why="outside server.allow"),
+        ]
+        if missing:
+            rows.append(Row(op, 404, url=missing))
+    for what, good_id, missing in (
+        ("sensors", "freezer_temp", "basement"),
+        ("actuators", "fan", "attic"),
+    ):
+        op = (f"/api/v1/{what}/{{id}}/history", GET)
+        url = op[0].replace("{id}", good_id)
+        rows += [
+            Row(op, 200, url=url),
+            Row(op, 200, url=url + "?since=2026-01-01T00:00:00Z&limit=10", why="window"),
+            Row(op, 401, url=url, token=None),
+            Row(op, 403, url=url, client="203.0.113.9"),
+            Row(op, 404, url=op[0].replace("{id}", missing)),
+            Row(op, 422, url=url + "?since=soon", why="since"),
+            Row(op, 422, url=url + "?limit=0", why="limit"),
+        ]
+    for action in ("run", "disable", "enable"):  # enable last: the rule stays enabled
+        op = (f"/api/v1/rules/{{id}}/{action}", POST)
+        url = op[0].replace("{id}", good)
+        rows += [
+            Row(op, 200, url=url),
+            Row(op, 401, url=url, token=None),
+            Row(op, 403, url=url, token=VIEWER, why="read-only token"),
+            Row(op, 403, url=url, token=FAN_ONLY, why="a token limited to a device"),
+            Row(op, 403, url=url, client="203.0.113.9"),
+            Row(op, 404, url=op[0].replace("{id}", "nothing")),
+        ]
+    level = ("/api/v1/log-level", POST)
+    rows += [
+        Row(level, 200, body=LOG_LEVEL),
+        Row(level, 400, body=b"{level", why="malformed JSON"),
+        Row(level, 401, body=LOG_LEVEL, token=None),
+        Row(level, 403, body=LOG_LEVEL, token=VIEWER, why="read-only token"),
+        Row(level, 403, body=LOG_LEVEL, client="203.0.113.9"),
+        Row(level, 404, body=b'{"level": "info", "logger": "asyncio"}', why="not ours"),
+        Row(level, 413, body=BIG),
+        Row(level, 415, body=b"level=info", content_type="text/plain"),
+        Row(level, 422, body=b'{"level": "loud"}'),
+        Row(("/api/v1/events", GET), 401, token=None),
+        Row(("/api/v1/events", GET), 401, token="wrong-token-0123456789", why="wrong token"),
+        Row(("/api/v1/events", GET), 403, client="203.0.113.9"),
+    ]
+    return rows
+
+
 def rows_for_hooks() -> list[Row]:
     body = b'{"door": "front"}'
     rows = []
@@ -278,14 +352,17 @@ def rows_for_hooks() -> list[Row]:
 def rows_for_limits() -> list[Row]:
     """429 and 503 for every operation: from each operation's first successful row."""
     first: dict[tuple[str, str], Row] = {}
-    for row in rows_for_reads() + rows_for_writes() + rows_for_hooks():
+    for row in rows_for_reads() + rows_for_writes() + rows_for_looking() + rows_for_hooks():
         if row.status in (200, 202) and row.op not in first:
             first[row.op] = row
+    stream = Row(("/api/v1/events", GET), 200)  # never read here: these fail before it opens
+    first[stream.op] = stream
     rows = []
     for op, ok in first.items():
         if op[0] != "/healthz":  # a liveness probe is never rate limited
             rows.append(Row(**{**ok.__dict__, "status": 429, "before": RATE, "why": "rate"}))
-        rows.append(Row(**{**ok.__dict__, "status": 503, "why": "in flight"}))
+        if ok.op[0] != "/api/v1/events":  # a stream holds no slot: bounded by its own count
+            rows.append(Row(**{**ok.__dict__, "status": 503, "why": "in flight"}))
         if ok.token is not None or ok.op[0].startswith("/hooks"):
             rows.append(
                 Row(**{**ok.__dict__, "status": 429, "before": -FAILURES, "why": "failed logins"})
@@ -293,7 +370,9 @@ def rows_for_limits() -> list[Row]:
     return rows
 
 
-ROWS = rows_for_reads() + rows_for_writes() + rows_for_hooks() + rows_for_limits()
+ROWS = (
+    rows_for_reads() + rows_for_writes() + rows_for_looking() + rows_for_hooks() + rows_for_limits()
+)
 
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

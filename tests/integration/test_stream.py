@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.api import stream as stream_module
 from tests.conftest import Receiver, free_port, started, write_config
@@ -180,3 +181,21 @@ async def test_a_stop_ends_open_streams_at_once(tmp_path: Path, receiver: Receiv
     assert time.monotonic() - start < 5  # not aiohttp's 60 s wait for open connections
     assert reader is not None
     await asyncio.wait_for(reader, 5)
+
+
+async def test_the_number_of_stream_clients_is_bounded(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "MAX_CLIENTS", 1)
+    port = free_port()
+    async with started(config(tmp_path, port, receiver.port)) as gw:
+        first = asyncio.create_task(collect(port, lambda _: False, []))
+        while not gw.events.clients:
+            await asyncio.sleep(0.01)
+        async with aiohttp.ClientSession() as s:
+            headers = {"Authorization": f"Bearer {VIEWER}"}
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/events", headers=headers) as r:
+                assert r.status == 503
+                assert int(r.headers["Retry-After"]) >= 1
+                assert (await r.json())["error"]["code"] == "busy"
+    await asyncio.wait_for(first, 5)
