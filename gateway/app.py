@@ -23,6 +23,7 @@ from gateway.api.access import AccessPolicy
 from gateway.api.auth import TokenTable
 from gateway.api.middleware import http_logger
 from gateway.api.server import make_app
+from gateway.api.session import Sessions
 from gateway.api.stream import EventStream
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.config.models import GatewayConfig
@@ -179,7 +180,8 @@ class Gateway:
                 ssl_context.load_cert_chain(server.tls.cert, server.tls.key)
             except (OSError, ssl.SSLError) as exc:
                 raise GatewayError(f"cannot load the TLS certificate or key: {exc}") from exc
-        app = make_app(self.control, self.tokens, self.access)
+        sessions = Sessions(self.tokens, self.loaded.state_dir / "session.key")
+        app = make_app(self.control, self.tokens, self.access, sessions)
         runner = web.AppRunner(app, access_log=None, logger=http_logger())
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)

@@ -92,6 +92,14 @@ class TokenTable:
     def __bool__(self) -> bool:
         return bool(self._tokens)
 
+    def by_print(self, presented: str, digest: Callable[[str], str]) -> Client | None:
+        """The client whose secret's ``digest`` is ``presented`` (a dashboard session's)."""
+        found = None
+        for secret, client in self._tokens:
+            if hmac.compare_digest(digest(secret.decode()), presented):
+                found = client
+        return found
+
     def client(self, authorization: str | None) -> Client | None:
         if not authorization:
             return None

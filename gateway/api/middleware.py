@@ -21,6 +21,7 @@ from gateway import safejson
 from gateway.api.access import AccessPolicy, Pool, client_key
 from gateway.api.auth import Client, Scope, TokenTable
 from gateway.api.hooks import parse_json
+from gateway.api.session import COOKIE, CSRF_HEADER, Sessions
 from gateway.control import Control
 from gateway.errors import InvalidValue, NotFound, OutboxError, Refused
 from gateway.ratelog import RateLimitedLog
@@ -36,6 +37,7 @@ _REJECTED_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a floo
 MAX_BODY = 64 * 1024
 AUTHENTICATED_PATHS = ("/api/v1", "/metrics")
 EVENTS_PATH = "/api/v1/events"
+SESSION_PATH = "/api/v1/session"
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 CLIENT_KEY = web.RequestKey("client", Client)
@@ -44,6 +46,7 @@ TOKENS_KEY = web.AppKey("tokens", TokenTable)
 SCOPES_KEY = web.AppKey("scopes", dict[Callable[..., Any], Scope])
 ACCESS_KEY = web.AppKey("access", AccessPolicy)
 CONTROL_KEY = web.AppKey("control", Control)
+SESSIONS_KEY = web.AppKey("sessions", Sessions)
 
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
@@ -52,6 +55,7 @@ otherwise; such a body must still be valid JSON."""
 
 
 CONTROL_KEY = web.AppKey("control", Control)
+SESSIONS_KEY = web.AppKey("sessions", Sessions)
 
 
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
@@ -240,10 +244,14 @@ def failed(request: web.Request, door: str, credential: str) -> None:
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """``/api/v1`` needs ``Authorization: Bearer <token>``; failures are rate limited."""
+    """``/api/v1`` needs ``Authorization: Bearer <token>`` or a dashboard session
+    cookie (with ``X-CSRF-Token`` to change anything); failures are rate limited."""
     if not request.path.startswith(AUTHENTICATED_PATHS):
         return await handler(request)
+    if request.path == SESSION_PATH and request.method == "POST":
+        return await in_pool(request, handler, Pool.OPEN)  # a login: the handler checks it
     authorization = request.headers.get("Authorization", "")
+    cookie = request.cookies.get(COOKIE) if not authorization else None
     if (refusal := blocked(request, "API", authorization)) is not None:
         return refusal
     tokens, policy, address = request.app[TOKENS_KEY], request.app[ACCESS_KEY], request[ADDRESS_KEY]
@@ -257,17 +265,18 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
                 "not listed in server.trusted_proxies",
             )
         request[CLIENT_KEY] = Client.everything("local")  # no tokens: this machine only
-        if request.path == EVENTS_PATH:
-            return await handler(request)
-        return await in_pool(request, handler, Pool.AUTHENTICATED)
-    client = tokens.client(authorization)
+        return await _admitted(request, handler)
+    sessions = request.app[SESSIONS_KEY]
+    client = sessions.client(cookie) if cookie else tokens.client(authorization)
     if client is None:
         failed(request, "API", authorization)
         _REJECTED_LOG.warning(
             "API: rejected request from %s to %s: bad or missing token", address, request.path[:80]
         )
         message = "a valid 'Authorization: Bearer <token>' is required"
-        if not tokens:
+        if cookie:
+            message = "the session has ended: log in again"
+        elif not tokens:
             message = "no server.tokens are configured: the API answers this machine only"
         return error(
             401,
@@ -275,11 +284,18 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
             message,
             **{"WWW-Authenticate": 'Bearer realm="edge-gateway"'},
         )
-    if client.read_only and request.method not in ("GET", "HEAD"):
+    writes = request.method not in ("GET", "HEAD")
+    if cookie and writes and not sessions.csrf_ok(cookie, request.headers.get(CSRF_HEADER)):
+        return error(403, "forbidden", f"a session's change needs its {CSRF_HEADER} header")
+    if client.read_only and writes and request.path != SESSION_PATH:
         return error(403, "forbidden", f"token {client.name!r} is read-only")
     if (refusal := out_of_scope(request, client)) is not None:
         return refusal
     request[CLIENT_KEY] = client
+    return await _admitted(request, handler)
+
+
+async def _admitted(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == EVENTS_PATH:  # open for hours: bounded by the stream, not the pool
         return await handler(request)
     return await in_pool(request, handler, Pool.AUTHENTICATED)

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway import dashboard
 from gateway.api import looking
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import Scope, TokenTable
@@ -30,6 +31,7 @@ from gateway.api.middleware import (
     CONTROL_KEY,
     MAX_BODY,
     SCOPES_KEY,
+    SESSIONS_KEY,
     TOKENS_KEY,
     Handler,
     access,
@@ -46,6 +48,7 @@ from gateway.api.middleware import (
 )
 from gateway.api.models import ActuatorWrite, MessageQuery, SensorWrite
 from gateway.api.openapi import openapi_document
+from gateway.api.session import Sessions
 from gateway.control import Control
 from gateway.errors import NotFound, OutboxError
 from gateway.events import HookReceived
@@ -229,12 +232,16 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(
-    control: Control, tokens: TokenTable, policy: AccessPolicy | None = None
+    control: Control,
+    tokens: TokenTable,
+    policy: AccessPolicy | None = None,
+    sessions: Sessions | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller runs it (``web.AppRunner``)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, access, bearer_auth])
     app[CONTROL_KEY] = control
     app[TOKENS_KEY] = tokens
+    app[SESSIONS_KEY] = sessions or Sessions(tokens)
     app[ACCESS_KEY] = policy or AccessPolicy()
     app[HOOK_IDS_KEY] = {}
     app[SCOPES_KEY] = {}
@@ -265,4 +272,6 @@ ROUTES: tuple[tuple[str, str, Handler, Scope | None], ...] = (
     ("GET", "/api/v1/openapi.json", openapi, Scope.READ),
     ("POST", "/hooks/{name}", post_hook, None),
     *looking.ROUTES,
+    *dashboard.ROUTES,
+    *((method, path, handler, None) for method, path, handler in dashboard.PAGES),
 )

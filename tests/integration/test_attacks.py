@@ -561,6 +561,8 @@ SCOPE_TABLE: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("GET", "/api/v1/actuators/{id}/history"): ("/api/v1/actuators/fan/history", ALL),
     ("GET", "/api/v1/log-level"): ("/api/v1/log-level", ALL),
     ("POST", "/api/v1/log-level"): ("/api/v1/log-level", {TOKEN}),
+    ("GET", "/api/v1/session"): ("/api/v1/session", ALL),
+    ("DELETE", "/api/v1/session"): ("/api/v1/session", ALL),
     ("GET", "/api/v1/events"): (
         "/api/v1/events",
         ALL,
