@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.inputs.mqtt import decode
+from gateway.rules.traces import Trace
 
 
 @dataclass
@@ -79,3 +80,33 @@ class RecordingOutbox:
 
     def write_serial(self, port: str, data: str) -> None:
         self.written.append((port, data))
+
+
+@dataclass
+class Traced:
+    """A trace as it was handed on: when, which rule, its result, the condition that failed."""
+
+    time: float
+    rule: str
+    result: str
+    condition: int | None  # 1-based, as the log line and the trace say it
+    why: str
+
+
+class TraceLog:
+    """An observer keeping every trace the runtime hands on (``gateway test``)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.traced: list[Traced] = []
+
+    def sensor_changed(self, sensor: str, value: object) -> None:
+        """Not kept."""
+
+    def actuator_switched(self, actuator: str, state: bool | float, who: str) -> None:
+        """Not kept."""
+
+    def rule_traced(self, trace: Trace) -> None:
+        failed = next((i for i, c in enumerate(trace.conditions) if not c["holds"]), None)
+        condition = None if failed is None else failed + 1
+        self.traced.append(Traced(self.clock(), trace.rule, trace.result, condition, trace.why))

@@ -20,93 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError
 
 from gateway.config import LoadedConfig
-from gateway.config.base import Model, Name
 from gateway.config.loader import load_yaml, locate
 from gateway.config.models import VirtualSensor
-from gateway.config.rules import NumberOrBinary
-from gateway.config.types import Duration
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.events import HookReceived, MqttReceived
 from gateway.hub.hub import Hub
 from gateway.localtime import local_zone
 from gateway.rules.runtime import Runtime
+from gateway.rules.scenario_models import WINDOW, Expectation, Scenario, clock_text, shown
 from gateway.rules.timers import TimerTable
-from gateway.testing import MemoryActuators, RecordingOutbox, Sent, VirtualClock
-
-DEFAULT_START = "2026-01-15T12:00:00"
-WINDOW = 1.0  # seconds either side of `at` for webhook expectations
-
-
-class Given(Model):
-    at: Duration = Field(0.0, description="When, from the start")
-    sensor: Name | None = Field(None, description="A sensor that reads a new value ...")
-    value: NumberOrBinary | None = Field(None, description="... this reading")
-    hook: Name | None = Field(None, description="Or an inbound webhook that arrives ...")
-    payload: Any = Field(None, description="... with this JSON body")
-    query: dict[str, str] = Field(default_factory=dict, description="... and query string")
-    headers: dict[str, str] = Field(default_factory=dict, description="... and headers")
-    mqtt: str | None = Field(
-        None,
-        description="Or an MQTT message on this topic (with payload): a command on "
-        "BASE/ACTUATOR/set, or what an mqtt trigger watches",
-    )
-
-    @model_validator(mode="after")
-    def _one_thing(self) -> Given:
-        if sum(x is not None for x in (self.sensor, self.hook, self.mqtt)) != 1:
-            raise ValueError(
-                "a given names a sensor (with value), a hook or an mqtt topic (with payload)"
-            )
-        if self.sensor is not None and self.value is None:
-            raise ValueError("a sensor reading needs a value")
-        return self
-
-
-class Expectation(Model):
-    at: Duration | None = Field(None, description="When, from the start")
-    actuator: Name | None = Field(None, description="An actuator whose state is checked")
-    state: NumberOrBinary | None = Field(None, description="The actuator's expected state")
-    webhook: Name | None = Field(None, description="An endpoint that gets a webhook")
-    event: str | None = Field(None, description="The webhook's event type")
-    data: dict[str, Any] | None = Field(None, description="A subset of the webhook's data")
-    mqtt: str | None = Field(None, description="A topic that gets a message")
-    payload: Any = Field(None, description="The message (a subset when it is a mapping)")
-
-    @model_validator(mode="after")
-    def _one_thing(self) -> Expectation:
-        named = [x for x in (self.actuator, self.webhook, self.mqtt) if x is not None]
-        if len(named) != 1:
-            raise ValueError("an expectation names one actuator, webhook or mqtt topic")
-        if self.actuator is not None and (self.state is None or self.at is None):
-            raise ValueError("an actuator expectation needs at and state")
-        return self
-
-    def describe(self) -> str:
-        when = f"at {_clock(self.at)}" if self.at is not None else "at any time"
-        if self.actuator is not None:
-            return f"{self.actuator} is {_show(self.state)} {when}"
-        if self.mqtt is not None:
-            what = f"mqtt {self.mqtt}" + (f" {self.payload}" if self.payload is not None else "")
-            return f"{what} {when}"
-        what = f"webhook {self.webhook}"
-        if self.event:
-            what += f" {self.event}"
-        if self.data:
-            what += f" with {self.data}"
-        return f"{what} {when}"
-
-
-class Scenario(Model):
-    name: str = Field(description="What the scenario shows")
-    start: str = Field(DEFAULT_START, description="Local start time, ISO 8601")
-    timezone: str | None = Field(None, description="IANA zone, e.g. Europe/Berlin (default: local)")
-    given: list[Given] = Field(default_factory=list, description="Readings, in time order")
-    expect: list[Expectation] = Field(default_factory=list, description="What must happen")
-    expect_not: list[Expectation] = Field(default_factory=list, description="What must not")
-
+from gateway.testing import (
+    MemoryActuators,
+    RecordingOutbox,
+    Sent,
+    Traced,
+    TraceLog,
+    VirtualClock,
+)
 
 ScenarioFile: TypeAdapter[list[Scenario]] = TypeAdapter(
     Annotated[list[Scenario], Field(min_length=1)]
@@ -156,8 +89,16 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
     actuators = MemoryActuators(initial, clock)
     recorder = RecordingOutbox(clock)
     hub = Hub(config, recorder)  # state topics and commands, as the daemon has them
+    traces = TraceLog(clock)
     runtime = Runtime(
-        config, actuators, recorder, TimerTable(None), clock, tz, recorder, observers=[hub]
+        config,
+        actuators,
+        recorder,
+        TimerTable(None),
+        clock,
+        tz,
+        recorder,
+        observers=[hub, traces],
     )
     hub.attach(runtime)
     failures = [
@@ -175,6 +116,12 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
         for e in [*scenario.expect, *scenario.expect_not]
         if (e.actuator and e.actuator not in config.actuators)
         or (e.webhook and e.webhook not in config.webhooks)
+    ]
+    rules = {rule.id for rule in config.rules}
+    failures += [
+        f"expect: unknown rule {e.rule!r}"
+        for e in [*scenario.expect, *scenario.expect_not]
+        if e.rule is not None and e.rule not in rules
     ]
     if failures:
         return Result(scenario.name, failures)
@@ -226,35 +173,49 @@ def run_scenario(loaded: LoadedConfig, scenario: Scenario) -> Result:
             if _same(actual, expectation.state) == negated:
                 failures.append(
                     f"expected {'not ' if negated else ''}{expectation.describe()}, "
-                    f"but it was {_show(actual)}" + _history_hint(actuators, expectation.actuator)
+                    f"but it was {shown(actual)}" + _history_hint(actuators, expectation.actuator)
                 )
     every_at = [e.at for e in [*scenario.expect, *scenario.expect_not] if e.at is not None]
     last = max([*moments, *every_at], default=0.0)
     advance(last + WINDOW + 0.001)
+    for expectation in [e for e in scenario.expect if e.rule is not None]:
+        if not _traced(traces.traced, expectation, start):
+            seen = [t for t in traces.traced if t.rule == expectation.rule][:5]
+            listed = "; ".join(
+                f"{t.result} at {clock_text(t.time - start)}" + (f" ({t.why})" if t.why else "")
+                for t in seen
+            )
+            failures.append(f"expected {expectation.describe()}, but: {listed or 'no trace'}")
+    for expectation in [e for e in scenario.expect_not if e.rule is not None]:
+        if hit := _traced(traces.traced, expectation, start):
+            failures.append(
+                f"expected no {expectation.describe().removeprefix('a ')}, but: {hit.result} at "
+                f"{clock_text(hit.time - start)}"
+            )
     for expectation in scenario.expect:
         if expectation.webhook is not None and not _matches(recorder.sent, expectation):
             failures.append(f"expected {expectation.describe()}, but " + _sent_hint(recorder))
         if expectation.mqtt is not None and not _published(recorder.published, expectation):
-            shown = (
+            listed = (
                 "; ".join(
-                    f"{p.endpoint} {p.data} at {_clock(p.time)}" for p in recorder.published[:5]
+                    f"{p.endpoint} {p.data} at {clock_text(p.time)}" for p in recorder.published[:5]
                 )
                 or "nothing was published"
             )
-            failures.append(f"expected {expectation.describe()}, but: {shown}")
+            failures.append(f"expected {expectation.describe()}, but: {listed}")
     for expectation in scenario.expect_not:
-        if expectation.actuator is not None:
-            continue  # checked at its moment, above
+        if expectation.actuator is not None or expectation.rule is not None:
+            continue  # checked at its moment, or above
         elif expectation.mqtt is not None:
             if found := _published(recorder.published, expectation):
                 failures.append(
                     f"expected no {expectation.describe()}, but one was published at "
-                    f"{_clock(found.time)}: {found.data}"
+                    f"{clock_text(found.time)}: {found.data}"
                 )
         elif found := _matches(recorder.sent, expectation):
             failures.append(
-                f"expected no {expectation.describe()}, but one was sent at {_clock(found.time)}"
-                f" with {found.data}"
+                f"expected no {expectation.describe()}, but one was sent at "
+                f"{clock_text(found.time)} with {found.data}"
             )
     return Result(scenario.name, failures)
 
@@ -265,6 +226,18 @@ def _reading(sensor: Any, value: Any) -> Any:
     if isinstance(sensor, VirtualSensor) and sensor.type == "text":
         return str(value)
     return value
+
+
+def _traced(traced: list[Traced], e: Expectation, start: float) -> Traced | None:
+    """A trace of the rule with the result and condition asked for, within the window."""
+    for t in traced:
+        if t.rule != e.rule or (e.result is not None and t.result != e.result):
+            continue
+        if e.condition is not None and t.condition != e.condition:
+            continue
+        if e.at is None or abs(t.time - start - e.at) <= WINDOW:
+            return t
+    return None
 
 
 def _same(actual: Any, expected: Any) -> bool:
@@ -313,34 +286,19 @@ def _sent_hint(recorder: RecordingOutbox) -> str:
     if not recorder.sent:
         return "no webhook was sent at all"
     shown = "; ".join(
-        f"{s.endpoint} {s.event} at {_clock(s.time)} with {s.data}" for s in recorder.sent[:5]
+        f"{s.endpoint} {s.event} at {clock_text(s.time)} with {s.data}" for s in recorder.sent[:5]
     )
     more = f" (and {len(recorder.sent) - 5} more)" if len(recorder.sent) > 5 else ""
     return f"these were sent: {shown}{more}"
 
 
 def _history_hint(actuators: MemoryActuators, name: str) -> str:
-    switches = [f"{_show(state)} at {_clock(t)}" for t, n, state in actuators.history if n == name]
+    switches = [
+        f"{shown(state)} at {clock_text(t)}" for t, n, state in actuators.history if n == name
+    ]
     if not switches:
         return " (it never switched)"
     return f" (it switched {', '.join(switches[:6])}{' ...' if len(switches) > 6 else ''})"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    whole = int(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    frac = seconds - whole
-    text = f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-    return text if not frac else f"{text}+{frac * 1000:.0f}ms"
 
 
 def run_files(

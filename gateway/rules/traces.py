@@ -10,9 +10,9 @@ stream. Plain data: a trace is saved as JSON and read back after a restart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-RESULTS = (
+Result = Literal[
     "running",  # the actions are being carried out
     "waiting",  # in a `delay`
     "queued",  # mode queued: waiting for the run before it
@@ -21,7 +21,8 @@ RESULTS = (
     "suppressed",  # a condition did not hold, or the rule is in its cooldown
     "ignored",  # mode single and a run is going, or max_runs reached
     "cancelled",  # mode restart: a newer trigger replaced this run
-)
+]
+RESULTS: tuple[str, ...] = get_args(Result)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ import yaml
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from gateway.rules.scenarios import Scenario, run_scenario
+from gateway.rules.scenario_models import Scenario
+from gateway.rules.scenarios import run_scenario
 from gateway.rules.values import next_local_time
 from tests.conftest import write_config
 
@@ -384,3 +385,27 @@ def test_a_gesture_stands_alone_on_an_on_off_sensor(
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     assert any(message in p.message for p in caught.value.problems), caught.value.problems
+
+
+def test_scenarios_assert_on_traces_and_say_what_happened_instead(tmp_path: Path) -> None:
+    rules = """
+    - id: warm
+      when: {sensor: temp, above: 5}
+      if: [{sensor: motion, is: on}]
+      then: [{actuate: light, state: on}]
+    """
+    given = "given: [{at: 0s, sensor: temp, value: 2}, {at: 10s, sensor: temp, value: 8}]\n"
+    passing = given + "expect: [{at: 10s, rule: warm, result: suppressed, condition: 1}]"
+    assert play(tmp_path, rules, passing) == []
+    wrong = given + "expect: [{at: 10s, rule: warm, result: finished}]"
+    (failure,) = play(tmp_path, rules, wrong)
+    assert failure == (
+        "expected a trace of rule warm finished at 10s, but: suppressed at 10s "
+        "(condition 1 does not hold: motion is on (no reading yet))"
+    )
+    never = given + "expect_not: [{rule: warm, result: suppressed}]"
+    assert play(tmp_path, rules, never) == [
+        "expected no trace of rule warm suppressed at any time, but: suppressed at 10s"
+    ]
+    unknown = given + "expect: [{rule: nothing}]"
+    assert play(tmp_path, rules, unknown) == ["expect: unknown rule 'nothing'"]
