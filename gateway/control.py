@@ -190,6 +190,14 @@ class Control:
                 for name in runtime.sensors_known()
             },
             actuators={name: self.live.devices.outputs.get(name) for name in self.config.actuators},
+            looking={
+                "history_commits": self.recorder.commits,
+                "history_rows_written": self.recorder.rows_written,
+                "history_errors": self.recorder.errors,
+                "event_stream_clients": len(self.events.clients),
+                "event_stream_events": self.events.sent,
+                "event_stream_dropped": self.events.dropped,
+            },
         )
         return render_metrics(info, stats, self.outbox.metrics, counts)
 

@@ -91,6 +91,7 @@ class Counts:
     inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # as in the status
     sensors: Mapping[str, Reading] = field(default_factory=dict)
     actuators: Mapping[str, bool | float] = field(default_factory=dict)  # state or level
+    looking: Mapping[str, int] = field(default_factory=dict)  # history and event stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,25 @@ def _devices(counts: Counts) -> list[str]:
     return out
 
 
+LOOKING = (
+    ("history_commits", "counter", "Commits of history.db (readings, switches, traces)."),
+    ("history_rows_written", "counter", "Rows written to history.db."),
+    ("history_errors", "counter", "Commits of history.db that failed (left out)."),
+    ("event_stream_clients", "gauge", "Clients of the live event stream now."),
+    ("event_stream_events", "counter", "Events sent to the stream (once, whoever listens)."),
+    ("event_stream_dropped", "counter", "Stream clients dropped for falling behind."),
+)
+
+
+def _looking(values: Mapping[str, int]) -> list[str]:
+    out = []
+    for key, kind, text in LOOKING:
+        if key in values:
+            name = f"gateway_{key}" + ("_total" if kind == "counter" else "")
+            out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {values[key]}"]
+    return out
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -277,6 +297,7 @@ def render(
         up = 1 if state.get("state") == "connected" else 0
         out.append(f'gateway_input_connected{{input="{_esc(name)}"}} {up}')
     out += _devices(counts)
+    out += _looking(counts.looking)
     out += _counted(counts)
     out += _process()
     return "\n".join(out) + "\n"
