@@ -96,7 +96,9 @@ class TokenTable:
         """The client whose secret's ``digest`` is ``presented`` (a dashboard session's)."""
         found = None
         for secret, client in self._tokens:
-            if hmac.compare_digest(digest(secret.decode()), presented):
+            if hmac.compare_digest(
+                digest(secret.decode()).encode(), presented.encode("utf-8", "replace")
+            ):
                 found = client
         return found
 

@@ -72,7 +72,7 @@ class Sessions:
         if not cookie or len(cookie) > 512 or cookie.count(".") != 3:
             return None
         body, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), self._mac(body).encode()):
             return None
         _name, expires, token_print = body.split(".")
         if not expires.isdigit() or int(expires) < (now or time.time()):
@@ -83,7 +83,9 @@ class Sessions:
         return self._mac(cookie, b"csrf")
 
     def csrf_ok(self, cookie: str, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.csrf(cookie))
+        if presented is None:
+            return False
+        return hmac.compare_digest(presented.encode("utf-8", "replace"), self.csrf(cookie).encode())
 
 
 def _print(secret: str) -> str:

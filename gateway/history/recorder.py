@@ -16,6 +16,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -35,6 +37,28 @@ PRUNE_EVERY = 600.0  # seconds between prunes (by age and size)
 MAX_PENDING = 100_000  # rows held for the next commit at most (a commit that keeps failing)
 
 
+def _open(path: Path) -> HistoryStore | None:
+    """The history file; a damaged one is moved aside (``history.db.damaged``) and a new
+    one begun (history is a convenience: the outbox is elsewhere); None if even that fails
+    (traces are then kept in memory only)."""
+    for attempt in (1, 2):
+        try:
+            return HistoryStore(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if attempt == 1 and isinstance(exc, sqlite3.DatabaseError) and path.is_file():
+                aside = path.with_name(path.name + ".damaged")
+                _LOG.error(
+                    "history: %s is damaged (%s): moved to %s, starting anew", path, exc, aside
+                )
+                with contextlib.suppress(OSError):
+                    os.replace(path, aside)
+                    for suffix in ("-wal", "-shm"):
+                        Path(str(path) + suffix).unlink(missing_ok=True)
+                continue
+            _LOG.error("history: cannot open %s (%s): history and traces in memory only", path, exc)
+    return None
+
+
 class Recorder:
     """History and traces: an observer of the runtime, and what the API reads."""
 
@@ -47,7 +71,7 @@ class Recorder:
     ) -> None:
         self.section = section
         self.clock = clock
-        self.store = HistoryStore(path) if path is not None and section.enabled else None
+        self.store = _open(path) if path is not None and section.enabled else None
         self.rules = list(rules)
         self.traces: dict[str, deque[Trace]] = {}
         self._dirty: dict[int, Trace] = {}  # by identity: the trace objects that changed
