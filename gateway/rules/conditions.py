@@ -55,14 +55,42 @@ def checked(
 ) -> tuple[int | None, list[dict[str, Any]]]:
     """The index of the first condition that does not hold (None: they all do), and
     each condition looked at with what it compared, for the trace (the ones after
-    the first that fails are not looked at)."""
+    the first that fails are not looked at). The text is made only if it is read."""
     seen: list[dict[str, Any]] = []
     for i, condition in enumerate(rule.if_):
         result = holds(condition, snap, context, rule)
-        seen.append({"condition": shown(condition, snap), "holds": result})
+        seen.append({"condition": Looked(condition, snap), "holds": result})
         if not result:
             return i, seen
     return None, seen
+
+
+class Looked:
+    """A condition and what it compared when it was looked at; ``str()`` says it."""
+
+    __slots__ = ("condition", "now", "values")
+
+    def __init__(self, condition: Condition, snap: Snapshot) -> None:
+        self.condition, self.now = condition, snap.now
+        self.values = {name: snap.sensors.get(name) for name in sensors_of(condition)}
+
+    def __str__(self) -> str:
+        values = {k: v for k, v in self.values.items() if v is not None}
+        return shown(self.condition, Snapshot(values, {}, self.now))
+
+
+def sensors_of(condition: Condition) -> list[str]:
+    """The sensors a condition compares (the values its trace keeps)."""
+    match condition:
+        case SensorCondition():
+            return [condition.sensor]
+        case AnyCondition():
+            return [name for c in condition.any for name in sensors_of(c)]
+        case NotCondition():
+            inner = condition.not_ if isinstance(condition.not_, list) else [condition.not_]
+            return [name for c in inner for name in sensors_of(c)]
+        case _:
+            return []
 
 
 def shown(condition: Condition, snap: Snapshot) -> str:

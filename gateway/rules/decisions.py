@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,6 @@ class Snapshot:
     now: dt.datetime  # aware, local time
     gateway_name: str = "edge-gateway"
 
-    @property
+    @functools.cached_property
     def time(self) -> float:
         return self.now.timestamp()

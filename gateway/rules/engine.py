@@ -54,7 +54,7 @@ from gateway.rules.timerkinds import (
     run_number,
     trigger_key,
 )
-from gateway.rules.traces import Trace, TraceStep, event_summary
+from gateway.rules.traces import Trace, TraceStep
 from gateway.rules.values import (
     changed_enough,
     clicked,
@@ -105,6 +105,7 @@ class RuleEngine:
         # which triggers watch which sensor: a reading looks at its own rules only
         self._watching: dict[str, list[tuple[Rule, int, SensorTrigger]]] = {}
         self._startup: list[Rule] = []
+        self._labels = {r.id: [action_label(a) for a in r.then] for r in self.rules.values()}
         self._hooks: dict[str, list[Rule]] = {}
         self._topics: list[tuple[str, Rule]] = []
         for rule in self.rules.values():
@@ -293,7 +294,7 @@ class RuleEngine:
             rule.id,
             describe(event),
             snap.time,
-            event_summary(event),
+            event,  # summarized when it is saved or shown (most traces never are)
             who=who,
         )
         context = template_context(rule, event, snap)
@@ -342,7 +343,7 @@ class RuleEngine:
             state.cooldown_until = snap.time + rule.cooldown
             cooldown = Timer(TimerKind.COOLDOWN, rule.id, state.cooldown_until, Step(rule.id))
             out.append(Schedule(cooldown))
-        _LOG.info("rule %s fired by %s", rule.id, describe(event))
+        _LOG.info("rule %s fired by %s", rule.id, trace.trigger)
         self.fired[rule.id] += 1
         self.last_triggered[rule.id] = snap.time
         run = Run(trace.id, rule.id, 0, event)
@@ -360,7 +361,7 @@ class RuleEngine:
         trace = self._open.get(run.id)
         if trace is None:  # a run taken back after a restart: its trace so far is saved
             trace = Trace(run.id, rule.id, describe(run.event), snap.time, resumed=True)
-            trace.event = event_summary(run.event)
+            trace.event = run.event
             self._open[run.id] = trace
         trace.result, trace.why = "running", ""
         self.traced.append(trace)
@@ -372,11 +373,12 @@ class RuleEngine:
                 step = Step(rule.id, run.index, run.event)
                 due = snap.time + action.delay
                 until = f"{dt.datetime.fromtimestamp(due, snap.now.tzinfo):%H:%M:%S}"
-                trace.steps.append(TraceStep(action_label(action), snap.time, f"until {until}"))
+                label = self._labels[rule.id][i]
+                trace.steps.append(TraceStep(label, snap.time, f"until {until}"))
                 trace.result, trace.why = "waiting", f"in a delay until {until}"
                 out.append(Schedule(Timer(TimerKind.RUN, run.id, due, step)))
                 return out
-            traced = TraceStep(action_label(action), snap.time)
+            traced = TraceStep(self._labels[rule.id][i], snap.time)
             trace.steps.append(traced)
             decision = decide_action(rule, action, context, traced)
             if decision is not None:

@@ -116,6 +116,7 @@ class Runtime:
                     self.unavailable.add(name)
         self.engine.fired.update(old.engine.fired)
         self.engine.suppressed.update(old.engine.suppressed)
+        self.engine.last_triggered.update(old.engine.last_triggered)
         self.switching.switched.update(old.switching.switched)
         self.updated.update(old.updated)
         self.changed.update(old.changed)
@@ -286,14 +287,12 @@ class Runtime:
             case SetActuator():
                 cause = f" ({decision.cause})" if decision.cause else ""
                 who = f"rule {decision.rule}{cause}"
-                name = decision.actuator
+                name, switching = decision.actuator, self.switching
                 before = self.actuators.get(name)
-                target = self.switching.target(name, decision.state)
-                refused = self.switching.refusal(name, target)
                 new = self.actuate(
                     name, decision.state, decision.revert_after, who, decision.hold_while
                 )
-                return switch_outcome(name, before, target, new, refused)
+                return switch_outcome(name, before, switching.wanted, new, switching.refused)
             case SendWebhook():
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)
                 _LOG.info(

@@ -36,6 +36,8 @@ class Switching:
         observers: Sequence[Observer] = (),
     ) -> None:
         self.observers = observers
+        self.wanted: bool | float = False  # what the last switch asked for
+        self.refused: str | None = None  # why the last switch was refused (None: it was not)
         self.config = config
         self.actuators = actuators
         self.timers = timers
@@ -76,7 +78,8 @@ class Switching:
         saves the timers (``TimerTable.batch``)."""
         current = self.actuators.get(name)
         level = isinstance(current, float)
-        new = self.target(name, state)
+        new = self.wanted = self.target(name, state)
+        self.refused = None
         if new != current and not self._may_switch(
             name, current, new, who, revert_after, hold_while
         ):
@@ -160,6 +163,7 @@ class Switching:
     ) -> bool:
         """Interlocks and max_switches refuse; minimum times defer (a timer switches later)."""
         if (why := self.refusal(name, new)) is not None:
+            self.refused = why
             _LIMITED.warning("%s %s by %s refused: %s %s", name, _shown(new), who, name, why)
             return False
         config = self.config.actuators[name]

@@ -60,9 +60,24 @@ class Trace:
         self.result, self.ended, self.why = result, at, why
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["duration"] = self.duration
-        return doc
+        """Plain JSON values (the event summarized, each condition as its text)."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "trigger": self.trigger,
+            "started": self.started,
+            "event": event_summary(self.event),
+            "result": self.result,
+            "why": self.why,
+            "conditions": [
+                {"condition": str(c["condition"]), "holds": c["holds"]} for c in self.conditions
+            ],
+            "steps": [asdict(step) for step in self.steps],
+            "ended": self.ended,
+            "who": self.who,
+            "resumed": self.resumed,
+            "duration": self.duration,
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Trace:
@@ -76,6 +91,7 @@ EVENT_KEYS = ("trigger", "sensor", "value", "previous", "topic", "hook", "id", "
 
 
 def event_summary(event: dict[str, Any]) -> dict[str, Any]:
+    """What a trace keeps of its event (a summary read back stays as it is)."""
     summary = {k: event[k] for k in EVENT_KEYS if k in event}
     if "payload" in event:
         text = str(event["payload"])

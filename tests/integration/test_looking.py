@@ -159,3 +159,24 @@ async def test_the_log_level_changes_at_run_time(tmp_path: Path) -> None:
             assert status == 404
     finally:
         root.setLevel(before)
+
+
+async def test_traces_and_switched_rules_are_kept_across_a_reload(tmp_path: Path) -> None:
+    port = free_port()
+    path = config(tmp_path, port)
+    async with started(path) as gw:
+        assert gw.control is not None
+        await call(port, "POST", "/api/v1/rules/warm/run")
+        await call(port, "POST", "/api/v1/rules/warm/disable")
+        text = path.read_text().replace(
+            "freezer: {kind: virtual}", "freezer: {kind: virtual}\n  attic: {kind: virtual}"
+        )
+        path.write_text(text)
+        gw.reload()
+        assert "attic" in gw.control.config.sensors  # the new config is in
+        status, warm = await call(port, "GET", "/api/v1/rules/warm")
+        assert status == 200
+        assert warm["enabled"] is False
+        assert warm["last_result"] == "finished"
+        assert warm["last_triggered"] is not None
+        assert len((await call(port, "GET", "/api/v1/rules/warm/traces"))[1]["traces"]) == 1
