@@ -65,18 +65,30 @@ def _moment(value: float | str | None, default: float, name: str) -> float:
     if value is None:
         return default
     if isinstance(value, float | int):
-        return float(value)
+        return _within(float(value), name)
     try:
-        return float(value)
+        return _within(float(value), name)
     except ValueError:
         pass
     try:
         moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise InvalidValue(f"{name}: not ISO 8601 nor Unix seconds: {value[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # the gateway's local time
-    return moment.timestamp()
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # the gateway's local time
+        return _within(moment.timestamp(), name)
+    except (OverflowError, OSError, ValueError):  # year 1 in a zone east of UTC
+        raise InvalidValue(f"{name}: {value[:40]!r} is not a time between 1970 and 9999") from None
+
+
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: the last time ISO 8601 writes down
+
+
+def _within(moment: float, name: str) -> float:
+    if not 0 <= moment <= LATEST:  # also NaN
+        raise InvalidValue(f"{name}: {moment:g} is not a time between 1970 and 9999")
+    return moment
 
 
 def _window(request: web.Request) -> tuple[float, float, int]:

@@ -116,7 +116,18 @@ def paths(
                 "responses": {
                     "200": {
                         "description": "event: KIND, data: a JSON object with its time",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {
+                                    "type": "object",
+                                    "description": "One event: its kind and its JSON data",
+                                    "properties": {
+                                        "event": {"type": "string"},
+                                        "data": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
                     }
                 }
                 | {code: errors[code] for code in sorted(authed)},
