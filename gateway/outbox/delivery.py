@@ -13,8 +13,12 @@ Two things keep a dead link from eating the retry budget:
   and each endpoint is probed with one row every few seconds. The first
   HTTP answer from anywhere ends it and every worker resumes.
 - **Circuit breaker.** An endpoint that failed ``BREAKER_THRESHOLD`` times
-  in a row (while the link is up) is probed with one row at a growing
-  interval instead of being sent every due row.
+  in a row (while the link is up) is probed with one row (the oldest, due
+  or not) at a growing interval (2 s, x1.5 each time, at most 60 s)
+  instead of being sent every due row. When a probe succeeds, every row
+  of the endpoint waiting for a retry is due at once: what queued during
+  an outage leaves as soon as the endpoint is back, not at each row's own
+  retry time.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from gateway.outbox.endpoints import (
     parse_retry_after,
 )
 from gateway.outbox.policy import Attempt, Health, Notice, decide
-from gateway.outbox.rows import Outcome, Row, due_rows
+from gateway.outbox.rows import Outcome, Row, due_rows, release_rows
 from gateway.outbox.shapes import outgoing
 from gateway.outbox.store import OutboxStore
 
@@ -154,7 +158,9 @@ class Delivery:
                 free = min(free, 1)
             if free > 0:
                 if not state.ready:
-                    upcoming = await self._fetch(name, endpoint, state, now)
+                    # a probe takes the oldest row, due or not (its own retry may be far)
+                    probe_now = float("inf") if state.breaker_open else now
+                    upcoming = await self._fetch(name, endpoint, state, probe_now)
                     if upcoming is not None:
                         wait = min(wait, upcoming - self.clock())
                 if state.ready:
@@ -262,10 +268,19 @@ class Delivery:
                     state.failures,
                 )
             elif notice is Notice.CIRCUIT_CLOSED:
-                _LOG.info("endpoint %s answers again: circuit closed", name)
+                _LOG.info("endpoint %s answers again: circuit closed, its queue resumes", name)
+                self._group_task(self._release(name, state))
             else:
                 assert_never(notice)
         return verdict.outcome
+
+    async def _release(self, name: str, state: EndpointState) -> None:
+        """A closed circuit: the endpoint's waiting rows are due now."""
+        try:
+            await self.store.call(partial(release_rows, endpoint=name, now=self.clock()))
+        except Exception as exc:
+            _LOG.error("outbox: cannot resume the queue of %s: %s", name, exc)
+        state.wake.set()
 
     async def _back_off(self, row: Row) -> None:
         """After an unexpected error: try the row again later, not at once."""

@@ -21,8 +21,9 @@ THROTTLED = frozenset({429, 502, 503, 504})
 THROTTLE_DELAY = 60.0  # at least this long after 429/5xx-overload or a timeout, unless Retry-After
 MAX_RETRY_AFTER = 24 * 3600.0
 BREAKER_THRESHOLD = 5
-BREAKER_FIRST_PROBE = 5.0
-BREAKER_MAX_PROBE = 600.0
+BREAKER_FIRST_PROBE = 2.0
+BREAKER_GROWTH = 1.5  # each failed probe waits this much longer: 2, 3, 4.5, 6.8, 10, ... s
+BREAKER_MAX_PROBE = 60.0  # so an endpoint back after any outage is found within a minute
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

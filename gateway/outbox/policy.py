@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gateway.config.models import WebhookEndpoint
 from gateway.outbox.endpoints import (
+    BREAKER_GROWTH,
     BREAKER_MAX_PROBE,
     BREAKER_THRESHOLD,
     THROTTLE_DELAY,
@@ -102,7 +103,7 @@ def decide(
     failures = health.failures + 1
     probe_at = None
     if failures >= BREAKER_THRESHOLD:
-        delay = health.breaker_probe * 2 ** (failures - BREAKER_THRESHOLD)
+        delay = health.breaker_probe * BREAKER_GROWTH ** (failures - BREAKER_THRESHOLD)
         probe_at = now + min(delay, BREAKER_MAX_PROBE)
         if failures == BREAKER_THRESHOLD:
             notices.append(Notice.CIRCUIT_OPEN)

@@ -139,3 +139,12 @@ def record_outcomes(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None
             )
             if state == DEAD:
                 add_to_counter(db, "dead", 1)
+
+
+def release_rows(db: sqlite3.Connection, endpoint: str, now: float) -> int:
+    """Every pending row of ``endpoint`` is due now (its circuit closed); how many."""
+    with transaction(db):
+        return db.execute(
+            "UPDATE messages SET next_try = ? WHERE endpoint = ? AND state = ? AND next_try > ?",
+            (now, endpoint, PENDING, now),
+        ).rowcount

@@ -42,7 +42,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main() -> None:
+async def receiver() -> tuple[web.AppRunner, str, asyncio.Queue[float]]:
+    """A local aiohttp receiver: its runner, its URL, and each webhook's arrival time."""
     arrived: asyncio.Queue[float] = asyncio.Queue()
 
     async def hook(request: web.Request) -> web.Response:
@@ -54,9 +55,13 @@ async def main() -> None:
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    rport = free_port()
-    await web.TCPSite(runner, "127.0.0.1", rport).start()
-    url = f"http://127.0.0.1:{rport}/hook"
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook", arrived
+
+
+async def main() -> None:
+    runner, url, arrived = await receiver()
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()

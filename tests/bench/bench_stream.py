@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_latency import pct, rss_kib
+from tests.bench.bench_latency import pct, receiver, rss_kib
 from tests.conftest import TOKEN, Daemon, free_port, write_config
 
 SMOKE = bool(os.environ.get("BENCH_SMOKE"))
@@ -82,19 +81,7 @@ def metric(text: str, name: str) -> float:
 
 
 async def main() -> None:
-    arrived: asyncio.Queue[float] = asyncio.Queue()
-
-    async def hook(request: web.Request) -> web.Response:
-        await request.read()
-        arrived.put_nowait(time.perf_counter())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    rport = free_port()
-    await web.TCPSite(runner, "127.0.0.1", rport).start()
+    runner, url, arrived = await receiver()
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -108,7 +95,7 @@ async def main() -> None:
             actuators:
               hallway_light: {{gpio: 27}}
             webhooks:
-              hub: {{url: "http://127.0.0.1:{rport}/hook", concurrency: 8}}
+              hub: {{url: "{url}", concurrency: 8}}
             server:
               listen: 127.0.0.1:{port}
               rate_limit: {{requests: 1000000, per: 1s}}

@@ -315,3 +315,34 @@ def test_schema_versions_are_migrated_and_a_newer_one_is_refused(tmp_path: Path)
     db.close()
     with pytest.raises(OutboxError, match="newer gateway"):
         database.open_database(path)
+
+
+async def test_after_an_outage_everything_queued_arrives_soon_after_the_endpoint_is_back(
+    tmp_path: Path,
+) -> None:
+    """503 without Retry-After for 3 s: the rows' own retries are a minute away
+    (the throttle delay), but the breaker's probe finds the endpoint back and the
+    whole queue leaves at once."""
+    hub = Receiver(free_port(), responses=[(503, {})] * 100_000)
+    await hub.start()
+    endpoints = {"hub": endpoint(hub.url, retry=["1s", "1m"], concurrency=4)}
+    try:
+        async with Outbox(tmp_path / "o.db", endpoints, breaker_probe=0.5) as ob:
+            ids = [ob.store.submit("hub", "n", {"n": n}) for n in range(40)]
+            await asyncio.sleep(3.0)
+            assert ob.delivery.describe()["endpoints"]["hub"]["breaker"] == "open"
+            assert len(hub.received) < 40  # probed, not hammered
+            hub.responses = []
+            back = time.monotonic()
+            await wait_until(
+                lambda: value_of(
+                    {r.headers["webhook-id"] for r in hub.received if r.status == 200}
+                ),
+                lambda delivered: delivered >= set(ids),
+                timeout=10,
+            )
+            # the probe interval had grown to at most 0.5 * 1.5**k s: a few seconds here
+            assert time.monotonic() - back < 8
+            assert (await ob.state("pending")) == 0
+    finally:
+        await hub.stop()

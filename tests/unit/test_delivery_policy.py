@@ -127,20 +127,20 @@ CASES = [
         notices=(Notice.CIRCUIT_OPEN,),
     ),
     Case(
-        "probes back off while the breaker is open",
+        "probes back off while the breaker is open (x1.5 a failed probe)",
         Attempt(500),
         Health(failures=BREAKER_THRESHOLD + 1, breaker_probe=5.0),
         next_try=10.0,
         failures=BREAKER_THRESHOLD + 2,
-        probe_in=20.0,
+        probe_in=11.25,
     ),
     Case(
-        "probes are capped at ten minutes",
+        "probes are capped at a minute (an endpoint back is found within it)",
         Attempt(500),
         Health(failures=BREAKER_THRESHOLD + 30),
         next_try=10.0,
         failures=BREAKER_THRESHOLD + 31,
-        probe_in=600.0,
+        probe_in=60.0,
     ),
 ]
 

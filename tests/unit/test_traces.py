@@ -57,6 +57,10 @@ def make(
 ) -> tuple[Runtime, Traces, VirtualClock]:
     clock = clock or VirtualClock(START)
     traces = Traces()
+    return runtime_for(cfg, tmp_path, clock, traces), traces, clock
+
+
+def runtime_for(cfg: GatewayConfig, tmp_path: Path, clock: VirtualClock, observer: Any) -> Runtime:
     relays = MemoryActuators(dict.fromkeys(cfg.actuators, False), clock)
     runtime = Runtime(
         cfg,
@@ -64,10 +68,10 @@ def make(
         RecordingOutbox(clock),
         TimerTable(tmp_path / "timers.json"),
         clock,
-        observers=[traces],
+        observers=[observer],
     )
     runtime.start(startup=False)
-    return runtime, traces, clock
+    return runtime
 
 
 def door(runtime: Runtime, value: bool) -> None:
@@ -226,15 +230,7 @@ def test_traces_are_kept_per_rule_bounded_and_read_back_after_a_restart(tmp_path
 
     async def scenario() -> None:
         recorder = Recorder(path, section, ["r"], clock=clock)
-        runtime = Runtime(
-            cfg,
-            MemoryActuators({"light": False, "fan": False}, clock),
-            RecordingOutbox(clock),
-            TimerTable(tmp_path / "timers.json"),
-            clock,
-            observers=[recorder],
-        )
-        runtime.start(startup=False)
+        runtime = runtime_for(cfg, tmp_path, clock, recorder)
         for _ in range(5):
             door(runtime, True)
             door(runtime, False)
@@ -249,15 +245,7 @@ def test_traces_are_kept_per_rule_bounded_and_read_back_after_a_restart(tmp_path
         kept = again.rule_traces("r")
         assert [t.result for t in kept] == ["waiting", "finished", "finished"]
         waiting = kept[0]
-        runtime = Runtime(
-            cfg,
-            MemoryActuators({"light": False, "fan": False}, clock),
-            RecordingOutbox(clock),
-            TimerTable(tmp_path / "timers.json"),
-            clock,
-            observers=[again],
-        )
-        runtime.start(startup=False)
+        runtime = runtime_for(cfg, tmp_path, clock, again)
         clock.now += 11
         runtime.run_due()
         resumed = again.rule_traces("r")[0]
