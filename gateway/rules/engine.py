@@ -14,7 +14,6 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from gateway.config.actions import DelayAction
@@ -45,6 +44,7 @@ from gateway.rules.context import (
     template_context,
 )
 from gateway.rules.decisions import Cancel, Decision, Dequeue, Enqueue, Schedule, Snapshot
+from gateway.rules.runs import RuleState, Run, next_clock, restore
 from gateway.rules.timerkinds import (
     QueuedRun,
     Step,
@@ -60,28 +60,9 @@ from gateway.rules.values import (
     clicked,
     crossing,
     equal,
-    next_local_time,
-    trigger_holds,
 )
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class Run:
-    """One execution of a rule's actions, possibly waiting in a ``delay``."""
-
-    id: str
-    rule: str
-    index: int
-    event: dict[str, Any]
-
-
-@dataclass
-class _RuleState:
-    runs: list[Run] = field(default_factory=list)
-    queue: list[Run] = field(default_factory=list)  # queued mode: runs waiting their turn
-    cooldown_until: float = 0.0
 
 
 class RuleEngine:
@@ -89,7 +70,7 @@ class RuleEngine:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = {rule.id: rule for rule in rules}
-        self._state = {name: _RuleState() for name in self.rules}
+        self._state = {name: RuleState() for name in self.rules}
         self._armed: dict[str, bool] = {}  # above/below triggers: may fire on the next crossing
         self._last_value: dict[str, float] = {}  # `changes: N` triggers: value when last fired
         self._pending: dict[str, dict[str, Any]] = {}  # `for` triggers counting: their event
@@ -130,7 +111,9 @@ class RuleEngine:
         runs = [t.key for t in saved if t.kind is TimerKind.RUN] + [r.id for r in queued]
         self._ids = itertools.count(max(map(run_number, runs), default=0) + 1)  # none reused
         for timer in saved:
-            out.extend(self._restore(timer, snapshot))
+            out.extend(
+                restore(timer, snapshot, self.rules, self._state, self._pending, self._armed)
+            )
         for waiting in queued:  # oldest first
             if waiting.rule in self.rules:
                 self._state[waiting.rule].queue.append(
@@ -143,7 +126,7 @@ class RuleEngine:
         for rule in self.rules.values():
             for i, trigger in enumerate(rule.when):
                 if isinstance(trigger, EveryTrigger | AtTrigger):
-                    out.append(self._next_clock(rule, i, trigger, snapshot))
+                    out.append(next_clock(rule, i, trigger, snapshot))
         return out
 
     def handle(self, event: Event, snapshot: Snapshot) -> list[Decision]:
@@ -209,7 +192,7 @@ class RuleEngine:
                     "source": "clock",
                 }
                 return [
-                    self._next_clock(rule, step.index, trigger, snapshot),
+                    next_clock(rule, step.index, trigger, snapshot),
                     *self._trigger(rule, event, snapshot),
                 ]
             case _:
@@ -250,19 +233,6 @@ class RuleEngine:
             _LOG.debug("rule %s: %s no longer holds, `for` cancelled", rule.id, trigger.sensor)
             return [Cancel(TimerKind.FOR, key)]
         return []
-
-    def _next_clock(
-        self, rule: Rule, index: int, trigger: EveryTrigger | AtTrigger, snap: Snapshot
-    ) -> Schedule:
-        now = snap.time
-        if isinstance(trigger, EveryTrigger):
-            due = (now // trigger.every + 1) * trigger.every
-            kind = TimerKind.EVERY
-        else:
-            due = next_local_time(snap.now, trigger.at)
-            kind = TimerKind.AT
-        key = trigger_key(rule.id, index)
-        return Schedule(Timer(kind, key, due, Step(rule.id, index), durable=False))
 
     # ------------------------------------------------------------------ running a rule
 
@@ -408,40 +378,4 @@ class RuleEngine:
             _LOG.info("rule %s: not run: %s", trace.rule, why)
         trace.end("ignored" if reason == "running" else "suppressed", snap.time, why)
         self.traced.append(trace)
-        return []
-
-    # ------------------------------------------------------------------ restoring
-
-    def _restore(self, timer: Timer, snap: Snapshot) -> list[Decision]:
-        step = timer.payload
-        if not isinstance(step, Step):
-            return []  # an actuator's timer: the runtime's
-        rule = self.rules.get(step.rule)
-        if rule is None:
-            return [Cancel(timer.kind, timer.key)]  # the rule is gone (after a reload)
-        match timer.kind:
-            case TimerKind.COOLDOWN:
-                self._state[rule.id].cooldown_until = timer.due
-            case TimerKind.RUN:
-                if step.index > len(rule.then) or step.event is None:  # == : the last delay
-                    return [Cancel(timer.kind, timer.key)]
-                self._state[rule.id].runs.append(Run(timer.key, rule.id, step.index, step.event))
-            case TimerKind.FOR:
-                index = step.index
-                trigger = rule.when[index] if 0 <= index < len(rule.when) else None
-                if not isinstance(trigger, SensorTrigger) or trigger.for_ is None:
-                    return [Cancel(timer.kind, timer.key)]
-                sensor = (step.event or {}).get("sensor", trigger.sensor)  # a member's own
-                value = snap.sensors.get(sensor)
-                if value is not None and not trigger_holds(trigger, value):
-                    _LOG.info("rule %s: %s changed while stopped, `for` cancelled", rule.id, sensor)
-                    return [Cancel(timer.kind, timer.key)]
-                self._pending[timer.key] = step.event or {}
-                self._armed[timer.key] = False
-            case TimerKind.EVERY | TimerKind.AT:  # scheduled afresh by start()
-                return [Cancel(timer.kind, timer.key)]
-            case TimerKind.REVERT | TimerKind.MAX_ON | TimerKind.DEFER:
-                return []
-            case _:
-                assert_never(timer.kind)
         return []
