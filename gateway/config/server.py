@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import ipaddress
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from jsonschema import Draft202012Validator, SchemaError
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from gateway.config.base import Model, Name, secret_values
 from gateway.config.types import Duration
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -88,6 +90,8 @@ class HookConfig(Model):
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is not None:
+            from jsonschema import Draft202012Validator, SchemaError  # only for hook schemas
+
             try:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
@@ -100,7 +104,11 @@ class HookConfig(Model):
     @cached_property
     def validator(self) -> Draft202012Validator | None:
         """Checks bodies against ``schema`` (None: any JSON is accepted)."""
-        return Draft202012Validator(self.schema_) if self.schema_ is not None else None
+        if self.schema_ is None:
+            return None
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.schema_)
 
     @model_validator(mode="after")
     def _credentials(self) -> HookConfig:
