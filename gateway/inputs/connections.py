@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import safejson
 from gateway.config.connections import MqttSensor, SerialSensor
@@ -18,9 +18,11 @@ from gateway.config.rules import MqttTrigger
 from gateway.events import MqttReceived, Value
 from gateway.inputs import OnLost, nothing_lost
 from gateway.inputs.kernel import KernelInput
-from gateway.inputs.mqtt import Commits, MqttLink
-from gateway.inputs.serial import SerialInput
 from gateway.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:  # imported when a config has them: aiomqtt and pyserial cost RSS
+    from gateway.inputs.mqtt import Commits, MqttLink
+    from gateway.inputs.serial import SerialInput
 
 _LOG = logging.getLogger(__name__)
 _BAD_FIELD = RateLimitedLog(_LOG)
@@ -42,6 +44,8 @@ class Connections:
             {t.mqtt for rule in config.rules for t in rule.when if isinstance(t, MqttTrigger)}
         )
         self.serial: dict[str, SerialInput] = {}
+        if config.serial:
+            from gateway.inputs.serial import SerialInput
         for port_name, port in config.serial.items():
             wanted = {
                 name: sensor.field
@@ -58,6 +62,8 @@ class Connections:
         }
         self.mqtt: MqttLink | None = None
         if config.mqtt is not None:
+            from gateway.inputs.mqtt import MqttLink
+
             sensors = {name: s for name, s in config.sensors.items() if isinstance(s, MqttSensor)}
             self.mqtt = MqttLink(
                 config.mqtt,
