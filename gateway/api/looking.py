@@ -64,12 +64,10 @@ async def run_rule(request: web.Request) -> web.Response:
 def _moment(value: float | str | None, default: float, name: str) -> float:
     if value is None:
         return default
-    if isinstance(value, float | int):
-        return _within(float(value), name)
     try:
-        return _within(float(value), name)
+        return _within(float(value), name)  # Unix seconds (a number, or text of one)
     except ValueError:
-        pass
+        value = str(value)
     try:
         moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

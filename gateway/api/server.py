@@ -15,8 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import dashboard
-from gateway.api import looking
+from gateway.api import dashboard, looking
 from gateway.api.access import AccessPolicy
 from gateway.api.auth import Scope, TokenTable
 from gateway.api.hooks import (

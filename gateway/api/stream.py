@@ -87,7 +87,7 @@ class EventStream:
             self.publish("actuator", {"id": actuator, "state": state, "who": who})
 
     def rule_traced(self, trace: Trace) -> None:
-        if self.clients and trace.result not in ("running",):
+        if self.clients and trace.result != "running":
             summary = {
                 "id": trace.id,
                 "rule": trace.rule,

@@ -206,9 +206,8 @@ class Recorder:
                 self._close(sensor)
         batch = Batch(self._readings, self._switches)
         self._readings, self._switches = [], []
-        kept_ids = {id(t) for rule in self._touched for t in self.traces.get(rule, ())}
-        for key, trace in self._dirty.items():
-            if key in kept_ids or trace in self.traces.get(trace.rule, ()):
+        for trace in self._dirty.values():
+            if trace in self.traces.get(trace.rule, ()):  # not already pushed out
                 body = json.dumps(trace.to_json(), default=str)
                 batch.traces.append((trace.id, trace.rule, trace.started, body))
         self._dirty.clear()

@@ -241,6 +241,6 @@ async def test_every_page_answer_carries_a_strict_content_security_policy(
         for path in ("/static/../gateway.yaml", "/static/nothing.js", "/static/%2e%2e%2fx.js"):
             async with s.get(daemon.base + path) as r:
                 assert r.status == 404, path
-        html = (Path(__file__).parents[2] / "gateway/dashboard/static/index.html").read_text()
+        html = (Path(__file__).parents[2] / "gateway/api/dashboard/static/index.html").read_text()
         assert "<script>" not in html  # no inline script: the policy would block it anyway
         assert " on" + "click=" not in html

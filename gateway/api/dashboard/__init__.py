@@ -8,6 +8,7 @@ Content-Security-Policy: scripts only from this origin, no inline script.
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from typing import Any
 
@@ -54,14 +55,22 @@ class Login(BaseModel):
     token: str = Field(min_length=1, max_length=512)
 
 
-def _file(name: str) -> web.Response:
+@functools.lru_cache(maxsize=32)  # our few files; a stranger's names push each other out
+def _read(name: str) -> bytes | None:
+    """A static file's bytes, read once (None: not one of ours)."""
     path = STATIC / name
     suffix = "." + name.rsplit(".", 1)[-1]
     if "/" in name or suffix not in TYPES or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+def _file(name: str) -> web.Response:
+    body = _read(name) if len(name) <= 64 else None
+    if body is None:
         raise web.HTTPNotFound(text=f"no file {name[:60]!r}")
-    return web.Response(
-        body=path.read_bytes(), content_type=TYPES[suffix], charset="utf-8", headers=HEADERS
-    )
+    suffix = "." + name.rsplit(".", 1)[-1]
+    return web.Response(body=body, content_type=TYPES[suffix], charset="utf-8", headers=HEADERS)
 
 
 async def index(request: web.Request) -> web.Response:
