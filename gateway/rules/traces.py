@@ -10,7 +10,7 @@ stream. Plain data: a trace is saved as JSON and read back after a restart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 Result = Literal[
     "running",  # the actions are being carried out
@@ -22,7 +22,6 @@ Result = Literal[
     "ignored",  # mode single and a run is going, or max_runs reached
     "cancelled",  # mode restart: a newer trigger replaced this run
 ]
-RESULTS: tuple[str, ...] = get_args(Result)
 
 
 @dataclass(slots=True)
