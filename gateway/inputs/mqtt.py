@@ -105,13 +105,13 @@ class MqttLink:
         self.status_topic = config.status(gateway_name)
         self.state = "disconnected"
         self._up = False
-        self.messages = 0
+        self.messages = self.reconnects = 0
         self.bad_values = 0  # payloads that are not a value of their sensor's kind
         self.malformed = 0  # messages that could not be handled at all
         self._bad_log = RateLimitedLog(_LOG)
-        self.reconnects = 0
         self._client: aiomqtt.Client | None = None
         self._pending: deque[tuple[str, str, int, bool]] = deque(maxlen=PENDING_MAX)
+        self._caught_up = asyncio.Event()  # set once a connect has sent what was queued
         self._tasks: set[asyncio.Task[None]] = set()
         self.hub: HubLink | None = None  # state topics, commands, discovery (set per config)
 
@@ -163,7 +163,6 @@ class MqttLink:
                 if self.commits is not None:
                     client._client.manual_ack_set(True)  # before any message can arrive
                 async with client:
-                    self._client = client
                     delay = BACKOFF_FIRST
                     unacked: asyncio.Queue[_Unacked | None] = asyncio.Queue()
                     acker = asyncio.create_task(self._acknowledge(client, unacked))
@@ -240,21 +239,23 @@ class MqttLink:
             await asyncio.wait_for(asyncio.shield(acker), DRAIN_TIMEOUT)
 
     async def _connected(self, client: aiomqtt.Client) -> None:
+        self._caught_up.clear()
         self.state = "connected"
         self._up = True  # until the next MqttError: state is "disconnected" in between
-        _LOG.info(
-            "mqtt: connected to %s:%d as %s", self.config.host, self.config.port, self.client_id
-        )
+        config = self.config
+        _LOG.info("mqtt: connected to %s:%d as %s", config.host, config.port, self.client_id)
         await client.publish(self.status_topic, b"online", qos=1, retain=True)
         if wanted := list(self.filters.items()):  # one SUBSCRIBE for all
             await client.subscribe(wanted)
         if self.hub is not None:  # announcements and every state, each time
             for topic, payload in self.hub.on_connect():
                 await client.publish(topic, payload.encode(), qos=1, retain=True)
-        while self._pending:
+        while self._pending:  # also what is published meanwhile: it queues behind
             topic, payload, qos, retain = self._pending[0]
             await client.publish(topic, payload.encode(), qos=qos, retain=retain)
             self._pending.popleft()
+        self._client = client  # only now publish directly: never ahead of the queue
+        self._caught_up.set()
 
     def handle(self, topic: str, raw: bytes | bytearray | Any) -> None:
         """One message: never raises, whatever the payload (a bad one is counted)."""
@@ -341,7 +342,9 @@ class MqttLink:
         return member
 
     async def flush(self) -> None:
-        """Wait for the publishes under way (before a clean stop)."""
+        """Before a clean stop (the caller bounds it): a connect's queue, then the rest."""
+        if self.state == "connected":
+            await self._caught_up.wait()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
 
