@@ -201,7 +201,7 @@ async def latency(tmp: Path, sink: Sink, session: aiohttp.ClientSession) -> None
     arrivals = await sink.get(session, "/dump")
     await ob.stop()
     assert isinstance(arrivals, list)
-    lat = sorted((t - sent[i]) * 1000 for i, t in arrivals if i in sent)
+    lat = sorted((t - sent[i]) * 1000 for i, t, *_ in arrivals if i in sent)
     p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(
         f"(b) {RATE_EVENTS:,} webhooks at 200/s, concurrency 1: enqueue -> received "

@@ -1,26 +1,40 @@
 """A webhook receiver for benchmarks, run as its own process (the other core).
 
-POST /hook records the webhook-id and the arrival time; GET /stats answers
-{"received": N, "unique": M}; GET /dump answers every (id, arrival) pair.
+POST /hook records the webhook-id, the arrival time and, when the body's
+``data`` carries them, ``seq`` and ``sent_ns`` (the publisher's clock, for
+latency); GET /stats answers {"received": N, "unique": M}; GET /dump answers
+every [id, arrival, seq, sent_ns]; POST /reset forgets them.
 
     python tests/bench/sink.py PORT
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from typing import Any
 
 from aiohttp import web
 
-arrivals: list[tuple[str, float]] = []
+arrivals: list[tuple[str, float, int | None, int | None]] = []
 seen: set[str] = set()
 
 
+def _fields(body: bytes) -> tuple[int | None, int | None]:
+    try:
+        data: Any = json.loads(body).get("data", {})
+        return int(data["seq"]), int(data["sent_ns"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+
+
 async def hook(request: web.Request) -> web.Response:
-    await request.read()
+    body = await request.read()
+    arrived = time.time()
+    seq, sent_ns = _fields(body)
     msg_id = request.headers.get("webhook-id", "")
-    arrivals.append((msg_id, time.time()))
+    arrivals.append((msg_id, arrived, seq, sent_ns))
     seen.add(msg_id)
     return web.Response(text="ok")
 
