@@ -173,6 +173,13 @@ def outbox_size(db: sqlite3.Connection) -> tuple[int, int]:
     return int(rows), int(size)
 
 
+def last_seq(db: sqlite3.Connection) -> int:
+    """The highest ``seq`` ever given (AUTOINCREMENT never gives one twice)."""
+    (highest,) = db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
+    given = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return max(int(highest), int(given[0]) if given else 0)
+
+
 def add_to_counter(db: sqlite3.Connection, name: str, amount: int) -> None:
     """Count ``amount`` more of ``name`` inside the caller's transaction."""
     db.execute(

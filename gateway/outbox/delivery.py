@@ -46,7 +46,7 @@ from gateway.outbox.endpoints import (
 from gateway.outbox.policy import Attempt, Health, Notice, decide
 from gateway.outbox.rows import Outcome, Row, due_rows, release_rows
 from gateway.outbox.shapes import outgoing
-from gateway.outbox.store import OutboxStore
+from gateway.outbox.store import Committed, OutboxStore
 
 _LOG = logging.getLogger(__name__)
 
@@ -84,10 +84,23 @@ class Delivery:
     # ------------------------------------------------------------------ control
 
     def wake(self, endpoints: Iterable[str]) -> None:
-        """New rows were committed for these endpoints (call on the loop)."""
+        """Rows of these endpoints changed in the database: read it (call on the loop)."""
         for name in endpoints:
             state = self.states.get(name)
             if state is not None:
+                state.caught_up = False
+                state.wake.set()
+
+    def committed(self, committed: Committed) -> None:
+        """On the loop, after a commit: a worker that has sent everything the
+        database held takes the new rows as they are (no read back); the others
+        read them."""
+        for row in committed.rows:
+            if (state := self.states.get(row.endpoint)) is not None:
+                if state.caught_up:
+                    state.ready.append(row)
+                else:
+                    state.missed = True
                 state.wake.set()
 
     def wake_all(self) -> None:
@@ -115,6 +128,7 @@ class Delivery:
                 task.cancel()
                 del self._workers[name]
                 self.states[name].ready.clear()
+                self.states[name].caught_up = False
                 if name not in self.endpoints:
                     self.states.pop(name, None)
         self._start_workers()
@@ -157,7 +171,7 @@ class Delivery:
             elif state.breaker_open or self.link_down:
                 free = min(free, 1)
             if free > 0:
-                if not state.ready:
+                if not state.ready and not state.caught_up:
                     # a probe takes the oldest row, due or not (its own retry may be far)
                     probe_now = float("inf") if state.breaker_open else now
                     upcoming = await self._fetch(name, endpoint, state, probe_now)
@@ -174,13 +188,14 @@ class Delivery:
                     async with asyncio.timeout(min(wait, IDLE_POLL)):
                         await state.wake.wait()
                 except TimeoutError:
-                    pass
+                    state.caught_up = False  # look at the database now and then anyway
 
     async def _fetch(
         self, name: str, endpoint: WebhookEndpoint, state: EndpointState, now: float
     ) -> float | None:
         """Read due rows into ``state.ready``; return when the next one is due."""
         in_order = endpoint.concurrency == 1
+        state.missed = False
         try:
             rows, upcoming = await self.store.call(
                 partial(
@@ -195,7 +210,10 @@ class Delivery:
         except Exception as exc:
             _LOG.error("outbox: cannot read the queue of %s: %s", name, exc)
             return None
-        state.ready.extend(rows)
+        known = state.in_flight | {r.seq for r in state.ready}
+        state.ready.extend(r for r in rows if r.seq not in known)
+        # nothing due, nothing waiting, and no commit while we read: new rows come to us
+        state.caught_up = not rows and upcoming is None and not state.missed
         return upcoming
 
     def _group_task(self, coro: Any) -> None:
@@ -209,7 +227,7 @@ class Delivery:
             await self._deliver(name, endpoint, state, row)
         except Exception:  # a bug here must not stop every other delivery, nor loop hot
             _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
-            await self._back_off(row)
+            await self._back_off(state, row)
         finally:
             state.in_flight.discard(row.seq)
             state.wake.set()
@@ -221,11 +239,11 @@ class Delivery:
         started = time.monotonic()
         attempt = await self._post(endpoint, row, start)
         outcome = self._apply(name, endpoint, state, row, attempt, start, started)
-        try:
-            await self.store.record(outcome)
-        except Exception as exc:
-            _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
-            await asyncio.sleep(1.0)
+        self._record(state, outcome)
+        if not outcome.delivered:  # it waits in the database: read it from there, in order
+            state.caught_up = False
+            if endpoint.concurrency == 1:
+                state.ready.clear()
         self.metrics.observe(name, outcome, self.clock())
         log_outcome(name, outcome)
 
@@ -282,17 +300,20 @@ class Delivery:
             _LOG.error("outbox: cannot resume the queue of %s: %s", name, exc)
         state.wake.set()
 
-    async def _back_off(self, row: Row) -> None:
+    def _record(self, state: EndpointState, outcome: Outcome) -> None:
+        """Hand a result to the store. A read of the queue asked for after this
+        sees it: the store writes waiting results before any read."""
+        self.store.record(outcome)
+
+    async def _back_off(self, state: EndpointState, row: Row) -> None:
         """After an unexpected error: try the row again later, not at once."""
         now = self.clock()
         outcome = Outcome(
             row, now, 0.0, 0, "unexpected error (see the log)", "", False, now + THROTTLE_DELAY
         )
-        try:
-            await self.store.record(outcome)
-        except Exception as exc:
-            _LOG.error("outbox: cannot record the result for %s: %s", row.id, exc)
-            await asyncio.sleep(1.0)
+        state.caught_up = False
+        self._record(state, outcome)
+        await asyncio.sleep(1.0)  # a bug must not loop hot
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
         assert self._session is not None

@@ -49,6 +49,8 @@ class EndpointState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: set[int] = field(default_factory=set)
     ready: deque[Row] = field(default_factory=deque)  # read from the database, not yet sent
+    caught_up: bool = False  # the database holds nothing more to send: new rows come to ready
+    missed: bool = False  # rows were committed while a read was under way
     unreachable: bool | None = None  # None: not tried since start
     failures: int = 0  # consecutive
     probe_at: float = 0.0  # breaker open: next probe time

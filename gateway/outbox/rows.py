@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.outbox.database import DEAD, PENDING, add_to_counter, transaction
+from gateway.outbox.database import DEAD, PENDING, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,49 +96,50 @@ class Outcome:
     counts: bool = True  # False: the uplink was down, the attempt does not count
 
 
-def record_outcomes(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
-    """Write back a batch of attempts in one transaction.
+def write_outcomes(db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> tuple[int, int]:
+    """Write back a batch of attempts inside the caller's transaction; how many
+    were delivered and how many became dead letters (for the counters).
 
     The attempt log keeps every failed attempt and the success that ends a
     retried message; a message delivered at its first attempt only counts
     in ``delivered`` (one row written less per event: SD cards wear).
     """
-    with transaction(db):
-        for o in outcomes:
-            if not o.delivered or o.row.attempts:
-                db.execute(
-                    "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error,"
-                    " response) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        o.row.id,
-                        o.row.endpoint,
-                        o.time,
-                        o.duration,
-                        o.status,
-                        o.error,
-                        o.response if not o.delivered else "",
-                    ),
-                )
-            if o.delivered:
-                db.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
-                add_to_counter(db, "delivered", 1)
-                continue
-            state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
-            if o.park_endpoint:
-                state, next_try = PENDING, o.time
-                db.execute(
-                    "INSERT INTO endpoints (name, disabled, reason) VALUES (?, 1, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET disabled = 1, reason = excluded.reason",
-                    (o.row.endpoint, o.error),
-                )
+    delivered = dead = 0
+    for o in outcomes:
+        if not o.delivered or o.row.attempts:
             db.execute(
-                "UPDATE messages SET attempts = attempts + ?, next_try = ?, state = ?,"
-                " first_try = CASE WHEN ? THEN coalesce(first_try, ?) ELSE first_try END,"
-                " last_status = ?, last_error = ? WHERE seq = ?",
-                (int(o.counts), next_try, state, o.counts, o.time, o.status, o.error, o.row.seq),
+                "INSERT INTO attempts (msg_id, endpoint, time, duration, status, error,"
+                " response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    o.row.id,
+                    o.row.endpoint,
+                    o.time,
+                    o.duration,
+                    o.status,
+                    o.error,
+                    o.response if not o.delivered else "",
+                ),
             )
-            if state == DEAD:
-                add_to_counter(db, "dead", 1)
+        if o.delivered:
+            db.execute("DELETE FROM messages WHERE seq = ?", (o.row.seq,))
+            delivered += 1
+            continue
+        state, next_try = (PENDING, o.next_try) if o.next_try is not None else (DEAD, 0.0)
+        if o.park_endpoint:
+            state, next_try = PENDING, o.time
+            db.execute(
+                "INSERT INTO endpoints (name, disabled, reason) VALUES (?, 1, ?)"
+                " ON CONFLICT(name) DO UPDATE SET disabled = 1, reason = excluded.reason",
+                (o.row.endpoint, o.error),
+            )
+        db.execute(
+            "UPDATE messages SET attempts = attempts + ?, next_try = ?, state = ?,"
+            " first_try = CASE WHEN ? THEN coalesce(first_try, ?) ELSE first_try END,"
+            " last_status = ?, last_error = ? WHERE seq = ?",
+            (int(o.counts), next_try, state, o.counts, o.time, o.status, o.error, o.row.seq),
+        )
+        dead += state == DEAD
+    return delivered, dead
 
 
 def release_rows(db: sqlite3.Connection, endpoint: str, now: float) -> int:

@@ -8,7 +8,6 @@ wake the workers through it) and run :meth:`Outbox.run` as a task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -59,7 +58,7 @@ class Outbox:
     def __enter__(self) -> Self:
         """Open the database (raises :class:`OutboxError`); call on the event loop."""
         self._loop = asyncio.get_running_loop()
-        self.store.on_commit = self._committed
+        self.store.on_commit = self.delivery.committed
         self.store.start()
         return self
 
@@ -75,12 +74,6 @@ class Outbox:
     async def run(self) -> None:
         """Deliver until cancelled."""
         await self.delivery.run()
-
-    def _committed(self, endpoints: set[str]) -> None:
-        """On the outbox thread, after new rows are committed: wake their workers."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
-                self._loop.call_soon_threadsafe(self.delivery.wake, endpoints)
 
     def update(self, endpoints: Mapping[str, WebhookEndpoint]) -> None:
         """Use a reloaded config's endpoints."""

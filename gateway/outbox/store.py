@@ -12,6 +12,7 @@ idle queue is committed at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import queue
@@ -31,11 +32,12 @@ from gateway.localtime import iso_utc
 from gateway.outbox.database import (
     add_to_counter,
     bump_counter,
+    last_seq,
     open_checked,
     outbox_size,
     transaction,
 )
-from gateway.outbox.rows import Outcome, record_outcomes
+from gateway.outbox.rows import Outcome, Row, write_outcomes
 from gateway.signing import new_message_id
 
 _LOG = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(since)
+RECORD_DELAY = 0.2  # a delivery result waits at most this long for a commit to ride in
+RECORD_BATCH = 512  # ... or until this many wait
+COUNTERS_EVERY = 5.0  # seconds between writes of the delivered/dead counters
 
 
 def encode_body(event: str, data: Any, now: float) -> bytes:
@@ -61,6 +66,14 @@ class SeenHook:
 
 
 @dataclass(frozen=True, slots=True)
+class Committed:
+    """What one transaction settled, handed to the event loop in one call."""
+
+    rows: list[Row]  # the new rows, as the delivery sends them
+    upto: int  # every submission numbered up to this is committed, or known lost
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     id: str
     endpoint: str
@@ -69,6 +82,25 @@ class NewMessage:
     created: float
     number: int = 0  # the order of submission, to tell a producer whether its rows failed
     request: str | None = None  # a shaped request (outbox.shapes), stored with its body
+
+    def values(self, seq: int) -> tuple[Any, ...]:
+        """The INSERT's values: seq, id, endpoint, event, body, created, next_try, request."""
+        return (
+            seq,
+            self.id,
+            self.endpoint,
+            self.event,
+            self.body,
+            self.created,
+            self.created,
+            self.request,
+        )
+
+    def row(self, seq: int) -> Row:
+        """The row as the delivery sends it."""
+        return Row(
+            seq, self.id, self.endpoint, self.event, self.body, self.created, None, 0, self.request
+        )
 
 
 class OutboxStore:
@@ -93,8 +125,15 @@ class OutboxStore:
         self.max_bytes = max_bytes
         self.when_full = when_full
         self.clock = clock
-        self.on_commit: Callable[[set[str]], object] = lambda endpoints: None
+        self.on_commit: Callable[[Committed], object] = lambda committed: None  # on the loop
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._submitting = threading.Lock()  # numbers enter the queue in their order
+        self._settled = 0  # submissions up to this number are committed (or lost)
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._seq = 0  # the last row's seq (the outbox thread's)
+        self._unsaved = {"delivered": 0, "dead": 0}  # counts not yet in the counters table
+        self._counted = time.monotonic()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
@@ -107,7 +146,12 @@ class OutboxStore:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Open the database on its own thread; raises :class:`OutboxError` if it cannot."""
+        """Open the database on its own thread; raises :class:`OutboxError` if it cannot.
+        Started on an event loop, its commits are told to that loop."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._thread = threading.Thread(target=self._run, name="outbox-db", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -120,31 +164,38 @@ class OutboxStore:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
+        for _, waiter in self._waiters:  # nothing more will be committed
+            if not waiter.done():
+                waiter.set_exception(OutboxError("the outbox is stopped"))
+        self._waiters.clear()
 
     # ------------------------------------------------------------------ API for producers
 
     def submit(self, endpoint: str, event: str, data: Any) -> str:
         """Queue a webhook; returns its ``webhook-id``. Thread-safe, never blocks."""
         now = self.clock()
-        number = self._submitted = next(self._numbers)
         body = encode_body(event, data, now)
-        message = NewMessage(new_message_id(), endpoint, event, body, now, number)
-        self._jobs.put(message)
-        return message.id
+        msg_id = new_message_id()
+        with self._submitting:
+            number = self._submitted = next(self._numbers)
+            self._jobs.put(NewMessage(msg_id, endpoint, event, body, now, number))
+        return msg_id
 
     def submit_rendered(
         self, msg_id: str, endpoint: str, event: str, body: bytes, request: str | None, now: float
     ) -> str:
         """Queue a request rendered already (a shaped endpoint's); its id."""
-        number = self._submitted = next(self._numbers)
-        self._jobs.put(NewMessage(msg_id, endpoint, event, body, now, number, request))
+        with self._submitting:
+            number = self._submitted = next(self._numbers)
+            self._jobs.put(NewMessage(msg_id, endpoint, event, body, now, number, request))
         return msg_id
 
     def remember_hook(self, hook: str, msg_id: str) -> None:
         """Remember a hook's delivery id, committed with the webhooks submitted before it
         (those its rules queued): both are on disk, or neither (:meth:`flushed` says)."""
-        number = self._submitted = next(self._numbers)
-        self._jobs.put(SeenHook(hook, msg_id, self.clock(), number))
+        with self._submitting:
+            number = self._submitted = next(self._numbers)
+            self._jobs.put(SeenHook(hook, msg_id, self.clock(), number))
 
     def mark(self) -> int:
         """A point in the stream of submissions, for :meth:`flushed` ``since``."""
@@ -165,9 +216,31 @@ class OutboxStore:
         r"""For each ``(before, after)`` pair of :meth:`mark`\ s, once everything
         submitted so far is committed: how many webhooks between them could not be.
 
-        The queue is FIFO: the inserts submitted before this call are done when
-        it runs on the database thread, which alone writes ``_lost``."""
-        return await self.call(lambda db: [self._lost_between(b, a) for b, a in spans])
+        ``_lost`` is written by the database thread before it says how far
+        the submissions are committed."""
+        await self._committed_upto(self._submitted)
+        return [self._lost_between(b, a) for b, a in spans]
+
+    async def _committed_upto(self, number: int) -> None:
+        if number <= self._settled:
+            return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # commits are not told to this loop: ask the thread
+            await self.call(lambda db: None)  # FIFO: runs after the inserts before it
+            return
+        waiter = loop.create_future()
+        self._waiters.append((number, waiter))  # numbers only grow: resolved in order
+        await waiter
+
+    def _tell(self, committed: Committed) -> None:
+        """On the event loop: a transaction is done."""
+        self._settled = max(self._settled, committed.upto)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self._settled:
+            _, waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        self.on_commit(committed)
 
     def _lost_between(self, since: int, upto: int) -> int:
         lost = 0
@@ -177,11 +250,10 @@ class OutboxStore:
             lost += number <= upto
         return lost
 
-    async def record(self, outcome: Outcome) -> None:
-        """Write back one attempt; outcomes finishing together share one transaction."""
-        future: Future[None] = Future()
-        self._jobs.put(_Record(outcome, future))
-        await asyncio.wrap_future(future)
+    def record(self, outcome: Outcome) -> None:
+        """Write back one attempt, with the next commit (within ``RECORD_DELAY``);
+        :attr:`Committed.settled` names its row once it is written."""
+        self._jobs.put(outcome)
 
     def call_threadsafe(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
@@ -199,6 +271,7 @@ class OutboxStore:
         try:
             db = open_checked(self.path)
             self._rows, self._bytes = outbox_size(db)
+            self._seq = last_seq(db)
             _LOG.info("outbox: %d webhook(s) waiting in %s", self._rows, self.path)
         except Exception as exc:  # whatever it is, start() must not wait for ever
             self._open_error = exc
@@ -211,79 +284,121 @@ class OutboxStore:
             db.close()
 
     def _serve(self, db: sqlite3.Connection) -> None:
+        waiting: list[Outcome] = []  # results not written yet
+        deadline = 0.0
         stop = False
         while not stop:
-            jobs = [self._jobs.get()]
+            timeout = max(0.0, deadline - time.monotonic()) if waiting else None
+            try:
+                jobs = [self._jobs.get(timeout=timeout)]
+            except queue.Empty:
+                jobs = []
             while True:  # take everything already waiting: one transaction for all rows
                 try:
                     jobs.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
-            if writes:
-                self._insert(db, writes)
-            records = [j for j in jobs if isinstance(j, _Record)]
-            if records:
-                self._record(db, records)
-            for job in jobs:
-                if job is None:
-                    stop = True
-                elif isinstance(job, tuple):
-                    fn, future = job
-                    if future.set_running_or_notify_cancel():
-                        try:
-                            future.set_result(fn(db))
-                        except BaseException as exc:
-                            future.set_exception(exc)
+            records = [j for j in jobs if isinstance(j, Outcome)]
+            calls = [j for j in jobs if isinstance(j, tuple)]
+            stop = any(j is None for j in jobs)
+            if records and not waiting:
+                deadline = time.monotonic() + RECORD_DELAY
+            waiting += records
+            now = time.monotonic()
+            due = writes or calls or stop or len(waiting) >= RECORD_BATCH or now >= deadline
+            counters = bool(calls or stop or now >= self._counted + COUNTERS_EVERY)
+            if due and (writes or waiting or (counters and any(self._unsaved.values()))):
+                self._commit(db, writes, waiting, counters)
+                waiting = []
+            for fn, future in calls:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(db))
+                    except BaseException as exc:
+                        future.set_exception(exc)
 
-    def _record(self, db: sqlite3.Connection, records: list[_Record]) -> None:
-        try:
-            record_outcomes(db, [r.outcome for r in records])
-        except sqlite3.Error as exc:
-            _LOG.error("outbox: cannot record %d delivery result(s): %s", len(records), exc)
-            for r in records:
-                if r.future.set_running_or_notify_cancel():
-                    r.future.set_exception(OutboxError(str(exc)))
-            return
-        self._rows -= sum(1 for r in records if r.outcome.delivered)
-        self._bytes -= sum(len(r.outcome.row.body) for r in records if r.outcome.delivered)
-        for r in records:  # written even if the waiting task was cancelled meanwhile
-            if r.future.set_running_or_notify_cancel():
-                r.future.set_result(None)
-
-    def _insert(self, db: sqlite3.Connection, writes: list[NewMessage | SeenHook]) -> None:
+    def _commit(
+        self,
+        db: sqlite3.Connection,
+        writes: list[NewMessage | SeenHook],
+        records: list[Outcome],
+        counters: bool,
+    ) -> None:
+        """New rows, results and counters in one transaction; fsynced only with new
+        rows (results alone: at worst a webhook is sent again after a power cut)."""
         messages = [w for w in writes if isinstance(w, NewMessage)]
         seen = [(f"{w.hook}:{w.msg_id}", w.hook, w.time) for w in writes if isinstance(w, SeenHook)]
+        kept: list[NewMessage] = []
+        delivered = dead = 0
+        before = self._rows, self._bytes
+        if not writes:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction(db):
+                if records:
+                    delivered, dead = write_outcomes(db, records)
+                    self._rows -= delivered
+                    self._bytes -= sum(len(o.row.body) for o in records if o.delivered)
                 kept = self._make_room(db, messages) if messages else []
                 db.executemany(
-                    "INSERT INTO messages (id, endpoint, event, body, created, next_try, request)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (m.id, m.endpoint, m.event, m.body, m.created, m.created, m.request)
-                        for m in kept
-                    ],
+                    "INSERT INTO messages (seq, id, endpoint, event, body, created, next_try,"
+                    " request) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [m.values(self._seq + n) for n, m in enumerate(kept, start=1)],
                 )
                 db.executemany("INSERT OR REPLACE INTO seen_hooks VALUES (?, ?, ?)", seen)
-        except sqlite3.Error as exc:  # disk full, I/O error: the rows are lost, say so loudly
-            self.failing = True
-            self._lost.extend(w.number for w in writes)
-            _LOG.error(
-                "outbox: cannot store %d webhook(s)%s (%s): %s%s; already stored ones are safe",
-                len(messages),
-                f" and {len(seen)} hook delivery id(s)" if seen else "",
-                exc,
-                ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5]),
-                f" and {len(messages) - 5} more" if len(messages) > 5 else "",
-            )
-            bump_counter(db, "write_errors", len(writes))
+                unsaved = self._unsaved
+                unsaved["delivered"] += delivered
+                unsaved["dead"] += dead
+                if counters:
+                    for name, amount in unsaved.items():
+                        if amount:
+                            add_to_counter(db, name, amount)
+        except sqlite3.Error as exc:  # disk full, I/O error: say so loudly
+            self._failed(db, exc, writes, messages, records)
+            self._rows, self._bytes = before
+            kept = []
+        else:
+            self.failing = False if writes else self.failing
+            if counters:
+                self._unsaved = {"delivered": 0, "dead": 0}
+                self._counted = time.monotonic()
+            self._rows += len(kept)
+            self._bytes += sum(len(m.body) for m in kept)
+        finally:
+            if not writes:
+                db.execute("PRAGMA synchronous=FULL")
+        rows = [m.row(self._seq + n) for n, m in enumerate(kept, start=1)]
+        self._seq += len(kept)
+        upto = max((w.number for w in writes), default=0)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
+                self._loop.call_soon_threadsafe(self._tell, Committed(rows, upto))
+
+    def _failed(
+        self,
+        db: sqlite3.Connection,
+        exc: sqlite3.Error,
+        writes: list[NewMessage | SeenHook],
+        messages: list[NewMessage],
+        records: list[Outcome],
+    ) -> None:
+        if records:  # their rows are still pending: sent again, at least once
+            _LOG.error("outbox: cannot record %d delivery result(s): %s", len(records), exc)
+        if not writes:
             return
-        self.failing = False
-        self._rows += len(kept)
-        self._bytes += sum(len(m.body) for m in kept)
-        if kept:
-            self.on_commit({m.endpoint for m in kept})
+        self.failing = True
+        self._lost.extend(w.number for w in writes)
+        seen = len(writes) - len(messages)
+        _LOG.error(
+            "outbox: cannot store %d webhook(s)%s (%s): %s%s; already stored ones are safe",
+            len(messages),
+            f" and {seen} hook delivery id(s)" if seen else "",
+            exc,
+            ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5]),
+            f" and {len(messages) - 5} more" if len(messages) > 5 else "",
+        )
+        bump_counter(db, "write_errors", len(writes))
 
     def _make_room(self, db: sqlite3.Connection, messages: list[NewMessage]) -> list[NewMessage]:
         """Apply ``max_rows``/``max_bytes`` to a batch about to be inserted."""
@@ -321,9 +436,3 @@ class OutboxStore:
 
     def _fits(self, rows: int, size: int) -> bool:
         return self._rows + rows <= self.max_rows and self._bytes + size <= self.max_bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    outcome: Outcome
-    future: Future[None]
