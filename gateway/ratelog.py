@@ -8,11 +8,13 @@ following ones are counted and the next line says how many were left out.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 
 EVERY = 60.0
+RULE_LINES_EVERY = 1.0  # a rule's own lines (fired, not run, webhook queued)
 
 
 class RateLimitedLog:
@@ -46,3 +48,28 @@ class RateLimitedLog:
 
     def warning(self, message: str, *args: object) -> bool:
         return self.log(logging.WARNING, message, *args)
+
+
+class KeyedLog:
+    """Lines of many kinds (a rule's "fired", "not run"), each kind at most one
+    per ``every`` seconds of the caller's clock (a rule's, simulated in tests);
+    the next line of a kind says how many were left out."""
+
+    def __init__(self, logger: logging.Logger, every: float = RULE_LINES_EVERY) -> None:
+        self.logger = logger
+        self.every = every
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # kind: last time, left out
+
+    def info(self, key: str, now: float | dt.datetime, message: str, *args: object) -> None:
+        kind = (key, message)
+        if isinstance(now, dt.datetime):
+            now = now.timestamp()
+        last, left_out = self._last.get(kind, (None, 0))
+        if last is not None and 0 <= now - last < self.every:
+            self._last[kind] = last, left_out + 1
+            return
+        self._last[kind] = now, 0
+        if left_out:
+            message += " (%d similar lines left out)"
+            args = (*args, left_out)
+        self.logger.info(message, *args)

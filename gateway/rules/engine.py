@@ -34,6 +34,7 @@ from gateway.events import (
     SensorChanged,
     topic_matches,
 )
+from gateway.ratelog import KeyedLog
 from gateway.rules.conditions import checked, shown
 from gateway.rules.context import (
     action_label,
@@ -78,6 +79,7 @@ class RuleEngine:
         self._clicked: dict[str, float] = {}  # double clicks: when the first click ended
         self._ids = itertools.count(1)
         self.fired: Counter[str] = Counter()  # runs started, by rule (for /metrics)
+        self._say = KeyedLog(_LOG)  # a line a second per rule at most: traces have every run
         self.suppressed: Counter[tuple[str, str]] = Counter()  # (rule, why) not run
         self.last_triggered: dict[str, float] = {}  # when each rule last started a run
         self.disabled = {r.id for r in self.rules.values() if not r.enabled}  # or by the API
@@ -313,7 +315,7 @@ class RuleEngine:
             state.cooldown_until = snap.time + rule.cooldown
             cooldown = Timer(TimerKind.COOLDOWN, rule.id, state.cooldown_until, Step(rule.id))
             out.append(Schedule(cooldown))
-        _LOG.info("rule %s fired by %s", rule.id, trace.trigger)
+        self._say.info(rule.id, snap.time, "rule %s fired by %s", rule.id, trace.trigger)
         self.fired[rule.id] += 1
         self.last_triggered[rule.id] = snap.time
         run = Run(trace.id, rule.id, 0, event)
@@ -375,7 +377,9 @@ class RuleEngine:
         at INFO (``running``: by the caller, at WARNING)."""
         self.suppressed[(trace.rule, reason)] += 1
         if reason != "running":
-            _LOG.info("rule %s: not run: %s", trace.rule, why)
+            self._say.info(
+                f"{trace.rule}:{reason}", snap.time, "rule %s: not run: %s", trace.rule, why
+            )
         trace.end("ignored" if reason == "running" else "suppressed", snap.time, why)
         self.traced.append(trace)
         return []

@@ -16,6 +16,7 @@ from gateway import safejson
 from gateway.config.models import GatewayConfig, GpioSensor, VirtualSensor
 from gateway.events import UNAVAILABLE, Event, GatewayStarted, SensorChanged, Value
 from gateway.interfaces import Actuators, Links, NoLinks, Observer, WebhookSink
+from gateway.ratelog import KeyedLog
 from gateway.rules.decisions import (
     Cancel,
     Decision,
@@ -59,6 +60,7 @@ class Runtime:
         self.webhooks = webhooks
         self.timers = timers
         self.clock = clock
+        self._say = KeyedLog(_LOG)  # a rule's "queued" lines: one a second at most
         self.tz = tz
         self.links: Links = links or NoLinks()
         self.engine = RuleEngine(list(config.rules))
@@ -295,7 +297,9 @@ class Runtime:
                 return switch_outcome(name, before, switching.wanted, new, switching.refused)
             case SendWebhook():
                 msg_id = self.webhooks.submit(decision.endpoint, decision.event, decision.data)
-                _LOG.info(
+                self._say.info(
+                    decision.rule,
+                    self.clock(),
                     "rule %s: webhook %s queued for %s as %s",
                     decision.rule,
                     decision.event,
