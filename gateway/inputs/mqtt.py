@@ -1,13 +1,11 @@
 """The MQTT link: sensor topics and ``mqtt:`` triggers in, ``mqtt_publish`` out.
 
-aiomqtt does not reconnect by itself: the client is re-entered in a loop
-with a capped backoff, forever, and every topic is subscribed again on each
-connection. The session is persistent (``clean_session: false``, or on
-MQTT 5 ``clean_start: false`` with a session expiry) with QoS 1
-subscriptions and a fixed client id, so messages published while the
-gateway was away arrive when it is back. A retained ``online``/``offline``
-status topic (the last will) tells others whether the gateway runs.
-"""
+aiomqtt does not reconnect by itself: the client is re-entered in a loop with
+a capped backoff, forever, every topic subscribed again on each connection.
+The session is persistent (``clean_session: false``, or on MQTT 5
+``clean_start: false`` with a session expiry), QoS 1, a fixed client id: what
+is published while the gateway is away arrives when it is back. A retained
+``online``/``offline`` status topic (the last will) says whether it runs."""
 
 from __future__ import annotations
 
@@ -39,6 +37,7 @@ _LOG = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 DRAIN_TIMEOUT = 2.0  # on a clean stop, acknowledge what is committed before leaving
 PENDING_MAX = 1000  # publishes kept while the broker is away
+YIELD_EVERY = 4  # messages handled before the loop runs others (a burst must not starve them)
 MAX_MEMBERS = 1000  # members of split sensors: a topic flood cannot grow memory forever
 MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
 
@@ -52,8 +51,7 @@ def decode(payload: bytes) -> Any:
 
 
 class Commits(Protocol):
-    """Where what a message causes is committed (the outbox): a message is
-    acknowledged to the broker only once that is done."""
+    """Where a message's webhooks are committed (the outbox): only then is it acked."""
 
     def mark(self) -> int: ...
     async def lost(self, spans: list[tuple[int, int]]) -> list[int]: ...
@@ -202,6 +200,8 @@ class MqttLink:
             self.handle(str(message.topic), message.payload)
             if commits is not None and message.qos > 0:
                 unacked.put_nowait(_Unacked(message.mid, message.qos, before, commits.mark()))
+            if self.messages % YIELD_EVERY == 0:  # aiomqtt's queue never waits while full
+                await asyncio.sleep(0)
 
     async def _acknowledge(
         self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
