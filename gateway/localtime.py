@@ -31,4 +31,11 @@ def iso_utc(epoch: float) -> str:
     (``2026-01-15T21:05:00.250Z``), as Standard Webhooks' envelope has it."""
     millis = int(epoch * 1000)  # truncated: a stamp never shows a time not yet reached
     seconds, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    global _second
+    cached = _second  # one reference: threads never see half an update
+    if cached[0] != seconds:  # formatted once a second, not once a webhook
+        cached = _second = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{cached[1]}.{ms:03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")

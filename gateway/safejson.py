@@ -39,6 +39,9 @@ def _no_constant(name: str) -> Any:
     raise JsonError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)  # made once
+
+
 def loads(raw: bytes | str) -> Any:
     """The document in ``raw``; :class:`JsonError` for anything that is not strict JSON.
 
@@ -51,7 +54,7 @@ def loads(raw: bytes | str) -> Any:
         raise JsonError(f"nested deeper than {MAX_DEPTH} levels")
     try:
         text = data.decode("utf-8")  # strict: json.loads(bytes) would let surrogates pass
-        doc = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        doc = _DECODER.decode(text)
     except JsonError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

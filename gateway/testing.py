@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.inputs.mqtt import decode
+from gateway.inputs.payloads import decode
 from gateway.rules.traces import Trace
 
 

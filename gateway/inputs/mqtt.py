@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import ssl
@@ -24,10 +23,10 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway import safejson
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
 from gateway.inputs import OnLost, nothing_lost
+from gateway.inputs.payloads import as_reading, decode
 from gateway.interfaces import HubLink
 from gateway.ratelog import RateLimitedLog
 from gateway.templates import TemplateError, render
@@ -40,14 +39,6 @@ PENDING_MAX = 1000  # publishes kept while the broker is away
 YIELD_EVERY = 4  # messages handled before the loop runs others (a burst must not starve them)
 MAX_MEMBERS = 1000  # members of split sensors: a topic flood cannot grow memory forever
 MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
-
-
-def decode(payload: bytes) -> Any:
-    """JSON when it parses, else the text."""
-    try:
-        return safejson.loads(payload)
-    except safejson.JsonError:
-        return payload.decode("utf-8", "replace")
 
 
 class Commits(Protocol):
@@ -195,7 +186,13 @@ class MqttLink:
         self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
     ) -> None:
         commits = self.commits
-        async for message in client.messages:
+        waiting: asyncio.Queue[aiomqtt.Message] = client._queue
+        messages = client.messages  # waits with a task and asyncio.wait per message:
+        while True:  # only when none is waiting (it also sees the disconnect)
+            try:
+                message = waiting.get_nowait()
+            except asyncio.QueueEmpty:
+                message = await anext(messages)
             before = commits.mark() if commits is not None else 0
             self.handle(str(message.topic), message.payload)
             if commits is not None and message.qos > 0:
@@ -296,7 +293,7 @@ class MqttLink:
                         "mqtt: sensor %s: %s (payload %r)", name, exc, str(payload)[:80]
                     )
                     continue
-            reading = _as_reading(value, sensor)
+            reading = as_reading(value, sensor)
             if reading is None:
                 self.bad_values += 1
                 self._bad_log.warning(
@@ -379,22 +376,3 @@ def _cancel_if_asked() -> None:
 async def _say_offline(client: aiomqtt.Client, topic: str) -> None:
     with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
         await asyncio.wait_for(client.publish(topic, b"offline", qos=1, retain=True), 2)
-
-
-def _as_reading(value: Any, sensor: MqttSensor) -> Value | None:
-    if sensor.kind == "number":
-        if isinstance(value, bool):
-            return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-        return number if safejson.finite(number) else None
-    if sensor.kind == "binary":
-        from gateway.config.types import parse_binary
-
-        try:
-            return parse_binary(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, str) else json.dumps(value)

@@ -24,6 +24,7 @@ Two things keep a dead link from eating the retry budget:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -32,6 +33,7 @@ from functools import partial
 from typing import Any, assert_never
 
 import aiohttp
+import yarl
 
 from gateway import __version__
 from gateway.config.models import WebhookEndpoint
@@ -43,10 +45,11 @@ from gateway.outbox.endpoints import (
     log_outcome,
     parse_retry_after,
 )
+from gateway.outbox.jobs import Committed
 from gateway.outbox.policy import Attempt, Health, Notice, decide
 from gateway.outbox.rows import Outcome, Row, due_rows, release_rows
 from gateway.outbox.shapes import outgoing
-from gateway.outbox.store import Committed, OutboxStore
+from gateway.outbox.store import OutboxStore
 
 _LOG = logging.getLogger(__name__)
 
@@ -137,8 +140,13 @@ class Delivery:
         """Deliver until cancelled (the shutdown path). Rows in flight stay in the
         database and are sent again after the next start."""
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies are not ours to keep
+        )
         async with (
-            aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}) as s,
+            session as s,
             asyncio.TaskGroup() as group,
         ):
             self._session, self._group = s, group
@@ -321,13 +329,11 @@ class Delivery:
         try:
             async with self._session.request(
                 request.method,
-                request.url,
+                _url(request.url),
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=endpoint.timeout, sock_connect=endpoint.connect_timeout
-                ),
+                timeout=_timeout(endpoint.timeout, endpoint.connect_timeout),
             ) as resp:
                 response = (await resp.content.read(2048)).decode("utf-8", "replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
@@ -348,3 +354,14 @@ class Delivery:
             return Attempt(
                 0, f"bad answer: {type(exc).__name__}: {exc}"[:300], "", None, False, False
             )
+
+
+@functools.lru_cache(maxsize=256)
+def _url(url: str) -> yarl.URL:
+    """An endpoint's URL parsed once, not for every request."""
+    return yarl.URL(url)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)

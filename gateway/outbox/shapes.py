@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 from gateway import safejson
 from gateway.config.models import WebhookEndpoint
 from gateway.localtime import iso_utc
-from gateway.outbox.store import encode_body
+from gateway.outbox.jobs import encode_body
 from gateway.signing import signature_header
 from gateway.templates import TemplateError, as_text, is_template, render_text, render_tree
 

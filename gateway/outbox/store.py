@@ -22,85 +22,32 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway import safejson
 from gateway.errors import OutboxError
-from gateway.localtime import iso_utc
 from gateway.outbox.database import (
     add_to_counter,
     bump_counter,
+    insert_many,
     last_seq,
     open_checked,
     outbox_size,
     transaction,
 )
-from gateway.outbox.rows import Outcome, Row, write_outcomes
+from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body
+from gateway.outbox.rows import Outcome, write_outcomes
 from gateway.signing import new_message_id
 
 _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_WAKE = object()  # a job that only wakes the thread (results are waiting)
 LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(since)
 RECORD_DELAY = 0.2  # a delivery result waits at most this long for a commit to ride in
 RECORD_BATCH = 512  # ... or until this many wait
 COUNTERS_EVERY = 5.0  # seconds between writes of the delivered/dead counters
-
-
-def encode_body(event: str, data: Any, now: float) -> bytes:
-    """The wire body ``{"type", "timestamp", "data"}``, stored and re-sent byte for byte."""
-    return safejson.dumps({"type": event, "timestamp": iso_utc(now), "data": data})
-
-
-@dataclass(frozen=True, slots=True)
-class SeenHook:
-    """An inbound hook delivery to remember, in the transaction of the rows before it."""
-
-    hook: str
-    msg_id: str
-    time: float
-    number: int
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """What one transaction settled, handed to the event loop in one call."""
-
-    rows: list[Row]  # the new rows, as the delivery sends them
-    upto: int  # every submission numbered up to this is committed, or known lost
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    id: str
-    endpoint: str
-    event: str
-    body: bytes
-    created: float
-    number: int = 0  # the order of submission, to tell a producer whether its rows failed
-    request: str | None = None  # a shaped request (outbox.shapes), stored with its body
-
-    def values(self, seq: int) -> tuple[Any, ...]:
-        """The INSERT's values: seq, id, endpoint, event, body, created, next_try, request."""
-        return (
-            seq,
-            self.id,
-            self.endpoint,
-            self.event,
-            self.body,
-            self.created,
-            self.created,
-            self.request,
-        )
-
-    def row(self, seq: int) -> Row:
-        """The row as the delivery sends it."""
-        return Row(
-            seq, self.id, self.endpoint, self.event, self.body, self.created, None, 0, self.request
-        )
 
 
 class OutboxStore:
@@ -127,6 +74,8 @@ class OutboxStore:
         self.clock = clock
         self.on_commit: Callable[[Committed], object] = lambda committed: None  # on the loop
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._outcomes: deque[Outcome] = deque()  # results to write (outside the job queue)
+        self._armed = False  # the thread is told there are results
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitting = threading.Lock()  # numbers enter the queue in their order
         self._settled = 0  # submissions up to this number are committed (or lost)
@@ -251,9 +200,12 @@ class OutboxStore:
         return lost
 
     def record(self, outcome: Outcome) -> None:
-        """Write back one attempt, with the next commit (within ``RECORD_DELAY``);
-        :attr:`Committed.settled` names its row once it is written."""
-        self._jobs.put(outcome)
+        """Write back one attempt, with the next commit (within ``RECORD_DELAY``).
+        The thread is woken once for a run of them, not for each."""
+        self._outcomes.append(outcome)
+        if not self._armed:
+            self._armed = True
+            self._jobs.put(_WAKE)
 
     def call_threadsafe(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
@@ -299,7 +251,8 @@ class OutboxStore:
                 except queue.Empty:
                     break
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
-            records = [j for j in jobs if isinstance(j, Outcome)]
+            self._armed = False  # before taking them: a result added after says so again
+            records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
             calls = [j for j in jobs if isinstance(j, tuple)]
             stop = any(j is None for j in jobs)
             if records and not waiting:
@@ -341,12 +294,13 @@ class OutboxStore:
                     self._rows -= delivered
                     self._bytes -= sum(len(o.row.body) for o in records if o.delivered)
                 kept = self._make_room(db, messages) if messages else []
-                db.executemany(
+                insert_many(
+                    db,
                     "INSERT INTO messages (seq, id, endpoint, event, body, created, next_try,"
-                    " request) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " request)",
                     [m.values(self._seq + n) for n, m in enumerate(kept, start=1)],
                 )
-                db.executemany("INSERT OR REPLACE INTO seen_hooks VALUES (?, ?, ?)", seen)
+                insert_many(db, "INSERT OR REPLACE INTO seen_hooks", seen)
                 unsaved = self._unsaved
                 unsaved["delivered"] += delivered
                 unsaved["dead"] += dead

@@ -165,6 +165,7 @@ class Publisher:
         self.client.connect("127.0.0.1", broker)
         self.client.loop_start()
         self.seq = 0
+        self.done = 0.0  # when the last publish was acknowledged
 
     def publish(
         self, count: int, rate: float | None, during: Callable[[int], None] | None = None
@@ -184,6 +185,7 @@ class Publisher:
             self.seq += 1
         if info is not None:
             info.wait_for_publish(60)
+        self.done = time.time()
         return range(first, self.seq)
 
     def close(self) -> None:

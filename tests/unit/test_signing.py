@@ -54,7 +54,7 @@ def test_the_envelope_and_event_time_share_one_format() -> None:
     import datetime as dt
     import json
 
-    from gateway.outbox.store import encode_body
+    from gateway.outbox.jobs import encode_body
     from gateway.rules.context import iso_time
     from gateway.rules.decisions import Snapshot
 
