@@ -57,6 +57,24 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in text.splitlines())  # a traceback too
 
 
+class TextFormatter(logging.Formatter):
+    """``2026-12-02 07:37:02,980 INFO    name: message``, the time formatted once a second."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (
+                second,
+                time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second)),
+            )
+        return f"{cached[1]},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (ISO 8601, ms, Z), level, logger, message."""
 
@@ -81,7 +99,7 @@ def setup(level: str, style: str = "text") -> None:
     elif stderr_is_journal():
         handler.setFormatter(JournalFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import time
 from collections import OrderedDict
@@ -20,6 +21,7 @@ def _networks(items: Sequence[str]) -> list[Network]:
     return [ipaddress.ip_network(item, strict=False) for item in items]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few clients ask again and again
 def _address(text: str | None) -> Address | None:
     try:
         return ipaddress.ip_address((text or "").strip().strip("[]"))
@@ -27,6 +29,12 @@ def _address(text: str | None) -> Address | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _shown(address: Address) -> str:
+    return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
 def client_key(client: str) -> str:
     """What limits count by: the address, or for IPv6 its /64 (one host's whole range)."""
     address = _address(client)
@@ -117,7 +125,7 @@ class AccessPolicy:
                 address = hop_address
                 if not self._trusted(hop_address):
                     break
-        return str(address)
+        return _shown(address)
 
     def allowed(self, client: str) -> bool:
         if self.allow is None:

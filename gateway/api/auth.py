@@ -146,7 +146,10 @@ class FailureLimiter:
 
     def retry_after(self, client: str, door: str, credential: str = "") -> float:
         """Seconds until ``client`` may try ``credential`` at ``door`` again (0: now)."""
-        recent, presented = self._recent((client, door)), fingerprint(credential)
+        recent = self._recent((client, door))
+        if not recent:  # nothing failed lately (nearly every request): no digest to make
+            return 0.0
+        presented = fingerprint(credential)
         same = [stamp for stamp, fp in recent if fp == presented]
         if len(same) >= self.limit:
             return max(same[0] + self.window - self.clock(), 1.0)
@@ -158,14 +161,16 @@ class FailureLimiter:
         """Count a failure; True when it locks ``client`` out (log that once)."""
         key = (client, door)
         before = self.retry_after(client, door, credential)
-        self._recent(key).append((self.clock(), fingerprint(credential)))
+        self._failures.setdefault(key, []).append((self.clock(), fingerprint(credential)))
         self._failures.move_to_end(key)
         while len(self._failures) > self.max_clients:
             self._failures.popitem(last=False)
         return not before and bool(self.retry_after(client, door, credential))
 
     def _recent(self, key: tuple[str, str]) -> list[tuple[float, str]]:
-        stamps = self._failures.setdefault(key, [])
+        stamps = self._failures.get(key)
+        if stamps is None:  # not kept: a client that never failed costs no memory
+            return []
         cutoff = self.clock() - self.window
         while stamps and stamps[0][0] < cutoff:
             stamps.pop(0)

@@ -188,6 +188,8 @@ async def in_pool(request: web.Request, handler: Handler, pool: Pool) -> web.Str
 
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within ``server.body_timeout`` (408 for a client that trickles it)."""
+    if request.content.is_eof():  # all here already (a small body): nothing to time
+        return await request.read()
     try:
         async with asyncio.timeout(request.app[ACCESS_KEY].body_timeout):
             return await request.read()
