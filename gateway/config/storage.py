@@ -18,6 +18,13 @@ class OutboxSection(Model):
     when_full: Literal["drop_oldest", "reject_new"] = Field(
         "drop_oldest", description="What gives when a cap is reached (every drop is counted)"
     )
+    commit_window: Duration = Field(
+        0,
+        ge=0,
+        le=1,
+        description="Rows that come within this long of the first share its commit: "
+        "fewer fsyncs and SD-card writes for that much more latency (0: commit at once)",
+    )
 
 
 class HistorySection(Model):

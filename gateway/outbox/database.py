@@ -141,7 +141,33 @@ SHAPED_REQUESTS = """
 ALTER TABLE messages ADD COLUMN request TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA, SHAPED_REQUESTS)
+PLAIN_SEQ = """
+-- seq without AUTOINCREMENT: the outbox numbers its rows itself, and AUTOINCREMENT wrote
+-- the sqlite_sequence page in every commit (one more 4 KiB page per event on the SD card)
+CREATE TABLE messages_plain (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created REAL NOT NULL,
+    first_try REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_status INTEGER,
+    last_error TEXT,
+    request TEXT
+);
+INSERT INTO messages_plain SELECT seq, id, endpoint, event, body, created, first_try,
+    attempts, next_try, state, last_status, last_error, request FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_plain RENAME TO messages;
+CREATE INDEX messages_queue ON messages (endpoint, state, seq);
+CREATE INDEX messages_due ON messages (endpoint, state, next_try);
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA, SHAPED_REQUESTS, PLAIN_SEQ)
 """The schema's history: entry N brings a database from ``user_version`` N to N+1.
 
 A new table or column is a new entry (``ALTER TABLE ... ADD COLUMN``, or a

@@ -61,3 +61,13 @@ class NewMessage:
         return Row(
             seq, self.id, self.endpoint, self.event, self.body, self.created, None, 0, self.request
         )
+
+
+def lost(writes: list[NewMessage | SeenHook]) -> str:
+    """What a failed commit lost, for its log line."""
+    messages = [w for w in writes if isinstance(w, NewMessage)]
+    seen = len(writes) - len(messages)
+    named = ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5])
+    more = f" and {len(messages) - 5} more" if len(messages) > 5 else ""
+    ids = f" and {seen} hook delivery id(s)" if seen else ""
+    return f"{len(messages)} webhook(s){ids}: {named}{more}"

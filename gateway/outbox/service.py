@@ -48,6 +48,7 @@ class Outbox:
             max_rows=section.max_rows,
             max_bytes=section.max_bytes,
             when_full=section.when_full,
+            commit_window=section.commit_window,
             clock=clock,
         )
         self.delivery = Delivery(self.store, endpoints, clock=clock, **delivery)

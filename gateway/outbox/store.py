@@ -1,12 +1,14 @@
 """The outbox database: every webhook is a row before anything is sent.
 
 SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a
-kill -9 or a power cut. One dedicated thread owns the connection (SQLite
-connections must not wander between threads); the event loop talks to it
-through :meth:`OutboxStore.call`. Producers' rows are group-committed: the
-thread takes every row waiting in its queue and commits them in one
-transaction, so a burst costs one fsync per batch, and the first row of an
-idle queue is committed at once.
+kill -9 or a power cut. One dedicated thread owns the connection; the event
+loop talks to it through :meth:`OutboxStore.call`. Rows are group-committed
+(all that wait, one transaction, one fsync; the first row of an idle queue
+at once, or after ``commit_window``). Delivery results ride in the next
+commit, or go within ``RECORD_DELAY`` without an fsync of their own (a power
+cut in between only sends a webhook again); counters every
+``COUNTERS_EVERY``. Each commit hands the loop, in one call, its new rows
+(sent without being read back) and how far submissions are committed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from gateway.outbox.database import (
     outbox_size,
     transaction,
 )
-from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body
+from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body, lost
 from gateway.outbox.rows import Outcome, write_outcomes
 from gateway.signing import new_message_id
 
@@ -66,8 +68,10 @@ class OutboxStore:
         max_bytes: int = 256 * 1024 * 1024,
         when_full: str = "drop_oldest",
         clock: Callable[[], float] = time.time,
+        commit_window: float = 0.0,
     ) -> None:
         self.path = path
+        self.commit_window = commit_window
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.when_full = when_full
@@ -241,15 +245,9 @@ class OutboxStore:
         stop = False
         while not stop:
             timeout = max(0.0, deadline - time.monotonic()) if waiting else None
-            try:
-                jobs = [self._jobs.get(timeout=timeout)]
-            except queue.Empty:
-                jobs = []
-            while True:  # take everything already waiting: one transaction for all rows
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
+            jobs = self._take(timeout)
+            if self.commit_window and any(isinstance(j, NewMessage | SeenHook) for j in jobs):
+                jobs += self._take_for(self.commit_window)
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
             self._armed = False  # before taking them: a result added after says so again
             records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
@@ -270,6 +268,26 @@ class OutboxStore:
                         future.set_result(fn(db))
                     except BaseException as exc:
                         future.set_exception(exc)
+
+    def _take(self, timeout: float | None) -> list[Any]:
+        """The next job (waiting up to ``timeout``) and everything already behind it."""
+        try:
+            jobs = [self._jobs.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:  # take everything already waiting: one transaction for all rows
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _take_for(self, seconds: float) -> list[Any]:
+        """Every job that comes within ``seconds`` (the commit window), or until a stop."""
+        jobs: list[Any] = []
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and None not in jobs:
+            jobs += self._take(left)
+        return jobs
 
     def _commit(
         self,
@@ -309,7 +327,7 @@ class OutboxStore:
                         if amount:
                             add_to_counter(db, name, amount)
         except sqlite3.Error as exc:  # disk full, I/O error: say so loudly
-            self._failed(db, exc, writes, messages, records)
+            self._failed(db, exc, writes, records)
             self._rows, self._bytes = before
             kept = []
         else:
@@ -330,29 +348,17 @@ class OutboxStore:
                 self._loop.call_soon_threadsafe(self._tell, Committed(rows, upto))
 
     def _failed(
-        self,
-        db: sqlite3.Connection,
-        exc: sqlite3.Error,
-        writes: list[NewMessage | SeenHook],
-        messages: list[NewMessage],
-        records: list[Outcome],
+        self, db: sqlite3.Connection, exc: sqlite3.Error, writes: list[Any], records: list[Any]
     ) -> None:
         if records:  # their rows are still pending: sent again, at least once
             _LOG.error("outbox: cannot record %d delivery result(s): %s", len(records), exc)
-        if not writes:
-            return
-        self.failing = True
-        self._lost.extend(w.number for w in writes)
-        seen = len(writes) - len(messages)
-        _LOG.error(
-            "outbox: cannot store %d webhook(s)%s (%s): %s%s; already stored ones are safe",
-            len(messages),
-            f" and {seen} hook delivery id(s)" if seen else "",
-            exc,
-            ", ".join(f"{m.event} to {m.endpoint} as {m.id}" for m in messages[:5]),
-            f" and {len(messages) - 5} more" if len(messages) > 5 else "",
-        )
-        bump_counter(db, "write_errors", len(writes))
+        if writes:
+            self.failing = True
+            self._lost.extend(w.number for w in writes)
+            _LOG.error(
+                "outbox: cannot store %s (%s); already stored ones are safe", lost(writes), exc
+            )
+            bump_counter(db, "write_errors", len(writes))
 
     def _make_room(self, db: sqlite3.Connection, messages: list[NewMessage]) -> list[NewMessage]:
         """Apply ``max_rows``/``max_bytes`` to a batch about to be inserted."""

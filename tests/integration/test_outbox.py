@@ -16,6 +16,7 @@ from gateway.config.storage import OutboxSection
 from gateway.errors import OutboxError
 from gateway.outbox import database, service
 from gateway.outbox import queries as db_ops
+from gateway.outbox.store import OutboxStore
 from gateway.signing import verify
 from tests.conftest import SECRET, Receiver, free_port, value_of, wait_until
 
@@ -348,3 +349,58 @@ async def test_after_an_outage_everything_queued_arrives_soon_after_the_endpoint
             await wait_until(lambda: ob.state("pending"), lambda pending: pending == 0)
     finally:
         await hub.stop()
+
+
+def test_an_outbox_of_the_previous_schema_keeps_its_rows_and_numbers_new_ones_after_them(
+    tmp_path: Path,
+) -> None:
+    """Schema 3 drops AUTOINCREMENT (its sqlite_sequence page was one more page written
+    per event): the rows, their order and their state survive the rebuild."""
+    path = tmp_path / "outbox.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for script in database.MIGRATIONS[:2]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version=2")
+    for n, state in enumerate(["pending", "dead", "pending"]):
+        old.execute(
+            "INSERT INTO messages (id, endpoint, event, body, created, next_try, state, request)"
+            " VALUES (?, 'hub', 'e', ?, 1.0, 2.0, ?, ?)",
+            (f"msg_{n}", f'{{"n": {n}}}'.encode(), state, None if n else '{"method": "PUT"}'),
+        )
+    old.execute("DELETE FROM messages WHERE id = 'msg_2'")  # its seq (3) was given once
+    old.close()
+    db = database.open_database(path)
+    rows = db.execute("SELECT seq, id, state, body, request FROM messages ORDER BY seq").fetchall()
+    assert rows == [
+        (1, "msg_0", "pending", b'{"n": 0}', '{"method": "PUT"}'),
+        (2, "msg_1", "dead", b'{"n": 1}', None),
+    ]
+    (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetchone()
+    assert "AUTOINCREMENT" not in table
+    indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"messages_queue", "messages_due"} <= indexes
+    assert database.last_seq(db) == 2  # the store numbers new rows from here
+    db.close()
+
+
+async def test_rows_within_the_commit_window_share_one_commit(tmp_path: Path) -> None:
+    """``outbox.commit_window``: rows that come within it of the first are one
+    transaction (one fsync), told to the loop once."""
+    store = OutboxStore(tmp_path / "o.db", commit_window=0.3)
+    commits: list[int] = []
+    store.on_commit = lambda committed: commits.append(len(committed.rows))
+    store.start()
+    try:
+        mark = store.mark()
+        store.submit("hub", "a", {})
+        await asyncio.sleep(0.1)
+        store.submit("hub", "b", {})
+        await asyncio.sleep(0.05)
+        store.submit("hub", "c", {})
+        await store.flushed(since=mark)
+        assert commits == [3]
+        store.submit("hub", "d", {})  # a new window
+        await store.flushed()
+        assert commits == [3, 1]
+    finally:
+        store.stop()
