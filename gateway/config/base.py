@@ -19,7 +19,7 @@ Name = Annotated[
 class Model(BaseModel):
     """Unknown keys are errors; loaded config never changes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 def secret_values(secret: SecretStr | list[SecretStr] | None) -> list[str]:

@@ -44,11 +44,11 @@ def due_rows(
 
     ``in_order`` (one request in flight) takes only the oldest pending row,
     and only when it is due and not being sent: a later row never overtakes
-    it. A disabled endpoint (410 Gone) has no due rows.
+    it. A disabled endpoint (410 Gone) has no due rows, and none is ever due.
     """
     disabled = db.execute("SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)).fetchone()
-    if disabled and disabled[0]:
-        return [], None
+    if disabled and disabled[0]:  # nothing until it is enabled (not "caught up": see delivery)
+        return [], float("inf")
     if in_order:
         head = db.execute(
             f"SELECT {_ROW_COLUMNS}, next_try FROM messages"

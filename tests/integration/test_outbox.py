@@ -123,12 +123,16 @@ async def test_410_gone_disables_the_endpoint_and_keeps_its_webhooks(
     outbox.store.submit("hub", "x", {})
     await receiver.wait_for(1)
     await wait_until(lambda: outbox.stats(), lambda s: s["endpoints"]["hub"].get("disabled"))
+    outbox.delivery.wake_all()  # the worker reads the queue: a disabled one is not "caught up"
+    await asyncio.sleep(0.1)
+    outbox.store.submit("hub", "y", {})  # a new row is not handed to it either
+    await asyncio.sleep(0.3)
     stats = await outbox.stats()
-    assert stats["pending"] == 1
+    assert stats["pending"] == 2
     assert len(receiver.received) == 1  # no more attempts while disabled
     await outbox.store.call(lambda db: db_ops.enable_endpoint(db, "hub", time.time()))
     outbox.delivery.wake_all()
-    await receiver.wait_for(2)
+    await receiver.wait_for(3)
 
 
 async def test_exhausted_rows_become_dead_letters_and_retry_delivers_them(
