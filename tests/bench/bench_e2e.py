@@ -142,8 +142,9 @@ class Sink:
             return json.loads(r.read())
 
     def wait_for(self, count: int, timeout: float) -> None:
+        """Until ``count`` messages (distinct seqs, not webhooks: see sink.py) arrived."""
         deadline = time.monotonic() + timeout
-        while self.get("/stats")["unique"] < count and time.monotonic() < deadline:
+        while self.get("/stats")["seqs"] < count and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def arrivals(self) -> dict[int, tuple[float, int]]:
@@ -339,7 +340,7 @@ def burst(m: Measured, pub: Publisher, sink: Sink) -> dict[str, Any]:
 
     threading.Thread(target=publish).start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and sink.get("/stats")["unique"] < BURST:
+    while time.monotonic() < deadline and sink.get("/stats")["seqs"] < BURST:
         time.sleep(0.25)
     done.wait(60)
     cpu1, written1 = m.snapshot()
@@ -361,8 +362,9 @@ def burst(m: Measured, pub: Publisher, sink: Sink) -> dict[str, Any]:
     }
 
 
-def kills(m: Measured, pub: Publisher, sink: Sink) -> list[tuple[int, int, int]]:
-    """(rate, messages, lost) for each round: kill -9 half way, start again at once."""
+def kills(m: Measured, pub: Publisher, sink: Sink) -> list[tuple[int, int, int, int]]:
+    """(rate, messages, lost, arrived twice) for each round: kill -9 half way, start
+    again at once (at least once: what was committed but not acknowledged comes again)."""
     assert m.daemon is not None
     daemon = m.daemon
     rounds = []
@@ -379,14 +381,15 @@ def kills(m: Measured, pub: Publisher, sink: Sink) -> list[tuple[int, int, int]]
             asyncio.run(daemon.wait_ready())
             sink.wait_for(count, 60)
             got = sink.arrivals()
-            rounds.append((rate, count, count - len(got.keys() & set(seqs))))
+            twice = sink.get("/stats")["received"] - len(got)
+            rounds.append((rate, count, count - len(got.keys() & set(seqs)), twice))
     return rounds
 
 
 def main() -> None:
     perf = Fsyncs.available()
     results: dict[str, dict[str, Any]] = {}
-    kill_rounds: list[tuple[int, int, int]] = []
+    kill_rounds: list[tuple[int, int, int, int]] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         # mosquitto keeps at most 1,000 messages queued for a client by default: a burst needs more
@@ -421,7 +424,7 @@ def main() -> None:
 
 
 def report(
-    results: dict[str, dict[str, Any]], kill_rounds: list[tuple[int, int, int]], perf: bool
+    results: dict[str, dict[str, Any]], kill_rounds: list[tuple[int, int, int, int]], perf: bool
 ) -> None:
     g, b = results["gateway"], results["baseline"]
     print(
@@ -461,9 +464,13 @@ def report(
         )
     print("(c) kill -9 half way through a stream, persistent session (gateway)")
     for rate in KILL_MESSAGES:
-        lost = [lost for r, _, lost in kill_rounds if r == rate]
+        lost = [lost for r, _, lost, _ in kill_rounds if r == rate]
+        twice = [twice for r, _, _, twice in kill_rounds if r == rate]
         count = KILL_MESSAGES[rate]
-        print(f"  {rate:5d} msg/s, {count} messages, {len(lost)} kill(s): lost {lost}")
+        print(
+            f"  {rate:5d} msg/s, {count} messages, {len(lost)} kill(s): lost {lost},"
+            f" arrived twice {twice}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 POST /hook records the webhook-id, the arrival time and, when the body's
 ``data`` carries them, ``seq`` and ``sent_ns`` (the publisher's clock, for
-latency); GET /stats answers {"received": N, "unique": M}; GET /dump answers
-every [id, arrival, seq, sent_ns]; POST /reset forgets them.
+latency); GET /stats answers {"received": N, "unique": M, "seqs": S}; GET /dump answers
+every [id, arrival, seq, sent_ns]; POST /reset forgets them. A message the gateway
+took twice (a kill -9 between its commit and its acknowledgement) is two
+webhooks with one ``seq``: "seqs" counts the messages.
 
     python tests/bench/sink.py PORT
 """
@@ -19,6 +21,7 @@ from aiohttp import web
 
 arrivals: list[tuple[str, float, int | None, int | None]] = []
 seen: set[str] = set()
+seqs: set[int] = set()
 
 
 def _fields(body: bytes) -> tuple[int | None, int | None]:
@@ -36,11 +39,13 @@ async def hook(request: web.Request) -> web.Response:
     msg_id = request.headers.get("webhook-id", "")
     arrivals.append((msg_id, arrived, seq, sent_ns))
     seen.add(msg_id)
+    if seq is not None:
+        seqs.add(seq)
     return web.Response(text="ok")
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"received": len(arrivals), "unique": len(seen)})
+    return web.json_response({"received": len(arrivals), "unique": len(seen), "seqs": len(seqs)})
 
 
 async def dump(request: web.Request) -> web.Response:
@@ -50,6 +55,7 @@ async def dump(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     arrivals.clear()
     seen.clear()
+    seqs.clear()
     return web.json_response({})
 
 
