@@ -32,10 +32,11 @@ class RateLimitedLog:
         self.suppressed = 0
         self._last: float | None = None
 
-    def log(self, level: int, message: str, *args: object) -> bool:
-        """Log now if the last line is old enough; True when it was logged."""
-        now = self.clock()
-        if self._last is not None and now - self._last < self.every:
+    def log(self, level: int, message: str, *args: object, now: float | None = None) -> bool:
+        """Log now if the last line is old enough; True when it was logged. ``now``:
+        the caller's clock instead of ours (one going back logs at once)."""
+        now = self.clock() if now is None else now
+        if self._last is not None and 0 <= now - self._last < self.every:
             self.suppressed += 1
             return False
         self._last = now
@@ -51,25 +52,17 @@ class RateLimitedLog:
 
 
 class KeyedLog:
-    """Lines of many kinds (a rule's "fired", "not run"), each kind at most one
-    per ``every`` seconds of the caller's clock (a rule's, simulated in tests);
-    the next line of a kind says how many were left out."""
+    """Lines of many kinds (a rule's "fired", "not run"), each kind a
+    :class:`RateLimitedLog` on the caller's clock (a rule's, simulated in tests)."""
 
     def __init__(self, logger: logging.Logger, every: float = RULE_LINES_EVERY) -> None:
         self.logger = logger
         self.every = every
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # kind: last time, left out
+        self._logs: dict[tuple[str, str], RateLimitedLog] = {}
 
     def info(self, key: str, now: float | dt.datetime, message: str, *args: object) -> None:
-        kind = (key, message)
-        if isinstance(now, dt.datetime):
-            now = now.timestamp()
-        last, left_out = self._last.get(kind, (None, 0))
-        if last is not None and 0 <= now - last < self.every:
-            self._last[kind] = last, left_out + 1
-            return
-        self._last[kind] = now, 0
-        if left_out:
-            message += " (%d similar lines left out)"
-            args = (*args, left_out)
-        self.logger.info(message, *args)
+        log = self._logs.get((key, message))
+        if log is None:
+            log = self._logs[key, message] = RateLimitedLog(self.logger, self.every)
+        stamp = now.timestamp() if isinstance(now, dt.datetime) else now
+        log.log(logging.INFO, message, *args, now=stamp)

@@ -227,10 +227,10 @@ def delete_seqs(db: sqlite3.Connection, seqs: list[int]) -> None:
 
 
 def last_seq(db: sqlite3.Connection) -> int:
-    """The highest ``seq`` ever given (AUTOINCREMENT never gives one twice)."""
+    """The highest ``seq`` in the outbox: the store numbers new rows after it (a
+    delivered row's number may come again after a restart; nothing keeps it)."""
     (highest,) = db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
-    given = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-    return max(int(highest), int(given[0]) if given else 0)
+    return int(highest)
 
 
 def add_to_counter(db: sqlite3.Connection, name: str, amount: int) -> None:

@@ -247,7 +247,7 @@ class Delivery:
         started = time.monotonic()
         attempt = await self._post(endpoint, row, start)
         outcome = self._apply(name, endpoint, state, row, attempt, start, started)
-        self._record(state, outcome)
+        self.store.record(outcome)  # a read of the queue asked for after this sees it
         if not outcome.delivered:  # it waits in the database: read it from there, in order
             state.caught_up = False
             if endpoint.concurrency == 1:
@@ -308,11 +308,6 @@ class Delivery:
             _LOG.error("outbox: cannot resume the queue of %s: %s", name, exc)
         state.wake.set()
 
-    def _record(self, state: EndpointState, outcome: Outcome) -> None:
-        """Hand a result to the store. A read of the queue asked for after this
-        sees it: the store writes waiting results before any read."""
-        self.store.record(outcome)
-
     async def _back_off(self, state: EndpointState, row: Row) -> None:
         """After an unexpected error: try the row again later, not at once."""
         now = self.clock()
@@ -320,7 +315,7 @@ class Delivery:
             row, now, 0.0, 0, "unexpected error (see the log)", "", False, now + THROTTLE_DELAY
         )
         state.caught_up = False
-        self._record(state, outcome)
+        self.store.record(outcome)
         await asyncio.sleep(1.0)  # a bug must not loop hot
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:

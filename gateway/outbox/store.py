@@ -331,7 +331,8 @@ class OutboxStore:
             self._rows, self._bytes = before
             kept = []
         else:
-            self.failing = False if writes else self.failing
+            if writes:
+                self.failing = False
             if counters:
                 self._unsaved = {"delivered": 0, "dead": 0}
                 self._counted = time.monotonic()
