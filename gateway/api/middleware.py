@@ -54,10 +54,6 @@ JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
 otherwise; such a body must still be valid JSON."""
 
 
-CONTROL_KEY = web.AppKey("control", Control)
-SESSIONS_KEY = web.AppKey("sessions", Sessions)
-
-
 async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     ctype = request.content_type if request.body_exists else ""
     if ctype not in JSON_TYPES and not ctype.endswith("+json"):
