@@ -13,14 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.config.types import BinaryState, Duration
 
 
-class SensorWrite(BaseModel):
+class _Model(BaseModel):
+    """Validators built on first use, not at import (start-up time; most are only
+    needed when their route is first called)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class SensorWrite(_Model):
     """Body of ``POST /api/v1/sensors/{id}``."""
 
     model_config = ConfigDict(extra="forbid", title="SensorWrite")
     value: bool | float | str = Field(description="on/off for binary sensors, else a number")
 
 
-class ActuatorWrite(BaseModel):
+class ActuatorWrite(_Model):
     """Body of ``POST /api/v1/actuators/{id}``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, title="ActuatorWrite")
@@ -32,7 +39,7 @@ class ActuatorWrite(BaseModel):
     )
 
 
-class SensorView(BaseModel):
+class SensorView(_Model):
     id: str
     kind: str
     value: bool | int | float | str | None = Field(
@@ -50,18 +57,18 @@ class SensorView(BaseModel):
     last_changed: str | None = Field(None, description="The last change of value (ISO 8601)")
 
 
-class SensorAccepted(BaseModel):
+class SensorAccepted(_Model):
     id: str
     value: bool | int | float | str
     accepted: bool
 
 
-class Deferred(BaseModel):
+class Deferred(_Model):
     state: Literal["on", "off"]
     at: str = Field(description="When min_on/min_off ends and it switches (ISO 8601)")
 
 
-class ActuatorView(BaseModel):
+class ActuatorView(_Model):
     id: str
     kind: str
     gpio: int | None = None
@@ -76,7 +83,7 @@ class ActuatorView(BaseModel):
     )
 
 
-class StatusView(BaseModel):
+class StatusView(_Model):
     name: str
     version: str
     uptime: float
@@ -88,7 +95,7 @@ class StatusView(BaseModel):
     timers: int
 
 
-class OutboxView(BaseModel):
+class OutboxView(_Model):
     pending: int
     dead: int
     oldest_age: float | None
@@ -98,7 +105,7 @@ class OutboxView(BaseModel):
     recent_failures: list[dict[str, Any]]
 
 
-class MessageQuery(BaseModel):
+class MessageQuery(_Model):
     """Query of ``GET /api/v1/outbox/messages``."""
 
     model_config = ConfigDict(extra="forbid", title="MessageQuery")
@@ -107,7 +114,7 @@ class MessageQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
-class MessageSummary(BaseModel):
+class MessageSummary(_Model):
     seq: int
     id: str
     endpoint: str
@@ -120,11 +127,11 @@ class MessageSummary(BaseModel):
     last_error: str | None
 
 
-class MessageList(BaseModel):
+class MessageList(_Model):
     messages: list[MessageSummary]
 
 
-class Attempt(BaseModel):
+class Attempt(_Model):
     time: float
     duration: float
     status: int
@@ -132,7 +139,7 @@ class Attempt(BaseModel):
     response: str | None
 
 
-class ShapedRequest(BaseModel):
+class ShapedRequest(_Model):
     method: str
     url: str = Field(description="As rendered when queued (a service's token as @@token@@)")
     content_type: str
@@ -148,29 +155,29 @@ class MessageDetail(MessageSummary):
     attempts_log: list[Attempt] = Field(description="Failed attempts and a final success")
 
 
-class HookAccepted(BaseModel):
+class HookAccepted(_Model):
     id: str = Field(description="The delivery's id (webhook-id, X-GitHub-Delivery, or ours)")
     duplicate: bool = Field(False, description="true: seen before, not acted on again")
 
 
-class Health(BaseModel):
+class Health(_Model):
     status: Literal["ok", "ready"]
 
 
-class RetryAccepted(BaseModel):
+class RetryAccepted(_Model):
     id: str
     state: Literal["pending"]
 
 
-class EndpointEnabled(BaseModel):
+class EndpointEnabled(_Model):
     endpoint: str
     disabled: Literal[False]
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Model):
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Model):
     error: ErrorDetail
