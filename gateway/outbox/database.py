@@ -167,7 +167,16 @@ CREATE INDEX messages_queue ON messages (endpoint, state, seq);
 CREATE INDEX messages_due ON messages (endpoint, state, next_try);
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA, SHAPED_REQUESTS, PLAIN_SEQ)
+TRIED_INDEX = """
+-- rows never tried (last_status NULL) are read in seq order from where each worker left
+-- off; only tried rows (retries, dead letters) are indexed. Each index over every row was
+-- one more 4 KiB page written by every event: 16.6 -> ~5 KB per event
+DROP INDEX messages_queue;
+DROP INDEX messages_due;
+CREATE INDEX messages_tried ON messages (endpoint, state, next_try) WHERE last_status IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA, SHAPED_REQUESTS, PLAIN_SEQ, TRIED_INDEX)
 """The schema's history: entry N brings a database from ``user_version`` N to N+1.
 
 A new table or column is a new entry (``ALTER TABLE ... ADD COLUMN``, or a

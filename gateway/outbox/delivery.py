@@ -130,7 +130,7 @@ class Delivery:
             if name not in self.endpoints or self.endpoints[name] != old.get(name):
                 task.cancel()
                 del self._workers[name]
-                self.states[name].ready.clear()
+                self.states[name].drop_ready()
                 self.states[name].caught_up = False
                 if name not in self.endpoints:
                     self.states.pop(name, None)
@@ -204,8 +204,9 @@ class Delivery:
         """Read due rows into ``state.ready``; return when the next one is due."""
         in_order = endpoint.concurrency == 1
         state.missed = False
+        scanned = state.scanned
         try:
-            rows, upcoming = await self.store.call(
+            due = await self.store.call(
                 partial(
                     due_rows,
                     endpoint=name,
@@ -213,16 +214,19 @@ class Delivery:
                     limit=1 if in_order else max(PREFETCH, endpoint.concurrency),
                     exclude=frozenset(state.in_flight),
                     in_order=in_order,
+                    scanned=scanned,
                 )
             )
         except Exception as exc:
             _LOG.error("outbox: cannot read the queue of %s: %s", name, exc)
             return None
         known = state.in_flight | {r.seq for r in state.ready}
-        state.ready.extend(r for r in rows if r.seq not in known)
+        state.ready.extend(r for r in due.rows if r.seq not in known)
+        # rows dropped from ready while we read are below what the read says it saw
+        state.scanned = due.scanned if state.scanned == scanned else state.scanned
         # nothing due, nothing waiting, and no commit while we read: new rows come to us
-        state.caught_up = not rows and upcoming is None and not state.missed
-        return upcoming
+        state.caught_up = not due.rows and due.upcoming is None and not state.missed
+        return due.upcoming
 
     def _group_task(self, coro: Any) -> None:
         assert self._group is not None
@@ -251,7 +255,7 @@ class Delivery:
         if not outcome.delivered:  # it waits in the database: read it from there, in order
             state.caught_up = False
             if endpoint.concurrency == 1:
-                state.ready.clear()
+                state.drop_ready()
         self.metrics.observe(name, outcome, self.clock())
         log_outcome(name, outcome)
 

@@ -51,9 +51,16 @@ class EndpointState:
     ready: deque[Row] = field(default_factory=deque)  # read from the database, not yet sent
     caught_up: bool = False  # the database holds nothing more to send: new rows come to ready
     missed: bool = False  # rows were committed while a read was under way
+    scanned: int = 0  # rows never tried up to this seq are in ready or in flight (or done)
     unreachable: bool | None = None  # None: not tried since start
     failures: int = 0  # consecutive
     probe_at: float = 0.0  # breaker open: next probe time
+
+    def drop_ready(self) -> None:
+        """Forget the rows read but not sent: the next read finds them again."""
+        if self.ready:
+            self.scanned = min(self.scanned, min(r.seq for r in self.ready) - 1)
+            self.ready.clear()
 
     @property
     def breaker_open(self) -> bool:

@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.outbox.database import DEAD, PENDING, delete_seqs, transaction
 
@@ -31,6 +32,19 @@ class Row:
 _ROW_COLUMNS = "seq, id, endpoint, event, body, created, first_try, attempts, request"
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What a read of the queue found for one endpoint."""
+
+    rows: list[Row]
+    upcoming: float | None  # when the next row not in ``rows`` is due, if one waits
+    scanned: int  # every row never tried up to this seq is in ``rows`` or was excluded
+
+
+_TRIED = "endpoint = ? AND state = ? AND last_status IS NOT NULL"  # the messages_tried index
+_UNTRIED = "seq > ? AND last_status IS NULL AND endpoint = ? AND state = ?"  # rowid order
+
+
 def due_rows(
     db: sqlite3.Connection,
     endpoint: str,
@@ -38,9 +52,17 @@ def due_rows(
     limit: int,
     exclude: frozenset[int],
     in_order: bool,
-) -> tuple[list[Row], float | None]:
+    scanned: int = 0,
+) -> Due:
     """Up to ``limit`` rows of ``endpoint`` due now (not in ``exclude``, the rows
-    being sent), and when the next one is due.
+    being sent), when the next one is due, and how far the rows never tried were
+    read.
+
+    A row never tried is due from when it was written, and such rows are read
+    in seq order after ``scanned`` (what an earlier read returned: the caller
+    has them, or has sent them): no index covers them, so writing one dirties
+    only the table's last page. Tried rows (retries, dead letters) are found
+    through their index by ``next_try``, and come first.
 
     ``in_order`` (one request in flight) takes only the oldest pending row,
     and only when it is due and not being sent: a later row never overtakes
@@ -48,37 +70,85 @@ def due_rows(
     """
     disabled = db.execute("SELECT disabled FROM endpoints WHERE name = ?", (endpoint,)).fetchone()
     if disabled and disabled[0]:  # nothing until it is enabled (not "caught up": see delivery)
-        return [], float("inf")
+        return Due([], float("inf"), scanned)
     if in_order:
-        head = db.execute(
-            f"SELECT {_ROW_COLUMNS}, next_try FROM messages"
-            " WHERE endpoint = ? AND state = ? ORDER BY seq LIMIT 1",
+        return _head(db, endpoint, now, exclude, scanned)
+    avoid = json.dumps(sorted(exclude))
+    tried = _rows(
+        db,
+        f"{_TRIED} AND next_try <= ? AND seq NOT IN (SELECT value FROM json_each(?))"
+        " ORDER BY next_try LIMIT ?",
+        (endpoint, PENDING, now, avoid, limit),
+    )
+    room = limit - len(tried)
+    untried = (
+        _rows(
+            db,
+            f"{_UNTRIED} AND seq NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?",
+            (scanned, endpoint, PENDING, avoid, room),
+        )
+        if room > 0
+        else []
+    )
+    if untried and len(untried) == room:
+        scanned = untried[-1].seq  # more may follow: the next read goes on from here
+    elif room > 0:
+        scanned = _last_seq(db, scanned)  # all read (or being sent)
+    rows = tried + untried
+    if rows:
+        return Due(rows, None, scanned)
+    upcoming = db.execute(
+        f"SELECT min(next_try) FROM messages WHERE {_TRIED} AND next_try > ?",
+        (endpoint, PENDING, now),
+    ).fetchone()[0]
+    return Due(rows, upcoming, scanned)
+
+
+def _head(
+    db: sqlite3.Connection, endpoint: str, now: float, exclude: frozenset[int], scanned: int
+) -> Due:
+    """The oldest pending row of ``endpoint``, if it is due and not being sent."""
+    columns = f"{_ROW_COLUMNS}, next_try"
+    found = [
+        db.execute(
+            f"SELECT {columns} FROM messages WHERE {_TRIED} ORDER BY seq LIMIT 1",
             (endpoint, PENDING),
-        ).fetchone()
-        if head is None or head[0] in exclude:
-            return [], None
-        if head[-1] > now:
-            return [], head[-1]
-        return [Row(*head[:-1])], None
-    # one row of JSON, one step (see database.insert_many: a step per row waits for the GIL)
+        ).fetchone(),
+        db.execute(
+            f"SELECT {columns} FROM messages WHERE {_UNTRIED} ORDER BY seq LIMIT 1",
+            (scanned, endpoint, PENDING),
+        ).fetchone(),
+    ]
+    untried = found[1]
+    scanned = untried[0] - 1 if untried is not None else _last_seq(db, scanned)
+    candidates = [f for f in found if f is not None]
+    if not candidates:
+        return Due([], None, scanned)
+    head = min(candidates, key=lambda f: int(f[0]))
+    if head[0] in exclude:
+        return Due([], None, scanned)
+    if head is found[0] and head[-1] > now:  # a row never tried is due from its start
+        return Due([], head[-1], scanned)
+    return Due([Row(*head[:-1])], None, scanned)
+
+
+def _rows(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Row]:
+    """The rows ``where`` selects, as one row of JSON: one step (see
+    database.insert_many: a step per row waits for the GIL)."""
     (found,) = db.execute(
         "SELECT json_group_array(json_array(seq, id, endpoint, event, hex(body), created,"
-        " first_try, attempts, request)) FROM (SELECT * FROM messages WHERE endpoint = ?"
-        " AND state = ? AND next_try <= ? AND seq NOT IN (SELECT value FROM json_each(?))"
-        " ORDER BY next_try LIMIT ?)",  # walks the messages_due index, no sort
-        (endpoint, PENDING, now, json.dumps(sorted(exclude)), limit),
+        f" first_try, attempts, request)) FROM (SELECT * FROM messages WHERE {where})",
+        params,
     ).fetchone()
-    rows = [
+    return [
         Row(s, i, e, v, bytes.fromhex(b), c, f, a, r)
         for s, i, e, v, b, c, f, a, r in json.loads(found)
     ]
-    if rows:
-        return rows, None
-    upcoming = db.execute(
-        "SELECT min(next_try) FROM messages WHERE endpoint = ? AND state = ? AND next_try > ?",
-        (endpoint, PENDING, now),
-    ).fetchone()[0]
-    return rows, upcoming
+
+
+def _last_seq(db: sqlite3.Connection, scanned: int) -> int:
+    (last,) = db.execute("SELECT max(seq) FROM messages").fetchone()
+    return max(scanned, last or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +218,6 @@ def release_rows(db: sqlite3.Connection, endpoint: str, now: float) -> int:
     """Every pending row of ``endpoint`` is due now (its circuit closed); how many."""
     with transaction(db):
         return db.execute(
-            "UPDATE messages SET next_try = ? WHERE endpoint = ? AND state = ? AND next_try > ?",
+            f"UPDATE messages SET next_try = ? WHERE {_TRIED} AND next_try > ?",
             (now, endpoint, PENDING, now),
         ).rowcount
