@@ -113,7 +113,8 @@ def test_rows_read_but_not_sent_are_read_again(tmp_path: Path) -> None:
     state.scanned = due.scanned
     state.in_flight.add(state.ready.popleft().seq)  # 1 is being sent
     state.drop_ready()  # 2, 3 and 4 are forgotten
-    assert not state.ready and state.scanned == 1
+    assert not state.ready
+    assert state.scanned == 1
     again = due_rows(db, "hub", NOW, 4, frozenset(state.in_flight), False, state.scanned)
     assert seqs(again.rows) == [2, 3, 4, 5]
 
