@@ -222,8 +222,8 @@ class Delivery:
             return None
         known = state.in_flight | {r.seq for r in state.ready}
         state.ready.extend(r for r in due.rows if r.seq not in known)
-        # rows dropped from ready while we read are below what the read says it saw
-        state.scanned = due.scanned if state.scanned == scanned else state.scanned
+        if state.scanned == scanned:  # else rows were dropped from ready while we read
+            state.scanned = due.scanned
         # nothing due, nothing waiting, and no commit while we read: new rows come to us
         state.caught_up = not due.rows and due.upcoming is None and not state.missed
         return due.upcoming

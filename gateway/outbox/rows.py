@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.outbox.database import DEAD, PENDING, delete_seqs, transaction
+from gateway.outbox.database import DEAD, PENDING, delete_seqs, last_seq, transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def due_rows(
     if untried and len(untried) == room:
         scanned = untried[-1].seq  # more may follow: the next read goes on from here
     elif room > 0:
-        scanned = _last_seq(db, scanned)  # all read (or being sent)
+        scanned = max(scanned, last_seq(db))  # all read (or being sent)
     rows = tried + untried
     if rows:
         return Due(rows, None, scanned)
@@ -120,7 +120,7 @@ def _head(
         ).fetchone(),
     ]
     untried = found[1]
-    scanned = untried[0] - 1 if untried is not None else _last_seq(db, scanned)
+    scanned = untried[0] - 1 if untried is not None else max(scanned, last_seq(db))
     candidates = [f for f in found if f is not None]
     if not candidates:
         return Due([], None, scanned)
@@ -144,11 +144,6 @@ def _rows(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[R
         Row(s, i, e, v, bytes.fromhex(b), c, f, a, r)
         for s, i, e, v, b, c, f, a, r in json.loads(found)
     ]
-
-
-def _last_seq(db: sqlite3.Connection, scanned: int) -> int:
-    (last,) = db.execute("SELECT max(seq) FROM messages").fetchone()
-    return max(scanned, last or 0)
 
 
 @dataclass(frozen=True, slots=True)
