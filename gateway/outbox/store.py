@@ -4,10 +4,11 @@ SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a
 kill -9 or a power cut. One dedicated thread owns the connection; the event
 loop talks to it through :meth:`OutboxStore.call`. Rows are group-committed
 (all that wait, one transaction, one fsync; the first row of an idle queue
-at once, or after ``commit_window``). Delivery results ride in the next
-commit, or go within ``RECORD_DELAY`` without an fsync of their own (a power
-cut in between only sends a webhook again); counters every
-``COUNTERS_EVERY``. Each commit hands the loop, in one call, its new rows
+at once, or after ``commit_window``; under load, a run of rows while they
+keep coming, up to ``BUSY_WINDOW``, so a burst writes a page once a run).
+Delivery results ride in the next commit, or go within ``RECORD_DELAY``
+without an fsync of their own (a power cut in between only sends a webhook
+again); counters every ``COUNTERS_EVERY``. Each commit hands the loop, in one call, its new rows
 (sent without being read back) and how far submissions are committed.
 """
 
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -37,6 +37,7 @@ from gateway.outbox.database import (
     outbox_size,
     transaction,
 )
+from gateway.outbox.intake import Jobs
 from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body, lost
 from gateway.outbox.rows import Outcome, write_outcomes
 from gateway.signing import new_message_id
@@ -50,6 +51,8 @@ LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(
 RECORD_DELAY = 0.2  # a delivery result waits at most this long for a commit to ride in
 RECORD_BATCH = 512  # ... or until this many wait
 COUNTERS_EVERY = 5.0  # seconds between writes of the delivered/dead counters
+BUSY_WINDOW = 0.010  # under load, a commit gathers new rows this long at most ...
+BUSY_GAP = 0.002  # ... while they keep coming: a pause this long commits them
 
 
 class OutboxStore:
@@ -77,7 +80,7 @@ class OutboxStore:
         self.when_full = when_full
         self.clock = clock
         self.on_commit: Callable[[Committed], object] = lambda committed: None  # on the loop
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs = Jobs()
         self._outcomes: deque[Outcome] = deque()  # results to write (outside the job queue)
         self._armed = False  # the thread is told there are results
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,9 +248,13 @@ class OutboxStore:
         stop = False
         while not stop:
             timeout = max(0.0, deadline - time.monotonic()) if waiting else None
-            jobs = self._take(timeout)
-            if self.commit_window and any(isinstance(j, NewMessage | SeenHook) for j in jobs):
-                jobs += self._take_for(self.commit_window)
+            behind = not self._jobs.empty()  # jobs came in while the last commit ran
+            jobs = self._jobs.take(timeout)
+            rows = sum(isinstance(j, NewMessage | SeenHook) for j in jobs)
+            if rows and self.commit_window:
+                jobs += self._jobs.take_for(self.commit_window)
+            elif rows > 1 and behind:  # under load: one commit for a run of rows
+                jobs += self._jobs.gather(BUSY_WINDOW, BUSY_GAP)
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
             self._armed = False  # before taking them: a result added after says so again
             records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
@@ -268,26 +275,6 @@ class OutboxStore:
                         future.set_result(fn(db))
                     except BaseException as exc:
                         future.set_exception(exc)
-
-    def _take(self, timeout: float | None) -> list[Any]:
-        """The next job (waiting up to ``timeout``) and everything already behind it."""
-        try:
-            jobs = [self._jobs.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:  # take everything already waiting: one transaction for all rows
-            try:
-                jobs.append(self._jobs.get_nowait())
-            except queue.Empty:
-                return jobs
-
-    def _take_for(self, seconds: float) -> list[Any]:
-        """Every job that comes within ``seconds`` (the commit window), or until a stop."""
-        jobs: list[Any] = []
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0 and None not in jobs:
-            jobs += self._take(left)
-        return jobs
 
     def _commit(
         self,

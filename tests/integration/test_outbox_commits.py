@@ -1,0 +1,79 @@
+"""When the outbox commits: a row of an idle queue at once, a run of rows under load
+in one commit (each page written once, not once per row)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import store as store_module
+from gateway.outbox.store import OutboxStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OutboxStore]:
+    # wide enough that scheduling on a busy machine cannot end a gather early
+    monkeypatch.setattr(store_module, "BUSY_GAP", 1.0)
+    monkeypatch.setattr(store_module, "BUSY_WINDOW", 3.0)
+    outbox = OutboxStore(tmp_path / "o.db")
+    outbox.start()  # on the test's loop: commits are told to it
+    yield outbox
+    outbox.stop()
+
+
+def hold(store: OutboxStore) -> threading.Event:
+    """Keep the database thread busy (as a long commit would) until the event is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def busy(db: object) -> None:
+        held.set()
+        release.wait(10)
+
+    store.call_threadsafe(busy)
+    assert held.wait(10)  # rows submitted from now on wait behind it
+    return release
+
+
+async def test_rows_that_keep_coming_while_it_is_behind_share_one_commit(
+    store: OutboxStore,
+) -> None:
+    commits: list[list[str]] = []
+    store.on_commit = lambda committed: commits.append([r.event for r in committed.rows])
+    mark = store.mark()
+    release = hold(store)
+    store.submit("hub", "a", {})
+    store.submit("hub", "b", {})  # both wait behind the busy thread: it is behind
+    release.set()
+    await asyncio.sleep(0.2)  # within the gap: gathered with them
+    store.submit("hub", "c", {})
+    await store.flushed(since=mark)
+    assert commits == [["a", "b", "c"]]
+
+
+async def test_a_row_of_an_idle_queue_is_committed_at_once(store: OutboxStore) -> None:
+    commits: list[list[str]] = []
+    store.on_commit = lambda committed: commits.append([r.event for r in committed.rows])
+    store.submit("hub", "a", {})
+    await store.flushed()
+    store.submit("hub", "b", {})  # one row, nothing waiting: not held for the gap
+    store.submit("hub", "c", {})  # taken with b (already waiting), still not held
+    await asyncio.wait_for(store.flushed(), 0.9)  # well within BUSY_GAP
+    assert commits[0] == ["a"]
+    assert [e for c in commits[1:] for e in c] == ["b", "c"]
+
+
+async def test_a_stop_ends_a_gather_and_commits_what_it_holds(store: OutboxStore) -> None:
+    release = hold(store)
+    store.submit("hub", "a", {})
+    store.submit("hub", "b", {})
+    release.set()
+    await asyncio.sleep(0.1)  # gathering now
+    await asyncio.wait_for(asyncio.to_thread(store.stop), 0.9)  # not after the gap
+    db = sqlite3.connect(store.path)
+    assert db.execute("SELECT event FROM messages ORDER BY seq").fetchall() == [("a",), ("b",)]
+    db.close()
