@@ -95,19 +95,27 @@ def _has_lone_surrogate(doc: Any) -> bool:
 
 
 COMPACT = (",", ":")
+SPACED = (", ", ": ")  # as json.dumps spaces it
+_ENCODERS = {  # made once: json.dumps with options builds an encoder a call
+    separators: json.JSONEncoder(
+        separators=separators, ensure_ascii=False, allow_nan=False, default=str
+    )
+    for separators in (COMPACT, SPACED)
+}
 
 
 def dumps(doc: Any, separators: tuple[str, str] = COMPACT) -> bytes:
-    """Compact UTF-8 JSON of ``doc``, always valid JSON and never an exception.
+    """Compact UTF-8 JSON of ``doc`` (or spaced: ``SPACED``), always valid JSON and
+    never an exception.
 
     Non-finite numbers become ``null`` and lone surrogates are written as
     ``\\uXXXX`` escapes; anything else that is not JSON is written as its text.
     """
+    encoder = _ENCODERS.get(separators) or json.JSONEncoder(
+        separators=separators, ensure_ascii=False, allow_nan=False, default=str
+    )
     try:
-        text = json.dumps(
-            doc, separators=separators, ensure_ascii=False, allow_nan=False, default=str
-        )
-        return text.encode("utf-8")
+        return encoder.encode(doc).encode("utf-8")
     except (ValueError, UnicodeEncodeError, RecursionError, TypeError):
         pass
     try:
@@ -135,8 +143,3 @@ def _cleaned(doc: Any, depth: int) -> Any:
 def finite(value: Any) -> bool:
     """False for a float that is NaN or infinite (which JSON cannot carry)."""
     return not (isinstance(value, float) and not math.isfinite(value))
-
-
-def dumps_text(doc: Any) -> str:
-    """:func:`dumps` as text, spaced as ``json.dumps`` (for ``web.json_response``)."""
-    return dumps(doc, (", ", ": ")).decode("utf-8")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -28,8 +27,17 @@ from gateway.ratelog import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 
-json_response = partial(web.json_response, dumps=safejson.dumps_text)
-"""Every JSON answer is valid JSON, whatever a sensor or payload holds."""
+
+def json_response(
+    doc: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Every JSON answer is valid JSON, whatever a sensor or payload holds."""
+    body = safejson.dumps(doc, safejson.SPACED)
+    return web.Response(
+        body=body, status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
+
+
 _SLOW_LOG = RateLimitedLog(_LOG)
 _REFUSED_LOG = RateLimitedLog(_LOG)
 _REJECTED_LOG = RateLimitedLog(_LOG, every=1.0)  # an audit line, but not a flood

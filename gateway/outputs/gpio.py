@@ -44,10 +44,11 @@ class GpioOutput:
                 )
         except Exception as exc:
             raise HardwareError(f"actuator {name!r} on GPIO {config.gpio}: {exc}") from exc
+        # on/off, or the level 0..1 of a pwm output: read back from the pin once
+        # written, and kept (a switch asks for it several times, 3 us a read)
+        self.state: bool | float = self._read()
 
-    @property
-    def state(self) -> bool | float:
-        """on/off, or the level 0..1 of a pwm output."""
+    def _read(self) -> bool | float:
         if self.pwm:
             return round(float(self.device.value), 4)
         return bool(self.device.is_active)
@@ -59,6 +60,7 @@ class GpioOutput:
             self.device.on()
         else:
             self.device.off()
+        self.state = self._read()
 
     def close(self) -> None:
         self.device.close()
