@@ -8,8 +8,9 @@ at once, or after ``commit_window``; under load, a run of rows while they
 keep coming, up to ``BUSY_WINDOW``, so a burst writes a page once a run).
 Delivery results ride in the next commit, or go within ``RECORD_DELAY``
 without an fsync of their own (a power cut in between only sends a webhook
-again); counters every ``COUNTERS_EVERY``. Each commit hands the loop, in one call, its new rows
-(sent without being read back) and how far submissions are committed.
+again); counters every ``COUNTERS_EVERY``. Each commit hands the loop, in
+one call, its new rows (sent without being read back) and how far
+submissions are committed.
 """
 
 from __future__ import annotations
