@@ -191,6 +191,8 @@ class Control:
             },
             actuators={name: self.live.devices.outputs.get(name) for name in self.config.actuators},
             looking={
+                "outbox_commits": self.outbox.store.commits,
+                "outbox_fsyncs": self.outbox.store.fsyncs,
                 "history_commits": self.recorder.commits,
                 "history_rows_written": self.recorder.rows_written,
                 "history_errors": self.recorder.errors,

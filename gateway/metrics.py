@@ -216,6 +216,8 @@ def _devices(counts: Counts) -> list[str]:
 
 
 LOOKING = (
+    ("outbox_commits", "counter", "Commits of outbox.db (new rows, delivery results, counters)."),
+    ("outbox_fsyncs", "counter", "Commits of outbox.db that were fsynced: those with new rows."),
     ("history_commits", "counter", "Commits of history.db (readings, switches, traces)."),
     ("history_rows_written", "counter", "Rows written to history.db."),
     ("history_errors", "counter", "Commits of history.db that failed (left out)."),

@@ -99,6 +99,7 @@ class OutboxStore:
         self._submitted = 0
         self._lost: deque[int] = deque(maxlen=LOST_KEPT)  # numbers of rows a commit failed
         self.failing = False  # the last commit failed (disk full, I/O error)
+        self.commits = self.fsyncs = 0  # done by the thread (fsynced: those with new rows)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -319,7 +320,9 @@ class OutboxStore:
             self._rows, self._bytes = before
             kept = []
         else:
+            self.commits += 1
             if writes:
+                self.fsyncs += 1
                 self.failing = False
             if counters:
                 self._unsaved = {"delivered": 0, "dead": 0}

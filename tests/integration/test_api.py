@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -222,6 +223,11 @@ async def test_metrics_are_prometheus_text_behind_the_token(api: tuple[str, Cont
             text = await r.text()
     assert 'gateway_info{name="test-pi",version=' in text
     assert 'gateway_outbox_pending{endpoint="home_hub"} 1' in text
+    fsyncs = re.search(r"^gateway_outbox_fsyncs_total (\d+)$", text, re.M)
+    commits = re.search(r"^gateway_outbox_commits_total (\d+)$", text, re.M)
+    assert fsyncs
+    assert commits
+    assert 1 <= int(fsyncs[1]) <= int(commits[1])  # the webhook the sensor queued
     assert "# TYPE gateway_webhook_delivery_seconds histogram" in text
     assert 'gateway_input_connected{input="hallway_motion"} 1' in text
     assert 'gateway_rule_runs_total{rule="hallway_motion_light"} 1' in text
