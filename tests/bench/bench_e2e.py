@@ -295,6 +295,21 @@ class Measured:
     def snapshot(self) -> tuple[float, int]:
         return cpu_seconds(self.proc.pid), proc_field(self.proc.pid, "io", "write_bytes")
 
+    def commits(self) -> int:
+        """The outbox's commits so far (its metric; the baseline keeps nothing: 0)."""
+        if self.daemon is None:
+            return 0
+        request = urllib.request.Request(
+            self.daemon.base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            text = r.read().decode()
+        return next(
+            int(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("gateway_outbox_commits_total ")
+        )
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -330,6 +345,7 @@ def steady(m: Measured, pub: Publisher, sink: Sink, perf: bool) -> dict[str, Any
 def burst(m: Measured, pub: Publisher, sink: Sink) -> dict[str, Any]:
     sink.get("/reset")
     cpu0, written0 = m.snapshot()
+    commits0 = m.commits()
     start = time.time()
     done = threading.Event()
     seqs: list[range] = []
@@ -344,6 +360,7 @@ def burst(m: Measured, pub: Publisher, sink: Sink) -> dict[str, Any]:
         time.sleep(0.25)
     done.wait(60)
     cpu1, written1 = m.snapshot()
+    commits = m.commits() - commits0
     got = sink.arrivals()
     arrivals = sorted(got[s][0] for s in seqs[0] if s in got)
     series = [0] * (int((arrivals[-1] - start) / TICK) + 1)
@@ -358,6 +375,7 @@ def burst(m: Measured, pub: Publisher, sink: Sink) -> dict[str, Any]:
         "rss": proc_field(m.proc.pid, "status", "VmHWM") / 1024,
         "cpu_ms": (cpu1 - cpu0) * 1000 / BURST,
         "written": (written1 - written0) / BURST,
+        "commits": commits / BURST,
         "lost": BURST - len(arrivals),
     }
 
@@ -454,6 +472,7 @@ def report(
     )
     print(f"  CPU per message (ms)         {gb['cpu_ms']:9.2f}  {bb['cpu_ms']:9.2f}")
     print(f"  bytes written per message    {gb['written']:9.0f}  {bb['written']:9.0f}")
+    print(f"  outbox commits per message   {gb['commits']:9.3f}  {bb['commits']:9.3f}")
     print(f"  peak RSS (MiB)               {gb['rss']:9.1f}  {bb['rss']:9.1f}")
     print(f"  lost                         {gb['lost']:9d}  {bb['lost']:9d}")
     for who, r in (("gateway", gb), ("baseline", bb)):
