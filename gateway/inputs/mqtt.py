@@ -339,8 +339,9 @@ class MqttLink:
         return member
 
     async def flush(self) -> None:
-        """Before a clean stop (the caller bounds it): a connect's queue, then the rest."""
-        if self.state == "connected":
+        """Before a clean stop (the caller bounds it): a connect's queue, then the rest;
+        also what was queued while the first connect is still under way."""
+        if self.state == "connected" or (self._pending and self.reconnects == 0):
             await self._caught_up.wait()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
