@@ -38,6 +38,7 @@ DRAIN_TIMEOUT = 2.0  # on a clean stop, acknowledge what is committed before lea
 PENDING_MAX = 1000  # publishes kept while the broker is away
 YIELD_EVERY = 4  # messages handled before the loop runs others (a burst must not starve them)
 MAX_MEMBERS = 1000  # members of split sensors: a topic flood cannot grow memory forever
+_GONE = object()  # in aiomqtt's queue: the connection dropped
 MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
 
 
@@ -186,13 +187,17 @@ class MqttLink:
         self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
     ) -> None:
         commits = self.commits
-        waiting: asyncio.Queue[aiomqtt.Message] = client._queue
-        messages = client.messages  # waits with a task and asyncio.wait per message:
-        while True:  # only when none is waiting (it also sees the disconnect)
-            try:
-                message = waiting.get_nowait()
-            except asyncio.QueueEmpty:
-                message = await anext(messages)
+        # aiomqtt's ``client.messages`` waits on its queue and on the disconnect with a
+        # task and asyncio.wait per message; a marker put in the queue as the connection
+        # drops lets a plain ``get`` see both
+        waiting: asyncio.Queue[Any] = client._queue
+        gone = client._disconnected
+        gone.add_done_callback(lambda _: waiting.put_nowait(_GONE))
+        while True:
+            message = await waiting.get()
+            if message is _GONE:
+                cause = None if gone.cancelled() else gone.exception()
+                raise aiomqtt.MqttError("disconnected while waiting for messages") from cause
             before = commits.mark() if commits is not None else 0
             self.handle(str(message.topic), message.payload)
             if commits is not None and message.qos > 0:
