@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value, topic_matches
 from gateway.inputs import OnLost, nothing_lost
+from gateway.inputs.mqttclient import Client
 from gateway.inputs.payloads import as_reading, decode
 from gateway.interfaces import HubLink
 from gateway.ratelog import RateLimitedLog
@@ -148,7 +149,7 @@ class MqttLink:
         delay = BACKOFF_FIRST
         while True:
             try:
-                client = aiomqtt.Client(self.config.host, self.config.port, **self._client_args())
+                client = Client(self.config.host, self.config.port, **self._client_args())
                 client.pending_calls_threshold = PENDING_MAX  # a reload republishes every state
                 if self.commits is not None:
                     client._client.manual_ack_set(True)  # before any message can arrive

@@ -14,6 +14,7 @@ import pytest
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value
 from gateway.inputs.mqtt import MqttLink
+from gateway.inputs.mqttclient import Client
 from tests.conftest import Board, Mosquitto
 
 
@@ -296,3 +297,26 @@ async def test_a_message_whose_webhooks_were_lost_is_sent_again(mosquitto: Mosqu
         await seen.wait(2, timeout=15)
     assert seen.readings == [("garage_door", "open")] * 2
     assert mqtt.unacknowledged == 1
+
+
+async def test_packets_larger_than_the_socket_takes_at_once_go_out_whole(
+    mosquitto: Mosquitto,
+) -> None:
+    """The link's client writes from the loop at once; what the socket does not take
+    waits for a writer (8 MiB is far more than a local socket's buffer)."""
+    big = bytes(range(256)) * (8 * 4096)
+    async with (
+        Client("127.0.0.1", mosquitto.port, identifier="big-reader") as reader,
+        Client("127.0.0.1", mosquitto.port, identifier="big-writer") as writer,
+    ):
+        await reader.subscribe("big/#", qos=1)  # acknowledged by paho, inside its read
+        async with asyncio.timeout(20):
+            for n in range(3):  # one after the other, the last two queued behind the first
+                writer._client.publish(f"big/{n}", big, qos=1)
+            got = []
+            async for message in reader.messages:
+                got.append((str(message.topic), message.payload))
+                if len(got) == 3:
+                    break
+    assert [topic for topic, _ in got] == ["big/0", "big/1", "big/2"]
+    assert all(payload == big for _, payload in got)

@@ -1,0 +1,47 @@
+"""aiomqtt's client, writing its packets from the event loop's own thread at once.
+
+paho asks for a writer every time it queues a packet (each PUBACK, each
+publish). aiomqtt answers with ``call_soon_threadsafe(add_writer)``, since
+paho may ask from the thread that runs the connect; on the loop's thread
+that is a write to the loop's self-pipe, a wake-up, an ``epoll_ctl`` to add
+the writer and one to remove it, and a turn of the loop, for a 4-byte
+PUBACK: as many system calls per MQTT message as the webhook it caused.
+Asked on the loop's thread, this client writes the packet there and then
+(as paho does itself without an outside loop), and registers a writer only
+for what the socket did not take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+
+
+class Client(aiomqtt.Client):
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:  # the connect's thread: aiomqtt's way
+            super()._on_socket_register_write(client, userdata, sock)
+            return
+        # paho's own test before it writes at once: not from inside one of its callbacks
+        # (a write may call on_publish, which takes that lock)
+        if client._in_callback_mutex.acquire(False):
+            client._in_callback_mutex.release()
+            self._write(client)  # paho unregisters the writer when all is written ...
+            if client.want_write():  # ... and asks for none (it thinks it has one)
+                self._loop.add_writer(sock.fileno(), self._write, client)
+            return
+        self._loop.add_writer(sock.fileno(), self._write, client)
+
+    def _write(self, client: mqtt.Client) -> None:
+        try:
+            client.loop_write()  # registers the writer again while something is left
+        except Exception as exc:  # a broken connection, as aiomqtt's writer does
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
