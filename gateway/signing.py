@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
+import random
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -24,9 +26,20 @@ class SignatureError(GatewayError, ValueError):
     """A webhook's signature headers are missing, malformed, stale or wrong."""
 
 
+# Per message, neither os.urandom nor hmac.digest: both release the GIL, and with
+# the outbox thread holding it, taking it back can wait out the switch interval
+# (5 ms; measured beside a busy thread: 52 and 489 us a call, against 0.2 and 1.6).
+_IDS = random.Random(secrets.token_bytes(32))  # ids need to be unique, not secret
+
+
+def random_token(nbytes: int) -> str:
+    """``nbytes`` random bytes in URL-safe base64, without padding."""
+    return base64.urlsafe_b64encode(_IDS.randbytes(nbytes)).rstrip(b"=").decode("ascii")
+
+
 def new_message_id() -> str:
     """A unique ``msg_...`` id: the same on every retry of one message."""
-    return "msg_" + secrets.token_urlsafe(18)
+    return "msg_" + random_token(18)
 
 
 @functools.lru_cache(maxsize=64)  # the configured secrets: decoded once, not per request
@@ -40,7 +53,7 @@ def _key(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``v1,...`` signature of one message with one secret."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    mac = hmac.digest(_key(secret), signed, "sha256")  # OpenSSL's one-shot HMAC
+    mac = hmac.new(_key(secret), signed, hashlib.sha256).digest()  # under 2 KiB: GIL kept
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
