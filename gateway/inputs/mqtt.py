@@ -46,6 +46,8 @@ MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
 class Commits(Protocol):
     """Where a message's webhooks are committed (the outbox): only then is it acked."""
 
+    commit_window: float  # seconds a commit waits for more: PUBACKs wait as long
+
     def mark(self) -> int: ...
     async def lost(self, spans: list[tuple[int, int]]) -> list[int]: ...
 
@@ -149,7 +151,10 @@ class MqttLink:
         delay = BACKOFF_FIRST
         while True:
             try:
-                client = Client(self.config.host, self.config.port, **self._client_args())
+                quick_ack = self.commits is not None and self.commits.commit_window > 0
+                client = Client(
+                    self.config.host, self.config.port, quick_ack=quick_ack, **self._client_args()
+                )
                 client.pending_calls_threshold = PENDING_MAX  # a reload republishes every state
                 if self.commits is not None:
                     client._client.manual_ack_set(True)  # before any message can arrive

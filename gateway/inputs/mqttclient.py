@@ -9,11 +9,20 @@ PUBACK: as many system calls per MQTT message as the webhook it caused.
 Asked on the loop's thread, this client writes the packet there and then
 (as paho does itself without an outside loop), and registers a writer only
 for what the socket did not take.
+
+With ``quick_ack`` (the outbox has a ``commit_window``: PUBACKs wait for it)
+the socket's TCP acknowledgement goes out after every read. A broker with
+Nagle's algorithm on (mosquitto's default, ``set_tcp_nodelay false``) holds
+its next small PUBLISH until the last one is acknowledged at the TCP level,
+and Linux delays that ACK until the gateway sends something: its PUBACK, a
+commit window later. Measured at 200 msg/s with a 20 ms window: publish to
+receiver p50 24.7 ms, 13.1 ms with ``set_tcp_nodelay true`` on the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import aiomqtt
@@ -21,6 +30,29 @@ import paho.mqtt.client as mqtt
 
 
 class Client(aiomqtt.Client):
+    def __init__(self, *args: Any, quick_ack: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quick_ack = quick_ack and hasattr(socket, "TCP_QUICKACK")  # Linux
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        super()._on_socket_open(client, userdata, sock)
+        if self.quick_ack:  # after aiomqtt's reader is added: this one replaces it
+            self._loop.call_soon_threadsafe(
+                self._loop.add_reader, sock.fileno(), self._read, client, sock
+            )
+
+    def _read(self, client: mqtt.Client, sock: Any) -> None:
+        """aiomqtt's reader, and the TCP acknowledgement sent at once."""
+        try:
+            client.loop_read()
+            while (pending := getattr(client._sock, "pending", None)) is not None and pending():
+                client.loop_read()  # TLS: what the last read decrypted and left
+            if client._sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except Exception as exc:  # a broken connection, as aiomqtt's reader does
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

@@ -242,7 +242,8 @@ async def test_tls_to_the_broker(tmp_path: Any) -> None:
 class HeldCommits:
     """The outbox side of acknowledgements: commits finish only when told to."""
 
-    def __init__(self, failing: int = 0) -> None:
+    def __init__(self, failing: int = 0, commit_window: float = 0.0) -> None:
+        self.commit_window = commit_window
         self.marks = 0
         self.failing = failing  # this many messages' commits fail, then all succeed
         self.release = asyncio.Event()
@@ -320,3 +321,33 @@ async def test_packets_larger_than_the_socket_takes_at_once_go_out_whole(
                     break
     assert [topic for topic, _ in got] == ["big/0", "big/1", "big/2"]
     assert all(payload == big for _, payload in got)
+
+
+async def test_with_a_commit_window_held_acknowledgements_do_not_hold_the_stream(
+    mosquitto: Mosquitto,
+) -> None:
+    """PUBACKs wait for the window: the link's reader sends TCP's acknowledgement after
+    every read instead (a broker using Nagle's algorithm, as mosquitto does by default,
+    would hold each small message until then). Every message arrives, in order, while
+    none is acknowledged; once the commits finish, none comes again."""
+    seen = Seen()
+    commits = HeldCommits(commit_window=0.02)
+    mqtt = acked_link(mosquitto, seen, commits)
+    async with running(mqtt):
+        assert mqtt._client is not None
+        assert isinstance(mqtt._client, Client)
+        assert mqtt._client.quick_ack
+        for n in range(20):
+            await publish(mosquitto, "home/garage/door", f"open {n}")
+            await seen.wait(n + 1)
+        commits.release.set()
+        await asyncio.sleep(0.3)  # the acknowledgements leave
+    assert seen.readings == [("garage_door", f"open {n}") for n in range(20)]
+    again = Seen()
+    async with running(acked_link(mosquitto, again, commits)):
+        await asyncio.sleep(0.5)
+    assert again.readings == []
+    plain = acked_link(mosquitto, Seen(), HeldCommits())
+    async with running(plain):
+        assert isinstance(plain._client, Client)
+        assert not plain._client.quick_ack
