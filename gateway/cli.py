@@ -21,6 +21,7 @@ from gateway.config import ConfigError, default_config_path, load_config
 from gateway.errors import GatewayError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits (see _run)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,6 +155,10 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.app import run_daemon
 
     setup_logging(args.log_level, args.log_format)
+    # The outbox's thread gives the GIL away at every SQLite call and waits to take it
+    # back while the event loop runs Python: at most this long, not the default 5 ms
+    # (a 20,000-message burst: 2,692-2,856 -> 2,889-3,030 delivered/s, 4 pairs).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     path = args.config or default_config_path()
     logging.getLogger("gateway").info("edge-gateway %s starting with %s", __version__, path)
     try:
