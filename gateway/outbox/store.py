@@ -5,7 +5,8 @@ kill -9 or a power cut. One dedicated thread owns the connection; the event
 loop talks to it through :meth:`OutboxStore.call`. Rows are group-committed
 (all that wait, one transaction, one fsync; the first row of an idle queue
 at once, or after ``commit_window``; under load, a run of rows while they
-keep coming, up to ``BUSY_WINDOW``, so a burst writes a page once a run).
+keep coming, up to ``BUSY_WINDOW``, so a burst writes a page once a run;
+``intake.MOST`` rows at most, so a backlog reaches delivery in parts).
 Delivery results ride in the next commit, or go within ``RECORD_DELAY``
 without an fsync of their own (a power cut in between only sends a webhook
 again); counters every ``COUNTERS_EVERY``. Each commit hands the loop, in
@@ -38,7 +39,7 @@ from gateway.outbox.database import (
     outbox_size,
     transaction,
 )
-from gateway.outbox.intake import Jobs
+from gateway.outbox.intake import MOST, Jobs
 from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body, lost
 from gateway.outbox.rows import Outcome, write_outcomes
 from gateway.signing import new_message_id
@@ -253,10 +254,11 @@ class OutboxStore:
             behind = not self._jobs.empty()  # jobs came in while the last commit ran
             jobs = self._jobs.take(timeout)
             rows = sum(isinstance(j, NewMessage | SeenHook) for j in jobs)
-            if rows and self.commit_window:
-                jobs += self._jobs.take_for(self.commit_window)
-            elif rows > 1 and behind:  # under load: one commit for a run of rows
-                jobs += self._jobs.gather(BUSY_WINDOW, BUSY_GAP)
+            room = MOST - len(jobs)
+            if rows and self.commit_window and room > 0:
+                jobs += self._jobs.take_for(self.commit_window, room)
+            elif rows > 1 and behind and room > 0:  # under load: one commit for a run of rows
+                jobs += self._jobs.gather(BUSY_WINDOW, BUSY_GAP, room)
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
             self._armed = False  # before taking them: a result added after says so again
             records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]

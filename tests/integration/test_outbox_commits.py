@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.outbox import store as store_module
+from gateway.outbox.intake import MOST
 from gateway.outbox.store import OutboxStore
 
 
@@ -77,3 +78,21 @@ async def test_a_stop_ends_a_gather_and_commits_what_it_holds(store: OutboxStore
     db = sqlite3.connect(store.path)
     assert db.execute("SELECT event FROM messages ORDER BY seq").fetchall() == [("a",), ("b",)]
     db.close()
+
+
+async def test_a_backlog_is_committed_a_few_hundred_rows_at_a_time(store: OutboxStore) -> None:
+    """After a slow commit the rows that came meanwhile go in several commits, in order,
+    so delivery gets the first of them while the rest are written."""
+    commits: list[list[str]] = []
+    store.on_commit = lambda committed: commits.append([r.event for r in committed.rows])
+    mark = store.mark()
+    release = hold(store)
+    count = 2 * MOST + 10
+    for n in range(count):
+        store.submit("hub", f"e{n}", {})
+    release.set()
+    await store.flushed(since=mark)
+    sizes = [len(c) for c in commits if c]
+    assert max(sizes) <= MOST
+    assert len(sizes) >= 3
+    assert [e for c in commits for e in c] == [f"e{n}" for n in range(count)]
