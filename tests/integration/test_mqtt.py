@@ -334,7 +334,7 @@ async def test_with_a_commit_window_held_acknowledgements_do_not_hold_the_stream
     commits = HeldCommits(commit_window=0.02)
     mqtt = acked_link(mosquitto, seen, commits)
     async with running(mqtt):
-        assert mqtt._client is not None
+        await asyncio.wait_for(mqtt._caught_up.wait(), 10)  # its client is in use
         assert isinstance(mqtt._client, Client)
         assert mqtt._client.quick_ack
         for n in range(20):
@@ -349,5 +349,6 @@ async def test_with_a_commit_window_held_acknowledgements_do_not_hold_the_stream
     assert again.readings == []
     plain = acked_link(mosquitto, Seen(), HeldCommits())
     async with running(plain):
+        await asyncio.wait_for(plain._caught_up.wait(), 10)
         assert isinstance(plain._client, Client)
         assert not plain._client.quick_ack
