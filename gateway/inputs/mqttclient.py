@@ -49,9 +49,8 @@ class Client(aiomqtt.Client):
                 client.loop_read()  # TLS: what the last read decrypted and left
             if client._sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        except Exception as exc:  # a broken connection, as aiomqtt's reader does
-            if not self._disconnected.done():
-                self._disconnected.set_exception(exc)
+        except Exception as exc:
+            self._broken(exc)
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         try:
@@ -66,14 +65,18 @@ class Client(aiomqtt.Client):
         if client._in_callback_mutex.acquire(False):
             client._in_callback_mutex.release()
             self._write(client)  # paho unregisters the writer when all is written ...
-            if client.want_write():  # ... and asks for none (it thinks it has one)
-                self._loop.add_writer(sock.fileno(), self._write, client)
-            return
+            if not client.want_write():
+                return
+        # ... and asks for none when something is left (it thinks it has one)
         self._loop.add_writer(sock.fileno(), self._write, client)
 
     def _write(self, client: mqtt.Client) -> None:
         try:
             client.loop_write()  # registers the writer again while something is left
-        except Exception as exc:  # a broken connection, as aiomqtt's writer does
-            if not self._disconnected.done():
-                self._disconnected.set_exception(exc)
+        except Exception as exc:
+            self._broken(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        """A read or write failed: the connection is gone, as aiomqtt's own say."""
+        if not self._disconnected.done():
+            self._disconnected.set_exception(exc)

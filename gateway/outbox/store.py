@@ -254,10 +254,10 @@ class OutboxStore:
             behind = not self._jobs.empty()  # jobs came in while the last commit ran
             jobs = self._jobs.take(timeout)
             rows = sum(isinstance(j, NewMessage | SeenHook) for j in jobs)
-            room = MOST - len(jobs)
-            if rows and self.commit_window and room > 0:
+            room = MOST - len(jobs)  # none left: both take nothing
+            if rows and self.commit_window:
                 jobs += self._jobs.take_for(self.commit_window, room)
-            elif rows > 1 and behind and room > 0:  # under load: one commit for a run of rows
+            elif rows > 1 and behind:  # under load: one commit for a run of rows
                 jobs += self._jobs.gather(BUSY_WINDOW, BUSY_GAP, room)
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
             self._armed = False  # before taking them: a result added after says so again
