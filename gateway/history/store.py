@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.sqlrows import insert_many
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     sensor TEXT NOT NULL,
@@ -85,9 +87,9 @@ class HistoryStore:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", batch.readings)
-                db.executemany("INSERT INTO switches VALUES (?, ?, ?, ?)", batch.switches)
-                db.executemany("INSERT OR REPLACE INTO traces VALUES (?, ?, ?, ?)", batch.traces)
+                insert_many(db, "INSERT INTO readings", batch.readings)
+                insert_many(db, "INSERT INTO switches", batch.switches)
+                insert_many(db, "INSERT OR REPLACE INTO traces", batch.traces)
                 for rule, ids in batch.kept.items():
                     marks = ",".join("?" * len(ids))
                     db.execute(

@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from gateway.errors import OutboxError
+from gateway.sqlrows import CHUNK
 
 _LOG = logging.getLogger(__name__)
 
@@ -207,25 +207,6 @@ def outbox_size(db: sqlite3.Connection) -> tuple[int, int]:
     """Rows and body bytes in the outbox (pending and dead)."""
     rows, size = db.execute("SELECT count(*), total(length(body)) FROM messages").fetchone()
     return int(rows), int(size)
-
-
-CHUNK = 500  # rows per statement: one step, one release of the GIL, for all of them
-
-
-def insert_many(db: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
-    """``INSERT ... VALUES`` of many rows, several rows a statement.
-
-    ``executemany`` steps once per row, and each step gives the GIL away and
-    waits to take it back: while the event loop is busy that wait is the
-    interpreter's switch interval (5 ms), and a burst's batch of a thousand
-    rows took seconds. One statement per ``CHUNK`` rows waits once."""
-    if not rows:
-        return
-    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        values = [value for row in chunk for value in row]
-        db.execute(f"{insert} VALUES " + ", ".join([marks] * len(chunk)), values)
 
 
 def delete_seqs(db: sqlite3.Connection, seqs: list[int]) -> None:

@@ -134,7 +134,7 @@ def _head(
 
 def _rows(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Row]:
     """The rows ``where`` selects, as one row of JSON: one step (see
-    database.insert_many: a step per row waits for the GIL)."""
+    gateway.sqlrows.insert_many: a step per row waits for the GIL)."""
     (found,) = db.execute(
         "SELECT json_group_array(json_array(seq, id, endpoint, event, hex(body), created,"
         f" first_try, attempts, request)) FROM (SELECT * FROM messages WHERE {where})",

@@ -33,7 +33,6 @@ from gateway.errors import OutboxError
 from gateway.outbox.database import (
     add_to_counter,
     bump_counter,
-    insert_many,
     last_seq,
     open_checked,
     outbox_size,
@@ -43,6 +42,7 @@ from gateway.outbox.intake import MOST, Jobs
 from gateway.outbox.jobs import Committed, NewMessage, SeenHook, encode_body, lost
 from gateway.outbox.rows import Outcome, write_outcomes
 from gateway.signing import new_message_id
+from gateway.sqlrows import insert_many
 
 _LOG = logging.getLogger(__name__)
 

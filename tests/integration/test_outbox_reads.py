@@ -8,9 +8,10 @@ import sqlite3
 from pathlib import Path
 
 from gateway.outbox import database
-from gateway.outbox.database import delete_seqs, insert_many, transaction
+from gateway.outbox.database import delete_seqs, transaction
 from gateway.outbox.endpoints import EndpointState
 from gateway.outbox.rows import Outcome, Row, due_rows, write_outcomes
+from gateway.sqlrows import insert_many
 
 INSERT = "INSERT INTO messages (seq, id, endpoint, event, body, created, next_try, request)"
 NOW = 1000.0
