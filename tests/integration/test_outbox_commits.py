@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,17 @@ async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     outbox.start()  # on the test's loop: commits are told to it
     yield outbox
     outbox.stop()
+
+
+async def idle(store: OutboxStore) -> None:
+    """Until the database thread waits for a job (in ``Jobs.take``, its queue empty)."""
+    assert store._thread is not None
+    for _ in range(500):  # bounded: 5 s
+        frame = sys._current_frames().get(store._thread.ident or 0)
+        if frame is not None and frame.f_code.co_name == "take" and store._jobs.empty():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the outbox thread never went idle")
 
 
 def hold(store: OutboxStore) -> threading.Event:
@@ -61,6 +73,7 @@ async def test_a_row_of_an_idle_queue_is_committed_at_once(store: OutboxStore) -
     store.on_commit = lambda committed: commits.append([r.event for r in committed.rows])
     store.submit("hub", "a", {})
     await store.flushed()
+    await idle(store)  # else b and c may both wait as it comes back from a: it is behind
     store.submit("hub", "b", {})  # one row, nothing waiting: not held for the gap
     store.submit("hub", "c", {})  # taken with b (already waiting), still not held
     await asyncio.wait_for(store.flushed(), 0.9)  # well within BUSY_GAP
