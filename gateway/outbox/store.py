@@ -49,6 +49,7 @@ _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _WAKE = object()  # a job that only wakes the thread (results are waiting)
+_DUE = object()  # a job that says the waiting results are due: write them now
 LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(since)
 RECORD_DELAY = 0.2  # a delivery result waits at most this long for a commit to ride in
 RECORD_BATCH = 512  # ... or until this many wait
@@ -85,6 +86,9 @@ class OutboxStore:
         self._jobs = Jobs()
         self._outcomes: deque[Outcome] = deque()  # results to write (outside the job queue)
         self._armed = False  # the thread is told there are results
+        self._timed = False  # a timer on the loop will say when results are due
+        self._drains = 0  # times the thread took the results (the loop's timer reads it)
+        self._drained_at = 0.0  # time.monotonic() of the last
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitting = threading.Lock()  # numbers enter the queue in their order
         self._settled = 0  # submissions up to this number are committed (or lost)
@@ -211,11 +215,38 @@ class OutboxStore:
 
     def record(self, outcome: Outcome) -> None:
         """Write back one attempt, with the next commit (within ``RECORD_DELAY``).
-        The thread is woken once for a run of them, not for each."""
-        self._outcomes.append(outcome)
-        if not self._armed:
-            self._armed = True
-            self._jobs.put(_WAKE)
+
+        On the store's loop a timer says when they are due, and the thread is
+        not woken for a result that the next row's commit takes anyway (at a
+        steady rate, that wake and its hand-over of the GIL were one more per
+        event); elsewhere the thread is woken once for a run of them."""
+        outcomes = self._outcomes
+        outcomes.append(outcome)
+        if len(outcomes) == RECORD_BATCH:  # once for a run (only the thread takes them)
+            self._jobs.put(_DUE)
+        elif not self._timed and not self._armed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None and loop is self._loop:
+                self._timed = True
+                loop.call_later(RECORD_DELAY, self._records_due, self._drains)
+            else:
+                self._armed = True
+                self._jobs.put(_WAKE)
+
+    def _records_due(self, drains: int) -> None:
+        """On the loop, ``RECORD_DELAY`` after a result came to an idle timer."""
+        assert self._loop is not None
+        if not self._outcomes:  # a commit took them
+            self._timed = False
+        elif self._drains != drains:  # ... and these came after it: due a delay after it
+            delay = self._drained_at + RECORD_DELAY - time.monotonic()
+            self._loop.call_later(max(0.0, delay), self._records_due, self._drains)
+        else:
+            self._timed = False
+            self._jobs.put(_DUE)
 
     def call_threadsafe(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Run ``fn(db)`` on the database thread; a concurrent future of its result."""
@@ -262,6 +293,9 @@ class OutboxStore:
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
             self._armed = False  # before taking them: a result added after says so again
             records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
+            if records:
+                self._drained_at = time.monotonic()
+                self._drains += 1  # after the time: the loop reads them in this order
             calls = [j for j in jobs if isinstance(j, tuple)]
             stop = any(j is None for j in jobs)
             if records and not waiting:
@@ -269,6 +303,7 @@ class OutboxStore:
             waiting += records
             now = time.monotonic()
             due = writes or calls or stop or len(waiting) >= RECORD_BATCH or now >= deadline
+            due = due or any(j is _DUE for j in jobs)
             counters = bool(calls or stop or now >= self._counted + COUNTERS_EVERY)
             if due and (writes or waiting or (counters and any(self._unsaved.values()))):
                 self._commit(db, writes, waiting, counters)

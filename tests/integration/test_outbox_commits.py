@@ -14,6 +14,7 @@ import pytest
 
 from gateway.outbox import store as store_module
 from gateway.outbox.intake import MOST
+from gateway.outbox.rows import Outcome, Row
 from gateway.outbox.store import OutboxStore
 
 
@@ -109,3 +110,64 @@ async def test_a_backlog_is_committed_a_few_hundred_rows_at_a_time(store: Outbox
     assert max(sizes) <= MOST
     assert len(sizes) >= 3
     assert [e for c in commits for e in c] == [f"e{n}" for n in range(count)]
+
+
+def delivered(row: Row) -> Outcome:
+    return Outcome(
+        row, time=row.created, duration=0.001, status=204, error=None, response="", delivered=True
+    )
+
+
+def counted_puts(store: OutboxStore) -> list[object]:
+    """The jobs put for the database thread from now on."""
+    puts: list[object] = []
+    put = store._jobs.put
+
+    def counting(job: object) -> None:
+        puts.append(job)
+        put(job)
+
+    store._jobs.put = counting  # type: ignore[method-assign]
+    return puts
+
+
+def pending(store: OutboxStore) -> list[str]:
+    db = sqlite3.connect(store.path)
+    try:
+        return [event for (event,) in db.execute("SELECT event FROM messages ORDER BY seq")]
+    finally:
+        db.close()
+
+
+async def test_a_result_alone_is_written_a_record_delay_later_with_one_wake(
+    store: OutboxStore,
+) -> None:
+    rows: list[Row] = []
+    store.on_commit = lambda committed: rows.extend(committed.rows)
+    store.submit("hub", "a", {})
+    await store.flushed()
+    puts = counted_puts(store)
+    commits = store.commits
+    store.record(delivered(rows[0]))
+    assert puts == []  # not woken for it: a timer on the loop says when it is due
+    for _ in range(100):  # bounded: 5 s
+        await asyncio.sleep(0.05)
+        if store.commits > commits:
+            break
+    assert store.commits == commits + 1
+    assert len(puts) == 1  # the timer's one wake
+    assert pending(store) == []
+
+
+async def test_a_result_rides_the_next_rows_commit(store: OutboxStore) -> None:
+    rows: list[Row] = []
+    store.on_commit = lambda committed: rows.extend(committed.rows)
+    store.submit("hub", "a", {})
+    await store.flushed()
+    commits = store.commits
+    store.record(delivered(rows[0]))
+    store.submit("hub", "b", {})
+    await store.flushed()
+    assert pending(store) == ["b"]  # a's delete went with b's insert
+    await asyncio.sleep(store_module.RECORD_DELAY * 2)  # the timer finds nothing to write
+    assert store.commits == commits + 1
