@@ -33,6 +33,7 @@ from gateway.errors import OutboxError
 from gateway.outbox.database import (
     add_to_counter,
     bump_counter,
+    delete_seqs,
     last_seq,
     open_checked,
     outbox_size,
@@ -407,13 +408,13 @@ class OutboxStore:
             return kept
         excess_rows = self._rows + new_rows - self.max_rows
         excess_bytes = self._bytes + new_bytes - self.max_bytes
-        doomed = []
+        doomed: list[int] = []
         for seq, size in db.execute("SELECT seq, length(body) FROM messages ORDER BY seq"):
             if excess_rows <= 0 and excess_bytes <= 0:
                 break
-            doomed.append((seq,))
+            doomed.append(seq)
             excess_rows, excess_bytes = excess_rows - 1, excess_bytes - size
-        db.executemany("DELETE FROM messages WHERE seq = ?", doomed)
+        delete_seqs(db, doomed)  # many a statement: a step per row waits for the GIL
         self._rows, self._bytes = outbox_size(db)
         kept = list(messages)
         while kept and not self._fits(len(kept), sum(len(k.body) for k in kept)):

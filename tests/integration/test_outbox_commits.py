@@ -171,3 +171,28 @@ async def test_a_result_rides_the_next_rows_commit(store: OutboxStore) -> None:
     assert pending(store) == ["b"]  # a's delete went with b's insert
     await asyncio.sleep(store_module.RECORD_DELAY * 2)  # the timer finds nothing to write
     assert store.commits == commits + 1
+
+
+async def test_a_full_outbox_drops_its_oldest_rows_a_statement_a_commit(tmp_path: Path) -> None:
+    outbox = OutboxStore(tmp_path / "o.db", max_rows=1_000)
+    outbox.start()
+    try:
+        for n in range(1_000):
+            outbox.submit("hub", str(n), {})
+        await outbox.flushed()
+        statements: list[str] = []
+        await outbox.call(lambda db: db.set_trace_callback(statements.append))
+        release = hold(outbox)
+        for n in range(1_000, 1_600):
+            outbox.submit("hub", str(n), {})
+        release.set()
+        await outbox.flushed()
+        await outbox.call(lambda db: db.set_trace_callback(None))
+        deletes = [s for s in statements if s.startswith("DELETE")]
+        assert len(deletes) <= -(-600 // MOST)  # one a commit (of MOST jobs at most), not one a row
+        events = pending(outbox)
+        assert len(events) == 1_000
+        assert events[0] == "600"
+        assert events[-1] == "1599"
+    finally:
+        outbox.stop()
