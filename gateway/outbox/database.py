@@ -210,7 +210,7 @@ def outbox_size(db: sqlite3.Connection) -> tuple[int, int]:
 
 
 def delete_seqs(db: sqlite3.Connection, seqs: list[int]) -> None:
-    """Delete rows by ``seq``, many a statement (see :func:`insert_many`)."""
+    """Delete rows by ``seq``, many a statement (see :mod:`gateway.sqlrows`)."""
     for start in range(0, len(seqs), CHUNK * 8):
         chunk = seqs[start : start + CHUNK * 8]
         db.execute(f"DELETE FROM messages WHERE seq IN ({', '.join('?' * len(chunk))})", chunk)

@@ -49,7 +49,6 @@ _LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_WAKE = object()  # a job that only wakes the thread (results are waiting)
 _DUE = object()  # a job that says the waiting results are due: write them now
 LOST_KEPT = 100_000  # submission numbers of failed rows remembered for flushed(since)
 RECORD_DELAY = 0.2  # a delivery result waits at most this long for a commit to ride in
@@ -86,7 +85,6 @@ class OutboxStore:
         self.on_commit: Callable[[Committed], object] = lambda committed: None  # on the loop
         self._jobs = Jobs()
         self._outcomes: deque[Outcome] = deque()  # results to write (outside the job queue)
-        self._armed = False  # the thread is told there are results
         self._timed = False  # a timer on the loop will say when results are due
         self._drains = 0  # times the thread took the results (the loop's timer reads it)
         self._drained_at = 0.0  # time.monotonic() of the last
@@ -220,12 +218,12 @@ class OutboxStore:
         On the store's loop a timer says when they are due, and the thread is
         not woken for a result that the next row's commit takes anyway (at a
         steady rate, that wake and its hand-over of the GIL were one more per
-        event); elsewhere the thread is woken once for a run of them."""
+        event); elsewhere (nothing delivers there) the thread writes it at once."""
         outcomes = self._outcomes
         outcomes.append(outcome)
         if len(outcomes) == RECORD_BATCH:  # once for a run (only the thread takes them)
             self._jobs.put(_DUE)
-        elif not self._timed and not self._armed:
+        elif not self._timed:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -234,8 +232,7 @@ class OutboxStore:
                 self._timed = True
                 loop.call_later(RECORD_DELAY, self._records_due, self._drains)
             else:
-                self._armed = True
-                self._jobs.put(_WAKE)
+                self._jobs.put(_DUE)
 
     def _records_due(self, drains: int) -> None:
         """On the loop, ``RECORD_DELAY`` after a result came to an idle timer."""
@@ -278,13 +275,10 @@ class OutboxStore:
             db.close()
 
     def _serve(self, db: sqlite3.Connection) -> None:
-        waiting: list[Outcome] = []  # results not written yet
-        deadline = 0.0
         stop = False
         while not stop:
-            timeout = max(0.0, deadline - time.monotonic()) if waiting else None
             behind = not self._jobs.empty()  # jobs came in while the last commit ran
-            jobs = self._jobs.take(timeout)
+            jobs = self._jobs.take(None)
             rows = sum(isinstance(j, NewMessage | SeenHook) for j in jobs)
             room = MOST - len(jobs)  # none left: both take nothing
             if rows and self.commit_window:
@@ -292,23 +286,16 @@ class OutboxStore:
             elif rows > 1 and behind:  # under load: one commit for a run of rows
                 jobs += self._jobs.gather(BUSY_WINDOW, BUSY_GAP, room)
             writes = [j for j in jobs if isinstance(j, NewMessage | SeenHook)]
-            self._armed = False  # before taking them: a result added after says so again
             records = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
             if records:
                 self._drained_at = time.monotonic()
                 self._drains += 1  # after the time: the loop reads them in this order
             calls = [j for j in jobs if isinstance(j, tuple)]
             stop = any(j is None for j in jobs)
-            if records and not waiting:
-                deadline = time.monotonic() + RECORD_DELAY
-            waiting += records
             now = time.monotonic()
-            due = writes or calls or stop or len(waiting) >= RECORD_BATCH or now >= deadline
-            due = due or any(j is _DUE for j in jobs)
             counters = bool(calls or stop or now >= self._counted + COUNTERS_EVERY)
-            if due and (writes or waiting or (counters and any(self._unsaved.values()))):
-                self._commit(db, writes, waiting, counters)
-                waiting = []
+            if writes or records or (counters and any(self._unsaved.values())):
+                self._commit(db, writes, records, counters)
             for fn, future in calls:
                 if future.set_running_or_notify_cancel():
                     try:
