@@ -38,6 +38,7 @@ import yarl
 from gateway import __version__
 from gateway.config.models import WebhookEndpoint
 from gateway.metrics import DeliveryMetrics
+from gateway.outbox import http11
 from gateway.outbox.endpoints import (
     BREAKER_FIRST_PROBE,
     THROTTLE_DELAY,
@@ -48,7 +49,7 @@ from gateway.outbox.endpoints import (
 from gateway.outbox.jobs import Committed
 from gateway.outbox.policy import Attempt, Health, Notice, decide
 from gateway.outbox.rows import Outcome, Row, due_rows, release_rows
-from gateway.outbox.shapes import outgoing
+from gateway.outbox.shapes import Outgoing, outgoing
 from gateway.outbox.store import OutboxStore
 
 _LOG = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Delivery:
         self.states: dict[str, EndpointState] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._plain = http11.Client(USER_AGENT)  # plain http:// endpoints
         self._group: asyncio.TaskGroup | None = None
 
     # ------------------------------------------------------------------ control
@@ -151,7 +153,10 @@ class Delivery:
         ):
             self._session, self._group = s, group
             self._start_workers()
-            await asyncio.Event().wait()  # until cancelled
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                self._plain.close()
 
     def _start_workers(self) -> None:
         if self._group is None:
@@ -323,12 +328,15 @@ class Delivery:
         await asyncio.sleep(1.0)  # a bug must not loop hot
 
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
-        assert self._session is not None
         request = outgoing(endpoint, row.id, row.body, row.request, int(now))
+        url = _url(request.url)
+        if url.scheme == "http" and url.raw_host and url.user is None and url.password is None:
+            return await self._post_plain(endpoint, request, url)
+        assert self._session is not None
         try:
             async with self._session.request(
                 request.method,
-                _url(request.url),
+                url,
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
@@ -353,6 +361,40 @@ class Delivery:
             return Attempt(
                 0, f"bad answer: {type(exc).__name__}: {exc}"[:300], "", None, False, False
             )
+
+    async def _post_plain(
+        self, endpoint: WebhookEndpoint, request: Outgoing, url: yarl.URL
+    ) -> Attempt:
+        """The same attempt as through aiohttp, on the lean client (see http11)."""
+        assert url.raw_host is not None
+        assert url.port is not None
+        try:
+            async with asyncio.timeout(endpoint.timeout):
+                answer = await self._plain.request(
+                    request.method,
+                    url.raw_host,
+                    url.port,
+                    url.raw_path_qs or "/",
+                    request.headers,
+                    request.body,
+                    endpoint.connect_timeout,
+                )
+        except http11.ConnectTimeout:
+            error = f"no connection within {endpoint.connect_timeout:g}s"
+            return Attempt(0, error, "", None, True, True)
+        except TimeoutError:
+            return Attempt(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+        except http11.ConnectError as exc:
+            return Attempt(0, f"cannot connect: {exc}", "", None, True, False)
+        except http11.AnswerError as exc:
+            return Attempt(0, f"bad answer: {exc}"[:300], "", None, False, False)
+        except ValueError as exc:
+            return Attempt(0, f"bad request: {exc}"[:300], "", None, False, False)
+        except OSError as exc:
+            return Attempt(0, f"network error: {exc}", "", None, False, False)
+        response = answer.body.decode("utf-8", "replace")
+        retry_after = parse_retry_after(answer.retry_after, self.clock())
+        return Attempt(answer.status, None, response, retry_after, False, False)
 
 
 @functools.lru_cache(maxsize=256)

@@ -409,3 +409,31 @@ async def test_rows_within_the_commit_window_share_one_commit(tmp_path: Path) ->
         assert commits == [3, 1]
     finally:
         store.stop()
+
+
+async def test_plain_http_and_aiohttp_paths_send_the_same_request(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Plain http:// goes through the lean client; a URL with credentials through
+    aiohttp (which sends them as Basic auth). The receiver sees the same webhook."""
+    lean = endpoint(receiver.url + "?k=v", headers={"X-Static": "s"})
+    with_user = endpoint(
+        f"http://u:p@127.0.0.1:{receiver.port}/hook?k=v", headers={"X-Static": "s"}
+    )
+    async with Outbox(tmp_path / "o.db", {"lean": lean, "aio": with_user}) as ob:
+        ob.store.submit("lean", "n", {"n": 1})
+        await receiver.wait_for(1)
+        ob.store.submit("aio", "n", {"n": 1})
+        first, second = await receiver.wait_for(2)
+        await wait_until(lambda: ob.state("pending"), lambda pending: pending == 0)
+    assert "authorization" not in first.headers
+    assert second.headers.pop("authorization") == "Basic dTpw"
+    assert (first.method, first.path) == (second.method, second.path) == ("POST", "/hook?k=v")
+    assert first.json["data"] == second.json["data"] == {"n": 1}
+    for got in (first, second):
+        assert got.headers["x-static"] == "s"
+        assert got.headers["content-type"] == "application/json"
+        assert got.headers["content-length"] == str(len(got.body))
+        assert got.headers["user-agent"].startswith("edge-gateway/")
+        assert verify([SECRET], got.headers, got.body, now=time.time()) == got.headers["webhook-id"]
+    assert set(first.headers) - set(second.headers) == set()
