@@ -171,27 +171,17 @@ class Delivery:
     # ------------------------------------------------------------------ the worker
 
     async def _worker(self, name: str, state: EndpointState) -> None:
-        try:
-            await self._work(name, state)
-        finally:
-            if state.timer is not None:
-                state.timer.cancel()
-                state.timer = None
-
-    async def _work(self, name: str, state: EndpointState) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             endpoint = self.endpoints[name]
             state.wake.clear()
             now = self.clock()
             wait = IDLE_POLL
             free = endpoint.concurrency - len(state.in_flight)
-            probing = state.breaker_open or self.link_down
             if state.breaker_open and now < state.probe_at:
                 free, wait = 0, state.probe_at - now
-            elif probing and state.in_flight:
+            elif (state.breaker_open or self.link_down) and state.in_flight:
                 free = 0  # one probe at a time
-            elif probing:
+            elif state.breaker_open or self.link_down:
                 free = min(free, 1)
             if free > 0:
                 if not state.ready and not state.caught_up:
@@ -207,14 +197,11 @@ class Delivery:
                         self._group_task(self._send(name, endpoint, state, row))
                     continue
             if wait > 0:
-                # one timer kept across turns (a new one only when something is due
-                # sooner), not a timeout armed and cancelled around every wait
-                when = loop.time() + wait
-                if state.timer is None or when < state.timer.when():
-                    if state.timer is not None:
-                        state.timer.cancel()
-                    state.timer = loop.call_at(when, _timed_out, state)
-                await state.wake.wait()
+                try:
+                    async with asyncio.timeout(min(wait, IDLE_POLL)):
+                        await state.wake.wait()
+                except TimeoutError:
+                    state.caught_up = False  # look at the database now and then anyway
 
     async def _fetch(
         self, name: str, endpoint: WebhookEndpoint, state: EndpointState, now: float
@@ -408,13 +395,6 @@ class Delivery:
         response = answer.body.decode("utf-8", "replace")
         retry_after = parse_retry_after(answer.retry_after, self.clock())
         return Attempt(answer.status, None, response, retry_after, False, False)
-
-
-def _timed_out(state: EndpointState) -> None:
-    """A row is due, a probe, or the idle poll: look at the database now and then anyway."""
-    state.timer = None
-    state.caught_up = False
-    state.wake.set()
 
 
 @functools.lru_cache(maxsize=256)

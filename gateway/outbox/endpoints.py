@@ -55,7 +55,6 @@ class EndpointState:
     unreachable: bool | None = None  # None: not tried since start
     failures: int = 0  # consecutive
     probe_at: float = 0.0  # breaker open: next probe time
-    timer: asyncio.TimerHandle | None = None  # wakes the worker for a due row or a poll
 
     def drop_ready(self) -> None:
         """Forget the rows read but not sent: the next read finds them again."""
