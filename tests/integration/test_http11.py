@@ -67,6 +67,19 @@ async def post(
         )
 
 
+async def exchange(
+    *answers: bytes, posts: int | None = None, close: bool = False
+) -> tuple[list[http11.Answer], list[bytes]]:
+    """POST to a scripted server (once per answer unless told); what came back, and
+    the request heads the server read."""
+    handle, heads = scripted(*answers, close=close)
+    async with raw_server(handle) as port:
+        client = Client("gw")
+        got = [await post(client, port) for _ in range(posts or len(answers))]
+        client.close()
+    return got, heads
+
+
 async def test_keeps_one_connection_for_many_requests_to_aiohttp() -> None:
     seen: list[tuple[bytes, str | None, int]] = []
 
@@ -130,12 +143,7 @@ async def test_reads_chunked_answers_and_keeps_the_connection() -> None:
         b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n"
     )
-    handle, heads = scripted(chunked, b"HTTP/1.1 204 No Content\r\n\r\n")
-    async with raw_server(handle) as port:
-        client = Client("gw")
-        first = await post(client, port)
-        second = await post(client, port)
-        client.close()
+    (first, second), heads = await exchange(chunked, b"HTTP/1.1 204 No Content\r\n\r\n")
     assert (first.status, first.body) == (500, b"Wikipedia")
     assert (second.status, second.body) == (204, b"")
     assert len(heads) == 2  # both on the one connection
@@ -143,35 +151,26 @@ async def test_reads_chunked_answers_and_keeps_the_connection() -> None:
 
 async def test_skips_1xx_answers() -> None:
     answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-    handle, _ = scripted(answer)
-    async with raw_server(handle) as port:
-        client = Client("gw")
-        got = await post(client, port)
-        client.close()
+    (got,), _ = await exchange(answer)
     assert (got.status, got.body) == (201, b"ok")
 
 
 async def test_keeps_only_the_start_of_a_long_body_and_reads_the_rest() -> None:
     body = bytes(range(256)) * 1000
     long_answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    handle, heads = scripted(long_answer, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
-    async with raw_server(handle) as port:
-        client = Client("gw")
-        first = await post(client, port)
-        second = await post(client, port)
-        client.close()
+    (first, second), heads = await exchange(
+        long_answer, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+    )
     assert first.body == body[: http11.KEEP_BODY]
     assert second.body == b"x"
     assert len(heads) == 2
 
 
 async def test_body_until_close_and_http10_end_the_connection() -> None:
-    handle, heads = scripted(b"HTTP/1.0 200 OK\r\n\r\nall of it", close=True)
-    async with raw_server(handle) as port:
-        client = Client("gw")
-        first = await post(client, port)
-        second = await post(client, port)  # a new connection: the first ended
-        client.close()
+    # the second POST needs a new connection: the first ended with its answer
+    (first, second), heads = await exchange(
+        b"HTTP/1.0 200 OK\r\n\r\nall of it", posts=2, close=True
+    )
     assert first.body == second.body == b"all of it"
     assert len(heads) == 2
 
