@@ -247,7 +247,8 @@ class Delivery:
             await self._back_off(state, row)
         finally:
             state.in_flight.discard(row.seq)
-            state.wake.set()
+            if state.ready or not state.caught_up:
+                state.wake.set()  # else nothing waits for this slot: new rows wake the worker
 
     async def _deliver(
         self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
