@@ -34,7 +34,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -404,10 +405,9 @@ def kills(m: Measured, pub: Publisher, sink: Sink) -> list[tuple[int, int, int, 
     return rounds
 
 
-def main() -> None:
-    perf = Fsyncs.available()
-    results: dict[str, dict[str, Any]] = {}
-    kill_rounds: list[tuple[int, int, int, int]] = []
+@contextmanager
+def world() -> Iterator[tuple[Path, Mosquitto, Sink, Publisher]]:
+    """A temporary directory, a mosquitto, the receiver and the publisher, for one run."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         # mosquitto keeps at most 1,000 messages queued for a client by default: a burst needs more
@@ -416,28 +416,36 @@ def main() -> None:
         sink = Sink()
         pub = Publisher(broker.port)
         try:
-            for who in ("baseline", "gateway"):
-                m = Measured(who, tmp, broker.port, sink)
-                try:
-                    pub.publish(200, RATE)  # warm up
-                    sink.wait_for(200, 30)
-                    note(f"{who}: {RATE} msg/s")
-                    profile = Profile(m.proc.pid, f"{who}-steady")
-                    results[who] = steady(m, pub, sink, perf)
-                    profile.stop()
-                    note(f"{who}: burst of {BURST}")
-                    profile = Profile(m.proc.pid, f"{who}-burst")
-                    results[who]["burst"] = burst(m, pub, sink)
-                    profile.stop()
-                    if who == "gateway":
-                        note("gateway: kill -9")
-                        kill_rounds = kills(m, pub, sink)
-                finally:
-                    m.stop()
+            yield tmp, broker, sink, pub
         finally:
             pub.close()
             sink.proc.terminate()
             broker.stop()
+
+
+def main() -> None:
+    perf = Fsyncs.available()
+    results: dict[str, dict[str, Any]] = {}
+    kill_rounds: list[tuple[int, int, int, int]] = []
+    with world() as (tmp, broker, sink, pub):
+        for who in ("baseline", "gateway"):
+            m = Measured(who, tmp, broker.port, sink)
+            try:
+                pub.publish(200, RATE)  # warm up
+                sink.wait_for(200, 30)
+                note(f"{who}: {RATE} msg/s")
+                profile = Profile(m.proc.pid, f"{who}-steady")
+                results[who] = steady(m, pub, sink, perf)
+                profile.stop()
+                note(f"{who}: burst of {BURST}")
+                profile = Profile(m.proc.pid, f"{who}-burst")
+                results[who]["burst"] = burst(m, pub, sink)
+                profile.stop()
+                if who == "gateway":
+                    note("gateway: kill -9")
+                    kill_rounds = kills(m, pub, sink)
+            finally:
+                m.stop()
     report(results, kill_rounds, perf)
 
 

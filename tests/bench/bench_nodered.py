@@ -24,15 +24,24 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_e2e import BURST, RATE, SMOKE, Measured, Publisher, Sink, burst, steady
-from tests.conftest import Mosquitto, free_port
+from tests.bench.bench_e2e import (
+    BURST,
+    RATE,
+    SMOKE,
+    Measured,
+    Publisher,
+    Sink,
+    burst,
+    steady,
+    world,
+)
+from tests.conftest import free_port
 
 VERSION = "4.1.15"
 ROUNDS = 1 if SMOKE else 2
@@ -190,37 +199,27 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     results: dict[str, list[dict[str, Any]]] = {"gateway": [], "node-red": []}
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        broker = Mosquitto(tmp / "broker", "max_queued_messages 1000000\n")
-        broker.start()
-        sink = Sink()
-        pub = Publisher(broker.port)
-        try:
-            for round_ in range(ROUNDS):
-                if round_:
-                    settle(sink.port)
-                for who in ("gateway", "node-red"):
-                    sink.get("/reset")
+    with world() as (tmp, broker, sink, pub):
+        for round_ in range(ROUNDS):
+            if round_:
+                settle(sink.port)
+            for who in ("gateway", "node-red"):
+                sink.get("/reset")
+                if who == "gateway":
+                    (tmp / f"gateway-{round_}").mkdir()
+                    m = Measured(who, tmp / f"gateway-{round_}", broker.port, sink)
+                else:
+                    m = NodeRed(tmp, broker.port, sink, pub)
+                try:
+                    pub.publish(200, RATE)  # warm up
+                    sink.wait_for(200, 30)
+                    result = steady(m, pub, sink, perf=False)
+                    result["burst"] = burst(m, pub, sink)
+                    results[who].append(result)
+                finally:
+                    m.stop()
                     if who == "gateway":
-                        (tmp / f"gateway-{round_}").mkdir()
-                        m = Measured(who, tmp / f"gateway-{round_}", broker.port, sink)
-                    else:
-                        m = NodeRed(tmp, broker.port, sink, pub)
-                    try:
-                        pub.publish(200, RATE)  # warm up
-                        sink.wait_for(200, 30)
-                        result = steady(m, pub, sink, perf=False)
-                        result["burst"] = burst(m, pub, sink)
-                        results[who].append(result)
-                    finally:
-                        m.stop()
-                        if who == "gateway":
-                            forget_session(broker.port, "bench-gw")
-        finally:
-            pub.close()
-            sink.proc.terminate()
-            broker.stop()
+                        forget_session(broker.port, "bench-gw")
     report(results, version)
 
 
