@@ -178,7 +178,10 @@ class Client:
             except BaseException:
                 conn.close()
                 raise
-            if keep and not conn.buffer:
+            # an answer before the server read the whole body (the rest still in our
+            # buffer): the next request would follow that rest, so not on this one
+            unsent = conn.transport.get_write_buffer_size()
+            if keep and not conn.buffer and not unsent:
                 self._keep((host, port), conn)
             else:
                 conn.close()

@@ -200,6 +200,43 @@ async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one(
     assert connections == [0, 1]
 
 
+async def test_an_answer_before_the_body_was_read_does_not_keep_the_connection() -> None:
+    """A server may answer (a 413, say) as soon as it has the headers; the next request
+    must not go out behind what is left of the body, on the same connection."""
+    leaked = False
+    read_all = asyncio.Event()  # the first connection's handler has read what came
+
+    async def answer_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal leaked
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            if b"Content-Length: 1\r\n" in head:
+                return
+            await asyncio.sleep(0.3)  # the client has the answer and still holds body bytes
+            tail = b""
+            async with asyncio.timeout(3):
+                while chunk := await reader.read(1 << 20):  # the rest of the body, then?
+                    leaked = leaked or b"Content-Length: 1\r\n" in tail + chunk
+                    tail = chunk[-64:]
+            read_all.set()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async with raw_server(answer_at_once) as port:
+        client = Client("gw")
+        first = await post(client, port, b"x" * (32 * 1024 * 1024))
+        second = await post(client, port, b"y")
+        async with asyncio.timeout(5):
+            await read_all.wait()  # to the end of the first connection
+        client.close()
+    assert (first.status, second.status) == (413, 413)
+    assert not leaked
+
+
 async def test_a_connection_closed_before_the_answer_on_a_new_connection_is_an_error() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
