@@ -287,7 +287,7 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[0]) != 8:
         raise AnswerError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
     code = parts[1]
-    if len(code) != 3 or not code.isdigit():
+    if len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise AnswerError(f"bad status line: {lines[0][:80]!r}")
     fields: dict[str, str] = {}
     for line in lines[1:]:
@@ -305,7 +305,7 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
 
 
 def _length(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise AnswerError(f"bad Content-Length: {text[:40]!r}")
     return int(text)
 

@@ -33,6 +33,7 @@ from gateway.events import Value
 from gateway.hub.hub import Hub
 from gateway.inputs.mqtt import MqttLink
 from gateway.inputs.serial import SerialInput
+from gateway.outbox import http11
 from gateway.outbox.store import OutboxStore
 from gateway.rules.runtime import Runtime
 from gateway.rules.timers import TimerTable
@@ -81,6 +82,65 @@ NASTY_BYTES = st.one_of(
     ),
     JSON_TEXT.map(lambda v: json.dumps(v).encode("utf-8", "surrogatepass")),
 )
+
+
+# ---------------------------------------------------------------------- webhook answers
+
+HTTP_ANSWERS = st.one_of(
+    NASTY_BYTES,
+    st.tuples(
+        st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"http/1.1", b""]),
+        st.sampled_from([b"200", b"100", b"101", b"204", b"503", b"999", b"20", b"abc", b"2\xb20"]),
+        st.lists(
+            st.sampled_from(
+                [
+                    b"Content-Length: 5",
+                    b"Content-Length: -1",
+                    b"Content-Length: \xb9",
+                    b"Content-Length: 99999999999999999999",
+                    b"Transfer-Encoding: chunked",
+                    b"Connection: close",
+                    b"Retry-After: \xff\x00",
+                    b" folded: line",
+                    b"no-colon",
+                ]
+            ),
+            max_size=4,
+        ),
+        st.binary(max_size=120),  # the body, chunked or not
+    ).map(lambda t: t[0] + b" " + t[1] + b" X\r\n" + b"\r\n".join(t[2]) + b"\r\n\r\n" + t[3]),
+)
+
+
+async def _answer_with(raw: bytes) -> None:
+    """One webhook POST to a server that answers ``raw`` and hangs up."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    client = http11.Client("fuzz")
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with asyncio.timeout(5):  # the server hangs up: every answer ends
+            got = await client.request("POST", "127.0.0.1", port, "/", {}, b"{}", 2.0)
+        assert 100 <= got.status <= 999
+        assert len(got.body) <= http11.KEEP_BODY
+    except (http11.AnswerError, ConnectionError):
+        pass  # a clear error the delivery logs as "bad answer" and retries
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
+@FUZZ
+@given(raw=HTTP_ANSWERS)
+def test_any_webhook_answer_is_an_answer_or_a_clear_error(raw: bytes) -> None:
+    asyncio.run(_answer_with(raw))
 
 
 # ---------------------------------------------------------------------- JSON at the edges
