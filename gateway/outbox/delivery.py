@@ -347,12 +347,11 @@ class Delivery:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
                 return Attempt(resp.status, None, response, retry_after, False, False)
         except aiohttp.ConnectionTimeoutError:
-            error = f"no connection within {endpoint.connect_timeout:g}s"
-            return Attempt(0, error, "", None, True, True)
+            return _no_connection(endpoint)
         except TimeoutError:
-            return Attempt(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+            return _timed_out(endpoint)
         except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorDNSError) as exc:
-            return Attempt(0, f"cannot connect: {exc.os_error or exc}", "", None, True, False)
+            return _cannot_connect(exc.os_error or exc)
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Attempt(0, error, "", None, False, False)
@@ -381,12 +380,11 @@ class Delivery:
                     endpoint.connect_timeout,
                 )
         except http11.ConnectTimeout:
-            error = f"no connection within {endpoint.connect_timeout:g}s"
-            return Attempt(0, error, "", None, True, True)
+            return _no_connection(endpoint)
         except TimeoutError:
-            return Attempt(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+            return _timed_out(endpoint)
         except http11.ConnectError as exc:
-            return Attempt(0, f"cannot connect: {exc}", "", None, True, False)
+            return _cannot_connect(exc)
         except http11.AnswerError as exc:
             return Attempt(0, f"bad answer: {exc}"[:300], "", None, False, False)
         except ValueError as exc:
@@ -396,6 +394,18 @@ class Delivery:
         response = answer.body.decode("utf-8", "replace")
         retry_after = parse_retry_after(answer.retry_after, self.clock())
         return Attempt(answer.status, None, response, retry_after, False, False)
+
+
+def _no_connection(endpoint: WebhookEndpoint) -> Attempt:
+    return Attempt(0, f"no connection within {endpoint.connect_timeout:g}s", "", None, True, True)
+
+
+def _timed_out(endpoint: WebhookEndpoint) -> Attempt:
+    return Attempt(0, f"timed out after {endpoint.timeout:g}s", "", None, False, True)
+
+
+def _cannot_connect(cause: object) -> Attempt:
+    return Attempt(0, f"cannot connect: {cause}", "", None, True, False)
 
 
 @functools.lru_cache(maxsize=256)

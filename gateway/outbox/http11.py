@@ -93,12 +93,16 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
+        """Another request may go over it: open, nothing read that was not asked for,
+        and the last request all sent (a server may answer, a 413 say, before it read
+        the body: the next request must not follow the rest of that body)."""
         transport = self.transport
         return (
             not self.eof
-            and not self.buffer  # nothing the server sent unasked
+            and not self.buffer
             and transport is not None
             and not transport.is_closing()
+            and not transport.get_write_buffer_size()
         )
 
     def close(self) -> None:
@@ -178,10 +182,7 @@ class Client:
             except BaseException:
                 conn.close()
                 raise
-            # an answer before the server read the whole body (the rest still in our
-            # buffer): the next request would follow that rest, so not on this one
-            unsent = conn.transport.get_write_buffer_size()
-            if keep and not conn.buffer and not unsent:
+            if keep and conn.reusable:
                 self._keep((host, port), conn)
             else:
                 conn.close()
@@ -275,7 +276,7 @@ async def _answer(conn: _Connection, method: str) -> tuple[Answer, bool]:
         keep = False
         try:
             while True:
-                _keep(kept, await conn.take(65536))
+                _keep_start(kept, await conn.take(65536))
         except AnswerError:
             pass
     return Answer(status, bytes(kept), fields.get("retry-after")), keep
@@ -310,7 +311,7 @@ def _length(text: str) -> int:
     return int(text)
 
 
-def _keep(kept: bytearray, chunk: bytes) -> None:
+def _keep_start(kept: bytearray, chunk: bytes) -> None:
     if len(kept) < KEEP_BODY:
         kept += chunk[: KEEP_BODY - len(kept)]
 
@@ -319,7 +320,7 @@ async def _exactly(conn: _Connection, count: int, kept: bytearray) -> None:
     while count > 0:
         chunk = await conn.take(min(count, 65536))
         count -= len(chunk)
-        _keep(kept, chunk)
+        _keep_start(kept, chunk)
 
 
 async def _chunked(conn: _Connection, kept: bytearray) -> None:
