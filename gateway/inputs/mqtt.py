@@ -17,9 +17,11 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -37,9 +39,7 @@ _LOG = logging.getLogger(__name__)
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 DRAIN_TIMEOUT = 2.0  # on a clean stop, acknowledge what is committed before leaving
 PENDING_MAX = 1000  # publishes kept while the broker is away
-YIELD_EVERY = 4  # messages handled before the loop runs others (a burst must not starve them)
 MAX_MEMBERS = 1000  # members of split sensors: a topic flood cannot grow memory forever
-_GONE = object()  # in aiomqtt's queue: the connection dropped
 MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a sensor name
 
 
@@ -49,7 +49,8 @@ class Commits(Protocol):
     commit_window: float  # seconds a commit waits for more: PUBACKs wait as long
 
     def mark(self) -> int: ...
-    async def lost(self, spans: list[tuple[int, int]]) -> list[int]: ...
+    def lost_between(self, since: int, upto: int) -> int: ...
+    def when_committed(self, number: int, callback: Callable[[int], object]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,55 @@ class _Unacked:
     qos: int
     before: int  # the outbox's mark before the message was handled ...
     after: int  # ... and after
+
+
+class _Acks:
+    """One connection's PUBACKs, in the order its messages came, each sent once the
+    webhooks the message's rules queued are committed: from the commit's own call on
+    the loop (no task to wake for each). If any could not be committed, the message
+    is not acknowledged and the connection is dropped, so the broker sends it again."""
+
+    def __init__(self, link: MqttLink, client: aiomqtt.Client, commits: Commits) -> None:
+        self.link = link
+        self.client = client
+        self.commits = commits
+        self.waiting: deque[_Unacked] = deque()
+        self.asked = False  # the commits will call settle
+        self.closed = False  # the connection is gone: its message ids mean nothing now
+
+    def add(self, message: _Unacked) -> None:
+        self.waiting.append(message)
+        if not self.asked:
+            self.asked = True
+            self.commits.when_committed(message.after, self.settle)
+
+    def settle(self, upto: int) -> None:
+        """Every submission up to ``upto`` is committed or lost."""
+        self.asked = False
+        waiting, commits, paho = self.waiting, self.commits, self.client._client
+        lost = 0
+        while waiting and waiting[0].after <= upto and not self.closed:
+            message = waiting.popleft()
+            if commits.lost_between(message.before, message.after):
+                lost += 1
+            else:
+                paho.ack(message.mid, message.qos)
+        if lost:
+            self.link.unacknowledged += lost
+            _LOG.error(
+                "mqtt: %d message(s) not acknowledged: the webhooks they caused could not be "
+                "stored; reconnecting so the broker sends them again",
+                lost,
+            )
+            self.close()
+            paho.disconnect()
+        if waiting and not self.closed:
+            self.asked = True
+            commits.when_committed(waiting[0].after, self.settle)
+
+    def close(self) -> None:
+        self.closed = True
+        self.waiting.clear()
 
 
 class MqttLink:
@@ -151,29 +201,31 @@ class MqttLink:
         delay = BACKOFF_FIRST
         while True:
             try:
-                quick_ack = self.commits is not None and self.commits.commit_window > 0
+                commits = self.commits
+                quick_ack = commits is not None and commits.commit_window > 0
                 client = Client(
                     self.config.host, self.config.port, quick_ack=quick_ack, **self._client_args()
                 )
+                acks = _Acks(self, client, commits) if commits is not None else None
+                client.handler = partial(self._received, acks)  # also during the connect
                 client.pending_calls_threshold = PENDING_MAX  # a reload republishes every state
-                if self.commits is not None:
+                if commits is not None:
                     client._client.manual_ack_set(True)  # before any message can arrive
                 async with client:
                     delay = BACKOFF_FIRST
-                    unacked: asyncio.Queue[_Unacked | None] = asyncio.Queue()
-                    acker = asyncio.create_task(self._acknowledge(client, unacked))
                     try:
                         await self._connected(client)
                         _cancel_if_asked()
-                        await self._receive(client, unacked)
+                        await _disconnected(client)
                     except asyncio.CancelledError:  # a clean shutdown (also while announcing):
                         # say so before leaving, or the broker keeps "online" (no will is sent)
                         self._client = None
-                        await self._drain(acker, unacked)
+                        await self._drain()
                         await _say_offline(client, self.status_topic)
                         raise
                     finally:
-                        acker.cancel()
+                        if acks is not None:
+                            acks.close()
                         self._client = None
                         self.state = "disconnected"
             except aiomqtt.MqttError as exc:
@@ -189,62 +241,29 @@ class MqttLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _receive(
-        self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
-    ) -> None:
+    def _received(self, acks: _Acks | None, message: mqtt.MQTTMessage) -> None:
+        """One message, as paho reads it (its acknowledgement waits for the commits)."""
         commits = self.commits
-        # aiomqtt's ``client.messages`` waits on its queue and on the disconnect with a
-        # task and asyncio.wait per message; a marker put in the queue as the connection
-        # drops lets a plain ``get`` see both
-        waiting: asyncio.Queue[Any] = client._queue
-        gone = client._disconnected
-        gone.add_done_callback(lambda _: waiting.put_nowait(_GONE))
-        while True:
-            message = await waiting.get()
-            if message is _GONE:
-                cause = None if gone.cancelled() else gone.exception()
-                raise aiomqtt.MqttError("disconnected while waiting for messages") from cause
-            before = commits.mark() if commits is not None else 0
-            self.handle(str(message.topic), message.payload)
-            if commits is not None and message.qos > 0:
-                unacked.put_nowait(_Unacked(message.mid, message.qos, before, commits.mark()))
-            if self.messages % YIELD_EVERY == 0:  # aiomqtt's queue never waits while full
-                await asyncio.sleep(0)
+        before = commits.mark() if commits is not None else 0
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # a broker lets no such topic through: counted, acked
+            self.messages += 1
+            self.malformed += 1
+            self._bad_log.warning("mqtt: a topic that is not UTF-8 (%d so far)", self.malformed)
+        else:
+            self.handle(topic, message.payload)
+        if acks is not None and commits is not None and message.qos > 0:
+            acks.add(_Unacked(message.mid, message.qos, before, commits.mark()))
 
-    async def _acknowledge(
-        self, client: aiomqtt.Client, unacked: asyncio.Queue[_Unacked | None]
-    ) -> None:
-        """PUBACK each message, in the order they came, once its webhooks are committed."""
-        assert self.commits is not None or unacked.empty()
-        while True:
-            batch = [await unacked.get()]
-            while not unacked.empty():
-                batch.append(unacked.get_nowait())
-            messages = [m for m in batch if m is not None]
-            if messages and self.commits is not None:
-                lost = await self.commits.lost([(m.before, m.after) for m in messages])
-                for message, failed in zip(messages, lost, strict=True):
-                    if failed:
-                        self.unacknowledged += 1
-                    else:
-                        client._client.ack(message.mid, message.qos)
-                if any(lost):
-                    _LOG.error(
-                        "mqtt: %d message(s) not acknowledged: the webhooks they caused could "
-                        "not be stored; reconnecting so the broker sends them again",
-                        sum(1 for n in lost if n),
-                    )
-                    client._client.disconnect()
-            if None in batch:
-                return
-
-    async def _drain(
-        self, acker: asyncio.Task[None], unacked: asyncio.Queue[_Unacked | None]
-    ) -> None:
+    async def _drain(self) -> None:
         """Acknowledge what is committed before a clean stop (the rest comes again)."""
-        unacked.put_nowait(None)
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(acker), DRAIN_TIMEOUT)
+        if self.commits is None:
+            return
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.commits.when_committed(self.commits.mark(), partial(_resolve, done))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, DRAIN_TIMEOUT)  # the acks' calls come before it
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         self._caught_up.clear()
@@ -374,6 +393,19 @@ class MqttLink:
         task = asyncio.get_running_loop().create_task(send())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _resolve(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def _disconnected(client: aiomqtt.Client) -> None:
+    """Until the connection drops: raises the :class:`aiomqtt.MqttError` it dropped with."""
+    gone = client._disconnected
+    await asyncio.wait([gone])  # not ``await gone``: a cancel must leave aiomqtt's own future
+    cause = None if gone.cancelled() else gone.exception()
+    raise aiomqtt.MqttError("disconnected") from cause
 
 
 def _cancel_if_asked() -> None:

@@ -10,6 +10,9 @@ Asked on the loop's thread, this client writes the packet there and then
 (as paho does itself without an outside loop), and registers a writer only
 for what the socket did not take.
 
+With a ``handler``, messages skip aiomqtt's queue: each is handled in the
+turn of the loop that read it (the queue cost a task's wake-up a message).
+
 With ``quick_ack`` (the outbox has a ``commit_window``: PUBACKs wait for it)
 the socket's TCP acknowledgement goes out after every read. A broker with
 Nagle's algorithm on (mosquitto's default, ``set_tcp_nodelay false``) holds
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -30,9 +34,25 @@ import paho.mqtt.client as mqtt
 
 
 class Client(aiomqtt.Client):
-    def __init__(self, *args: Any, quick_ack: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        quick_ack: bool = False,
+        handler: Callable[[mqtt.MQTTMessage], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.quick_ack = quick_ack and hasattr(socket, "TCP_QUICKACK")  # Linux
+        self.handler = handler
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """With a ``handler``, each message goes to it as it is read, in the reader's own
+        turn of the loop, instead of through aiomqtt's queue (``messages`` then stays
+        empty): no task to wake and no aiomqtt ``Message`` to build for each."""
+        if self.handler is None:
+            super()._on_message(client, userdata, message)
+        else:
+            self.handler(message)
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         super()._on_socket_open(client, userdata, sock)

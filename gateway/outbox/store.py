@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import sqlite3
@@ -92,6 +93,8 @@ class OutboxStore:
         self._submitting = threading.Lock()  # numbers enter the queue in their order
         self._settled = 0  # submissions up to this number are committed (or lost)
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._callbacks: list[tuple[int, int, Callable[[int], object]]] = []  # a heap
+        self._calls = itertools.count()  # ... in the order they came, for equal numbers
         self._seq = 0  # the last row's seq (the outbox thread's)
         self._unsaved = {"delivered": 0, "dead": 0}  # counts not yet in the counters table
         self._counted = time.monotonic()
@@ -130,6 +133,7 @@ class OutboxStore:
             if not waiter.done():
                 waiter.set_exception(OutboxError("the outbox is stopped"))
         self._waiters.clear()
+        self._callbacks.clear()  # what they wait for may never be committed
 
     # ------------------------------------------------------------------ API for producers
 
@@ -176,12 +180,23 @@ class OutboxStore:
 
     async def lost(self, spans: list[tuple[int, int]]) -> list[int]:
         r"""For each ``(before, after)`` pair of :meth:`mark`\ s, once everything
-        submitted so far is committed: how many webhooks between them could not be.
-
-        ``_lost`` is written by the database thread before it says how far
-        the submissions are committed."""
+        submitted so far is committed: how many webhooks between them could not be."""
         await self._committed_upto(self._submitted)
-        return [self._lost_between(b, a) for b, a in spans]
+        return [self.lost_between(b, a) for b, a in spans]
+
+    def when_committed(self, number: int, callback: Callable[[int], object]) -> None:
+        """Call ``callback(upto)`` on the loop once every submission up to ``number``
+        (a :meth:`mark`) is committed or known lost, ``upto`` the highest that is;
+        from the commit's own call, without a task to wake (soon, if it is already).
+        Not called if the outbox stops first."""
+        loop = asyncio.get_running_loop()
+        if number <= self._settled:
+            loop.call_soon(callback, self._settled)
+        elif loop is not self._loop:  # commits are not told to this loop: ask the thread
+            done = self.call_threadsafe(lambda db: None)  # FIFO: after the inserts before it
+            done.add_done_callback(lambda _: loop.call_soon_threadsafe(callback, number))
+        else:
+            heapq.heappush(self._callbacks, (number, next(self._calls), callback))
 
     async def _committed_upto(self, number: int) -> None:
         if number <= self._settled:
@@ -196,15 +211,23 @@ class OutboxStore:
 
     def _tell(self, committed: Committed) -> None:
         """On the event loop: a transaction is done."""
-        self._settled = max(self._settled, committed.upto)
+        settled = self._settled = max(self._settled, committed.upto)
+        self.on_commit(committed)  # the new rows to the delivery first: they go out sooner
+        callbacks = self._callbacks
+        while callbacks and callbacks[0][0] <= settled:
+            try:
+                heapq.heappop(callbacks)[2](settled)
+            except Exception:  # a bug there must not keep the others waiting
+                _LOG.exception("outbox: a commit's callback failed")
         waiters = self._waiters
-        while waiters and waiters[0][0] <= self._settled:
+        while waiters and waiters[0][0] <= settled:
             _, waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-        self.on_commit(committed)
 
-    def _lost_between(self, since: int, upto: int) -> int:
+    def lost_between(self, since: int, upto: int) -> int:
+        """How many submissions after mark ``since`` up to ``upto`` could not be committed:
+        known once they are settled (the thread writes ``_lost`` before it says so)."""
         lost = 0
         for number in reversed(self._lost):
             if number <= since:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value
@@ -246,18 +248,32 @@ class HeldCommits:
         self.commit_window = commit_window
         self.marks = 0
         self.failing = failing  # this many messages' commits fail, then all succeed
-        self.release = asyncio.Event()
+        self.settled = 0  # "committed" up to this mark
+        self.released = False  # ... and all from now on
+        self.held: list[tuple[int, Callable[[int], object]]] = []
 
     def mark(self) -> int:
         self.marks += 1  # each message "submits" one webhook
         return self.marks
 
-    async def lost(self, spans: list[tuple[int, int]]) -> list[int]:
-        await self.release.wait()
-        lost = []
-        for _ in spans:
-            lost.append(1 if self.failing else 0)
-            self.failing = max(self.failing - 1, 0)
+    def when_committed(self, number: int, callback: Callable[[int], object]) -> None:
+        if self.released or number <= self.settled:
+            asyncio.get_running_loop().call_soon(callback, max(self.settled, self.marks))
+        else:
+            self.held.append((number, callback))
+
+    def release(self, upto: int | None = None) -> None:
+        """Commit up to the mark ``upto``; without it everything, now and later."""
+        self.released = upto is None
+        self.settled = self.marks if upto is None else upto
+        due = [(n, c) for n, c in self.held if n <= self.settled]
+        self.held = [(n, c) for n, c in self.held if n > self.settled]
+        for _, callback in due:
+            callback(self.settled)
+
+    def lost_between(self, since: int, upto: int) -> int:
+        lost = 1 if self.failing else 0
+        self.failing = max(self.failing - 1, 0)
         return lost
 
 
@@ -277,7 +293,7 @@ async def test_a_message_is_acknowledged_only_after_its_webhooks_are_committed(
     # the commit never finished: no PUBACK went out, so the session still holds it
     again = Seen()
     commits = HeldCommits()
-    commits.release.set()
+    commits.release()
     async with running(acked_link(mosquitto, again, commits)):
         await again.wait(1)
     assert again.readings == [("garage_door", "open")]
@@ -287,6 +303,37 @@ async def test_a_message_is_acknowledged_only_after_its_webhooks_are_committed(
     assert done.readings == []  # acknowledged at last: not sent a third time
 
 
+async def test_messages_are_acknowledged_in_the_order_they_came_as_commits_settle(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MQTT wants PUBACKs in the order of the PUBLISHes: a message is acknowledged
+    once its own webhooks and those of every message before it are committed."""
+    acked: list[int] = []
+    ack = paho.Client.ack
+
+    def recorded(client: paho.Client, mid: int, qos: int) -> MQTTErrorCode:
+        acked.append(mid)
+        return ack(client, mid, qos)
+
+    monkeypatch.setattr(paho.Client, "ack", recorded)
+    seen = Seen()
+    commits = HeldCommits()
+    async with running(acked_link(mosquitto, seen, commits)):
+        for n in range(3):
+            await publish(mosquitto, "home/garage/door", f"open {n}")
+            await seen.wait(n + 1)
+        await asyncio.sleep(0.1)
+        assert acked == []  # nothing committed yet
+        commits.release(upto=4)  # the second message's mark "after" (two marks a message)
+        assert len(acked) == 2
+        commits.release()
+        async with asyncio.timeout(5):
+            while len(acked) < 3:
+                await asyncio.sleep(0.01)
+    assert acked == sorted(acked)  # the broker numbers them in the order it sent them
+    assert len(set(acked)) == 3
+
+
 async def test_a_message_whose_webhooks_were_lost_is_sent_again(mosquitto: Mosquitto) -> None:
     seen = Seen()
     commits = HeldCommits(failing=1)
@@ -294,7 +341,7 @@ async def test_a_message_whose_webhooks_were_lost_is_sent_again(mosquitto: Mosqu
     async with running(mqtt):
         await publish(mosquitto, "home/garage/door", "open")
         await seen.wait(1)
-        commits.release.set()  # the first commit failed: the link reconnects
+        commits.release()  # the first commit failed: the link reconnects
         await seen.wait(2, timeout=15)
     assert seen.readings == [("garage_door", "open")] * 2
     assert mqtt.unacknowledged == 1
@@ -340,7 +387,7 @@ async def test_with_a_commit_window_held_acknowledgements_do_not_hold_the_stream
         for n in range(20):
             await publish(mosquitto, "home/garage/door", f"open {n}")
             await seen.wait(n + 1)
-        commits.release.set()
+        commits.release()
         await asyncio.sleep(0.3)  # the acknowledgements leave
     assert seen.readings == [("garage_door", f"open {n}") for n in range(20)]
     again = Seen()

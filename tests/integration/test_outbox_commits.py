@@ -196,3 +196,45 @@ async def test_a_full_outbox_drops_its_oldest_rows_a_statement_a_commit(tmp_path
         assert events[-1] == "1599"
     finally:
         outbox.stop()
+
+
+async def test_a_commit_calls_back_those_waiting_for_it_in_the_order_of_their_marks(
+    store: OutboxStore,
+) -> None:
+    """``when_committed`` (the MQTT link's PUBACKs): called from the commit itself, each
+    with how far submissions are settled; soon for a mark already settled."""
+    called: list[tuple[str, int]] = []
+    release = hold(store)
+    store.submit("hub", "a", {})
+    first = store.mark()
+    store.submit("hub", "b", {})
+    second = store.mark()
+    store.when_committed(second, lambda upto: called.append(("second", upto)))
+    store.when_committed(first, lambda upto: called.append(("first", upto)))
+    assert called == []
+    release.set()
+    await store.flushed()
+    assert called == [("first", second), ("second", second)]  # one commit settled both
+    store.when_committed(first, lambda upto: called.append(("again", upto)))
+    assert called[-1][0] == "second"  # not from inside the call ...
+    await asyncio.sleep(0)
+    assert called[-1] == ("again", second)  # ... but soon
+
+
+async def test_a_failing_callback_does_not_keep_the_others_waiting(
+    store: OutboxStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    called: list[int] = []
+    release = hold(store)
+    store.submit("hub", "a", {})
+    mark = store.mark()
+
+    def broken(upto: int) -> None:
+        raise RuntimeError("a bug")
+
+    store.when_committed(mark, broken)
+    store.when_committed(mark, called.append)
+    release.set()
+    await store.flushed()
+    assert called == [mark]
+    assert "a commit's callback failed" in caplog.text
