@@ -67,7 +67,7 @@ class _Acks:
     the loop (no task to wake for each). If any could not be committed, the message
     is not acknowledged and the connection is dropped, so the broker sends it again."""
 
-    def __init__(self, link: MqttLink, client: aiomqtt.Client, commits: Commits) -> None:
+    def __init__(self, link: MqttLink, client: Client, commits: Commits) -> None:
         self.link = link
         self.client = client
         self.commits = commits
@@ -84,14 +84,23 @@ class _Acks:
     def settle(self, upto: int) -> None:
         """Every submission up to ``upto`` is committed or lost."""
         self.asked = False
-        waiting, commits, paho = self.waiting, self.commits, self.client._client
+        if self.closed:
+            return
+        waiting, commits = self.waiting, self.commits
         lost = 0
-        while waiting and waiting[0].after <= upto and not self.closed:
+        acked: list[int] = []
+        while waiting and waiting[0].after <= upto:
             message = waiting.popleft()
             if commits.lost_between(message.before, message.after):
                 lost += 1
-            else:
-                paho.ack(message.mid, message.qos)
+            elif message.qos == 1:
+                acked.append(message.mid)
+            else:  # QoS 2: paho's PUBCOMP, after the PUBACKs before it
+                self.client.acknowledge(acked)
+                acked = []
+                self.client._client.ack(message.mid, message.qos)
+        if acked:
+            self.client.acknowledge(acked)
         if lost:
             self.link.unacknowledged += lost
             _LOG.error(
@@ -100,7 +109,7 @@ class _Acks:
                 lost,
             )
             self.close()
-            paho.disconnect()
+            self.client._client.disconnect()
         if waiting and not self.closed:
             self.asked = True
             commits.when_committed(waiting[0].after, self.settle)

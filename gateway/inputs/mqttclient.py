@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+import ssl
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as mqtt
+
+_PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
 
 
 class Client(aiomqtt.Client):
@@ -72,12 +76,41 @@ class Client(aiomqtt.Client):
         except Exception as exc:
             self._broken(exc)
 
-    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    def acknowledge(self, mids: Sequence[int]) -> None:
+        """PUBACK these QoS 1 messages (``manual_ack``) in one write to the socket, when
+        on the loop's thread with nothing of paho's queued ahead; what the socket does
+        not take queues in paho as one packet. Else each through paho's ``ack``.
+
+        paho's ``ack`` queues a packet, asks for a writer, writes and gives the
+        writer back for each message: most of the cost of a message's PUBACK."""
+        paho = self._client
+        sock = paho._sock
+        if not mids:
+            return
+        if paho._out_packet or sock is None or not self._on_loop():
+            for mid in mids:
+                paho.ack(mid, 1)
+            return
+        packet = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
         try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            sent = sock.send(packet)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            sent = 0
+        except OSError:  # gone: paho's own write finds out, and says so
+            sent = 0
+        with paho._msgtime_mutex:  # what paho's keepalive goes by
+            paho._last_msg_out = mqtt.time_func()
+        if sent < len(packet):
+            paho._packet_queue(mqtt.PUBACK, packet[sent:], 0, 0)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
         except RuntimeError:
-            running = None
-        if running is not self._loop:  # the connect's thread: aiomqtt's way
+            return False
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if not self._on_loop():  # the connect's thread: aiomqtt's way
             super()._on_socket_register_write(client, userdata, sock)
             return
         # paho's own test before it writes at once: not from inside one of its callbacks

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.config.connections import MqttSection, MqttSensor
 from gateway.events import Value
@@ -309,13 +307,13 @@ async def test_messages_are_acknowledged_in_the_order_they_came_as_commits_settl
     """MQTT wants PUBACKs in the order of the PUBLISHes: a message is acknowledged
     once its own webhooks and those of every message before it are committed."""
     acked: list[int] = []
-    ack = paho.Client.ack
+    acknowledge = Client.acknowledge
 
-    def recorded(client: paho.Client, mid: int, qos: int) -> MQTTErrorCode:
-        acked.append(mid)
-        return ack(client, mid, qos)
+    def recorded(client: Client, mids: Sequence[int]) -> None:
+        acked.extend(mids)
+        acknowledge(client, mids)
 
-    monkeypatch.setattr(paho.Client, "ack", recorded)
+    monkeypatch.setattr(Client, "acknowledge", recorded)
     seen = Seen()
     commits = HeldCommits()
     async with running(acked_link(mosquitto, seen, commits)):
