@@ -84,6 +84,7 @@ class Delivery:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._plain = http11.Client(USER_AGENT)  # plain http:// endpoints
+        self._at_once: dict[http11.Sent, asyncio.TimerHandle] = {}  # sent without a task
         self._group: asyncio.TaskGroup | None = None
 
     # ------------------------------------------------------------------ control
@@ -170,6 +171,10 @@ class Delivery:
             try:
                 await asyncio.Event().wait()  # until cancelled
             finally:
+                for sent, timer in self._at_once.items():  # in the database: sent after a start
+                    timer.cancel()
+                    sent.abort()
+                self._at_once.clear()
                 self._plain.close()
 
     def _start_workers(self) -> None:
@@ -247,7 +252,60 @@ class Delivery:
 
     def _start(self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row) -> None:
         state.in_flight.add(row.seq)
-        self._group_task(self._send(name, endpoint, state, row))
+        if not self._send_at_once(name, endpoint, state, row):
+            self._group_task(self._send(name, endpoint, state, row))
+
+    def _send_at_once(
+        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+    ) -> bool:
+        """The usual attempt without a task: a plain ``http://`` endpoint with a kept-alive
+        connection idle. The request is written now and the attempt concluded from the
+        connection's protocol as the answer arrives (a timer bounds it). False, and
+        nothing sent, when there is no such connection: the task's way then."""
+        start, started = self.clock(), time.monotonic()
+        request = outgoing(endpoint, row.id, row.body, row.request, int(start))
+        url = _url(request.url)
+        if not _is_plain(url):
+            return False
+        assert url.raw_host is not None
+        assert url.port is not None
+
+        def done(result: http11.Answer | Exception | None) -> None:
+            if (timer := self._at_once.pop(sent, None)) is not None:
+                timer.cancel()
+            if result is None:  # the server had closed the kept connection: again, on a new one
+                self._group_task(self._send(name, endpoint, state, row))
+                return
+            try:
+                attempt = self._plain_attempt(endpoint, result)
+                self._conclude(name, endpoint, state, row, attempt, start, started)
+            except Exception:
+                _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
+                self._group_task(self._recover(state, row))
+                return
+            self._free(state, row)
+
+        def expired() -> None:
+            sent.abort()
+            done(TimeoutError())
+
+        try:
+            maybe = self._plain.send_kept(
+                request.method,
+                url.raw_host,
+                url.port,
+                url.raw_path_qs or "/",
+                request.headers,
+                request.body,
+                done,
+            )
+        except ValueError:  # the task's attempt says what is wrong with the request
+            return False
+        if maybe is None:
+            return False
+        sent = maybe
+        self._at_once[sent] = asyncio.get_running_loop().call_later(endpoint.timeout, expired)
+        return True
 
     def _group_task(self, coro: Any) -> None:
         assert self._group is not None
@@ -262,9 +320,18 @@ class Delivery:
             _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
             await self._back_off(state, row)
         finally:
-            state.in_flight.discard(row.seq)
-            if state.ready or not state.caught_up:
-                state.wake.set()  # else nothing waits for this slot: new rows wake the worker
+            self._free(state, row)
+
+    async def _recover(self, state: EndpointState, row: Row) -> None:
+        try:
+            await self._back_off(state, row)
+        finally:
+            self._free(state, row)
+
+    def _free(self, state: EndpointState, row: Row) -> None:
+        state.in_flight.discard(row.seq)
+        if state.ready or not state.caught_up:
+            state.wake.set()  # else nothing waits for this slot: new rows wake the worker
 
     async def _deliver(
         self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
@@ -272,6 +339,19 @@ class Delivery:
         start = self.clock()
         started = time.monotonic()
         attempt = await self._post(endpoint, row, start)
+        self._conclude(name, endpoint, state, row, attempt, start, started)
+
+    def _conclude(
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        attempt: Attempt,
+        start: float,
+        started: float,
+    ) -> None:
+        """An attempt's end, whichever way it was sent: the verdict recorded and told."""
         outcome = self._apply(name, endpoint, state, row, attempt, start, started)
         self.store.record(outcome)  # a read of the queue asked for after this sees it
         if not outcome.delivered:  # it waits in the database: read it from there, in order
@@ -347,7 +427,7 @@ class Delivery:
     async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
         request = outgoing(endpoint, row.id, row.body, row.request, int(now))
         url = _url(request.url)
-        if url.scheme == "http" and url.raw_host and url.user is None and url.password is None:
+        if _is_plain(url):
             return await self._post_plain(endpoint, request, url)
         assert self._session is not None
         try:
@@ -384,9 +464,10 @@ class Delivery:
         """The same attempt as through aiohttp, on the lean client (see http11)."""
         assert url.raw_host is not None
         assert url.port is not None
+        result: http11.Answer | Exception
         try:
             async with asyncio.timeout(endpoint.timeout):
-                answer = await self._plain.request(
+                result = await self._plain.request(
                     request.method,
                     url.raw_host,
                     url.port,
@@ -395,21 +476,36 @@ class Delivery:
                     request.body,
                     endpoint.connect_timeout,
                 )
-        except http11.ConnectTimeout:
+        except (TimeoutError, OSError, http11.AnswerError, ValueError) as exc:
+            result = exc
+        return self._plain_attempt(endpoint, result)
+
+    def _plain_attempt(
+        self, endpoint: WebhookEndpoint, result: http11.Answer | Exception
+    ) -> Attempt:
+        """The attempt an answer (or the lean client's error) makes."""
+        if isinstance(result, http11.Answer):
+            response = result.body.decode("utf-8", "replace")
+            retry_after = parse_retry_after(result.retry_after, self.clock())
+            return Attempt(result.status, None, response, retry_after, False, False)
+        if isinstance(result, http11.ConnectTimeout):
             return _no_connection(endpoint)
-        except TimeoutError:
+        if isinstance(result, TimeoutError):
             return _timed_out(endpoint)
-        except http11.ConnectError as exc:
-            return _cannot_connect(exc)
-        except http11.AnswerError as exc:
-            return Attempt(0, f"bad answer: {exc}"[:300], "", None, False, False)
-        except ValueError as exc:
-            return Attempt(0, f"bad request: {exc}"[:300], "", None, False, False)
-        except OSError as exc:
-            return Attempt(0, f"network error: {exc}", "", None, False, False)
-        response = answer.body.decode("utf-8", "replace")
-        retry_after = parse_retry_after(answer.retry_after, self.clock())
-        return Attempt(answer.status, None, response, retry_after, False, False)
+        if isinstance(result, http11.ConnectError):
+            return _cannot_connect(result)
+        if isinstance(result, http11.AnswerError):
+            return Attempt(0, f"bad answer: {result}"[:300], "", None, False, False)
+        if isinstance(result, ValueError):
+            return Attempt(0, f"bad request: {result}"[:300], "", None, False, False)
+        if isinstance(result, OSError):
+            return Attempt(0, f"network error: {result}", "", None, False, False)
+        raise result
+
+
+def _is_plain(url: yarl.URL) -> bool:
+    """Sent by the lean client: plain http, no credentials in the URL."""
+    return url.scheme == "http" and bool(url.raw_host) and url.user is None and url.password is None
 
 
 def _no_connection(endpoint: WebhookEndpoint) -> Attempt:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 KEEP_BODY = 2048  # bytes of an answer's body kept for the attempt log
@@ -68,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self.answered = False  # the current answer's headers came
         self.lost: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.on_bytes: Callable[[], None] | None = None  # a Sent's, instead of the waiter
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -87,6 +88,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        if self.on_bytes is not None:
+            self.on_bytes()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -188,6 +192,33 @@ class Client:
                 conn.close()
             return answer
 
+    def send_kept(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        done: Callable[[Answer | Exception | None], None],
+    ) -> Sent | None:
+        """:meth:`request` without a task, when a kept-alive connection is idle: the
+        request is written now, and ``done`` called from the connection's protocol with
+        the answer as it arrives (:class:`AnswerError` or ``OSError`` if it breaks;
+        ``None`` if the server had closed the connection before answering: then send
+        it again with :meth:`request`). ``None``, and nothing sent, when no connection
+        is idle; ``ValueError`` for a header that would split the request."""
+        head = _head(method, host, port, target, headers, len(body), self.user_agent)
+        conn = self._reuse((host, port))
+        if conn is None:
+            return None
+        sent = Sent(self, conn, (host, port), method, done)
+        conn.answered = False
+        conn.on_bytes = sent.arrived
+        assert conn.transport is not None
+        conn.transport.write(head + body)
+        return sent
+
     def _reuse(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
         now = time.monotonic()
@@ -211,6 +242,116 @@ class Client:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+class Sent:
+    """A request written by :meth:`Client.send_kept`, its answer on the way."""
+
+    def __init__(
+        self,
+        client: Client,
+        conn: _Connection,
+        key: tuple[str, int],
+        method: str,
+        done: Callable[[Answer | Exception | None], None],
+    ) -> None:
+        self.client, self.conn, self.key, self.method = client, conn, key, method
+        self.done: Callable[[Answer | Exception | None], None] | None = done
+        self._reading: asyncio.Task[None] | None = None
+
+    def abort(self) -> None:
+        """Stop waiting (a timeout, a stop): the connection is closed, ``done`` not called."""
+        self.done = None
+        self.conn.on_bytes = None
+        if self._reading is not None:
+            self._reading.cancel()
+        self.conn.close()
+
+    def arrived(self) -> None:
+        """Bytes came, or the end: an answer whole in the buffer (the usual small one,
+        with a Content-Length) is taken at once; any other is read by ``_answer``."""
+        conn = self.conn
+        try:
+            whole = _answer_now(conn, self.method)
+        except _Later:
+            conn.on_bytes = None  # chunked, 1xx, a large body: read it the usual way
+            self._reading = asyncio.get_running_loop().create_task(self._read())
+            return
+        except AnswerError as exc:
+            self._end(exc)
+            return
+        if whole is not None:
+            answer, keep = whole
+            if keep and conn.reusable:
+                conn.on_bytes = None
+                self.client._keep(self.key, conn)
+                self._end(answer, close=False)
+            else:
+                self._end(answer)
+        elif conn.eof:  # closed before the answer was whole
+            if not conn.buffer and not conn.answered:
+                self._end(None)  # ... before any of it: the server closed it meanwhile
+            else:
+                why = f" ({conn.lost})" if conn.lost else ""
+                self._end(AnswerError(f"the connection closed before the answer ended{why}"))
+
+    async def _read(self) -> None:
+        conn = self.conn
+        try:
+            answer, keep = await _answer(conn, self.method)
+        except (AnswerError, OSError) as exc:
+            self._end(exc)
+            return
+        if keep and conn.reusable:
+            self.client._keep(self.key, conn)
+            self._end(answer, close=False)
+        else:
+            self._end(answer)
+
+    def _end(self, result: Answer | Exception | None, close: bool = True) -> None:
+        done, self.done = self.done, None
+        self.conn.on_bytes = None
+        if close:
+            self.conn.close()
+        if done is not None:
+            done(result)
+
+
+class _Later(Exception):
+    """Not an answer to take at once (see _answer_now)."""
+
+
+def _answer_now(conn: _Connection, method: str) -> tuple[Answer, bool] | None:
+    """The answer, and whether the connection may be kept, if it is whole in the buffer
+    and plain (no 1xx, not chunked, a Content-Length of at most ``HEAD_LIMIT``);
+    ``None`` if more must come first; :class:`_Later` for any other answer (the
+    buffer is left as it is for ``_answer``)."""
+    buffer = conn.buffer
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > HEAD_LIMIT:
+            raise AnswerError(f"the answer's headers longer than {HEAD_LIMIT} bytes")
+        return None
+    conn.answered = True
+    status, version, fields = _parse_head(bytes(buffer[:end]))
+    connection = fields.get("connection", "").lower()
+    keep = "close" not in connection if version == "1.1" else "keep-alive" in connection
+    if 100 <= status < 200 or "transfer-encoding" in fields:
+        raise _Later
+    if method == "HEAD" or status in _NO_BODY:
+        length = 0
+    elif "content-length" in fields:
+        length = _length(fields["content-length"])
+    else:
+        raise _Later  # the body ends when the connection does
+    if length > HEAD_LIMIT:
+        raise _Later
+    start = end + 4
+    if len(buffer) - start < length:
+        return None
+    body = bytes(buffer[start : start + min(length, KEEP_BODY)])
+    del buffer[: start + length]
+    return Answer(status, body, fields.get("retry-after")), keep
 
 
 async def _connect(host: str, port: int, within: float) -> _Connection:

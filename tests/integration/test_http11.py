@@ -287,3 +287,124 @@ async def test_connect_timeout_is_its_own_error() -> None:
     with pytest.raises(ConnectTimeout, match="no connection within"):
         # a timeout of 0 expires before any connection can be made
         await client.request("POST", "127.0.0.1", 9, "/", {}, b"", 0.0)
+
+
+# ---------------------------------------------------------------- send_kept: no task
+
+
+async def kept(client: Client, port: int, body: bytes = b"{}") -> object:
+    """What ``send_kept`` calls back with (``"no connection"``: nothing was sent)."""
+    got: asyncio.Future[http11.Answer | Exception | None] = (
+        asyncio.get_running_loop().create_future()
+    )
+    sent = client.send_kept("POST", "127.0.0.1", port, "/hook", {}, body, got.set_result)
+    if sent is None:
+        return "no connection"
+    async with asyncio.timeout(5):
+        return await got
+
+
+def pieces(*answers: list[bytes], then_close: bool = False) -> tuple[Handler, list[bytes]]:
+    """Each request on a connection answered with the next list of pieces, written one
+    by one a moment apart; with ``then_close``, one more request read and not answered."""
+    bodies: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for answer in answers:
+                bodies.append((await read_request(reader))[1])
+                for piece in answer:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+            if then_close:
+                bodies.append((await read_request(reader))[1])
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    return handle, bodies
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_send_kept_goes_over_a_kept_connection_only_and_keeps_it_again() -> None:
+    handle, bodies = pieces(
+        [OK], [OK], [b"HTTP/1.1 202 Accepted\r\nRetry-After: 3\r\nContent-Length: 4\r\n\r\nlate"]
+    )
+    async with raw_server(handle) as port:
+        client = Client("gw")
+        assert await kept(client, port, b"never") == "no connection"  # nothing idle yet
+        assert (await post(client, port, b"1")).status == 200
+        first = await kept(client, port, b"2")
+        assert isinstance(first, http11.Answer)
+        assert (first.status, first.body) == (200, b"ok")
+        second = await kept(client, port, b"3")  # the same connection, kept again
+        assert isinstance(second, http11.Answer)
+        assert (second.status, second.body, second.retry_after) == (202, b"late", "3")
+        client.close()
+    assert bodies == [b"1", b"2", b"3"]
+
+
+async def test_send_kept_reads_answers_in_pieces_chunked_and_after_1xx() -> None:
+    handle, _ = pieces(
+        [OK],
+        [b"HTTP/1.1 200 OK\r\nContent-", b"Length: 5\r\n\r\nhe", b"llo"],
+        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"0\r\n\r\n"],
+        [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"],
+        [OK],
+    )
+    async with raw_server(handle) as port:
+        client = Client("gw")
+        await post(client, port)
+        got = [await kept(client, port) for _ in range(4)]
+        client.close()
+    assert [(a.status, a.body) for a in got if isinstance(a, http11.Answer)] == [
+        (200, b"hello"),
+        (200, b"abc"),
+        (201, b""),
+        (200, b"ok"),
+    ]
+
+
+async def test_send_kept_says_none_when_the_server_closed_before_answering() -> None:
+    handle, bodies = pieces([OK], then_close=True)
+    async with raw_server(handle) as port:
+        client = Client("gw")
+        await post(client, port)
+        assert await kept(client, port, b"again") is None  # the caller sends it once more
+        client.close()
+    assert bodies == [b"{}", b"again"]
+
+
+async def test_send_kept_reports_a_bad_answer_and_an_abort_calls_nothing_back() -> None:
+    handle, _ = pieces([OK], [b"HTTP/2 200 OK\r\n\r\n"])
+    async with raw_server(handle) as port:
+        client = Client("gw")
+        await post(client, port)
+        bad = await kept(client, port)
+        assert isinstance(bad, AnswerError)
+        client.close()
+    called: list[object] = []
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await read_request(reader)  # ... and never answers it
+        await reader.read()  # until the client closes
+        closed.set()
+
+    async with raw_server(silent) as port:
+        client = Client("gw")
+        await post(client, port)
+        sent = client.send_kept("POST", "127.0.0.1", port, "/", {}, b"{}", called.append)
+        assert sent is not None
+        await asyncio.sleep(0.1)
+        sent.abort()
+        await asyncio.wait_for(closed.wait(), 5)
+        await asyncio.sleep(0.05)
+        client.close()
+    assert called == []

@@ -220,6 +220,27 @@ async def test_a_timeout_counts_as_throttled(tmp_path: Path, receiver: Receiver)
         assert row["next_try"] - time.time() > 55
 
 
+async def test_a_timeout_over_a_kept_connection_counts_the_same(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A row sent from the commit over a kept-alive connection (no task) is bounded by
+    the same timeout, recorded the same way, and its connection is not used again."""
+    hub = endpoint(receiver.url, timeout="500ms")
+    async with Outbox(tmp_path / "o.db", {"hub": hub}) as ob:
+        ob.store.submit("hub", "first", {})
+        await receiver.wait_for(1)
+        await wait_until(ob.rows, lambda rows: not rows)  # delivered: its connection is kept
+        receiver.delay = 2.0
+        ob.store.submit("hub", "slow", {})
+        await receiver.wait_for(2)
+        assert len(ob.delivery._at_once) == 1  # sent without a task, its timer running
+        [row] = await wait_until(ob.rows, lambda rows: rows and rows[0]["attempts"] == 1)
+        assert row["last_error"] == "timed out after 0.5s"
+        assert row["next_try"] - time.time() > 55
+        assert ob.delivery._at_once == {}  # its timer is gone with it
+        assert ob.delivery._plain._idle.get(("127.0.0.1", receiver.port), []) == []
+
+
 async def test_connection_refused_while_offline_burns_no_attempts_and_resumes(
     tmp_path: Path, receiver: Receiver
 ) -> None:
