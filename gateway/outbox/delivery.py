@@ -252,8 +252,12 @@ class Delivery:
 
     def _start(self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row) -> None:
         state.in_flight.add(row.seq)
-        if not self._send_at_once(name, endpoint, state, row):
-            self._group_task(self._send(name, endpoint, state, row))
+        try:
+            if self._send_at_once(name, endpoint, state, row):
+                return
+        except Exception:  # the task's attempt meets it again, and backs off
+            _LOG.debug("outbox: %s to %s: not sent at once", row.id, name, exc_info=True)
+        self._group_task(self._send(name, endpoint, state, row))
 
     def _send_at_once(
         self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row

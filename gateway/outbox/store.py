@@ -212,7 +212,10 @@ class OutboxStore:
     def _tell(self, committed: Committed) -> None:
         """On the event loop: a transaction is done."""
         settled = self._settled = max(self._settled, committed.upto)
-        self.on_commit(committed)  # the new rows to the delivery first: they go out sooner
+        try:
+            self.on_commit(committed)  # the new rows to the delivery first: they go out sooner
+        except Exception:  # the rows are in the database: the delivery reads them later
+            _LOG.exception("outbox: telling the delivery about a commit failed")
         callbacks = self._callbacks
         while callbacks and callbacks[0][0] <= settled:
             try:

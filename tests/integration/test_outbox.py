@@ -14,7 +14,8 @@ import pytest
 from gateway.config.models import WebhookEndpoint
 from gateway.config.storage import OutboxSection
 from gateway.errors import OutboxError
-from gateway.outbox import database, service
+from gateway.outbox import database, service, shapes
+from gateway.outbox import delivery as delivery_module
 from gateway.outbox import queries as db_ops
 from gateway.outbox.store import OutboxStore
 from gateway.signing import verify
@@ -239,6 +240,31 @@ async def test_a_timeout_over_a_kept_connection_counts_the_same(
         assert row["next_try"] - time.time() > 55
         assert ob.delivery._at_once == {}  # its timer is gone with it
         assert ob.delivery._plain._idle.get(("127.0.0.1", receiver.port), []) == []
+
+
+async def test_a_row_that_cannot_be_sent_at_once_goes_the_usual_way(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while sending from the commit's call (a bug, say) neither stops what the
+    commit tells others (its waiters) nor loses the row: the task's way sends it."""
+    async with Outbox(tmp_path / "o.db", {"hub": endpoint(receiver.url)}) as ob:
+        ob.store.submit("hub", "first", {})
+        await receiver.wait_for(1)
+        await wait_until(ob.rows, lambda rows: not rows)  # its connection is kept
+        real, calls = shapes.outgoing, []
+
+        def flaky(*args: Any) -> Any:
+            calls.append(args)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            return real(*args)
+
+        monkeypatch.setattr(delivery_module, "outgoing", flaky)
+        ob.store.submit("hub", "second", {})
+        await asyncio.wait_for(ob.store.flushed(), 5)
+        got = await receiver.wait_for(2)
+    assert got[1].json["type"] == "second"
+    assert len(calls) == 2
 
 
 async def test_connection_refused_while_offline_burns_no_attempts_and_resumes(
