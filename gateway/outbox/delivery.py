@@ -355,27 +355,8 @@ class Delivery:
         start: float,
         started: float,
     ) -> None:
-        """An attempt's end, whichever way it was sent: the verdict recorded and told."""
-        outcome = self._apply(name, endpoint, state, row, attempt, start, started)
-        self.store.record(outcome)  # a read of the queue asked for after this sees it
-        if not outcome.delivered:  # it waits in the database: read it from there, in order
-            state.caught_up = False
-            if endpoint.concurrency == 1:
-                state.drop_ready()
-        self.metrics.observe(name, outcome, self.clock())
-        log_outcome(name, outcome)
-
-    def _apply(
-        self,
-        name: str,
-        endpoint: WebhookEndpoint,
-        state: EndpointState,
-        row: Row,
-        attempt: Attempt,
-        start: float,
-        started: float,
-    ) -> Outcome:
-        """Ask the policy, keep what it says about the endpoint, log its notices."""
+        """An attempt's end, whichever way it was sent: the policy asked, what it says
+        about the endpoint kept, its notices logged, the outcome recorded and told."""
         was_down = self.link_down
         state.unreachable = attempt.connection_failed
         health = Health(
@@ -408,7 +389,14 @@ class Delivery:
                 self._group_task(self._release(name, state))
             else:
                 assert_never(notice)
-        return verdict.outcome
+        outcome = verdict.outcome
+        self.store.record(outcome)  # a read of the queue asked for after this sees it
+        if not outcome.delivered:  # it waits in the database: read it from there, in order
+            state.caught_up = False
+            if endpoint.concurrency == 1:
+                state.drop_ready()
+        self.metrics.observe(name, outcome, self.clock())
+        log_outcome(name, outcome)
 
     async def _release(self, name: str, state: EndpointState) -> None:
         """A closed circuit: the endpoint's waiting rows are due now."""
