@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,6 +181,26 @@ def test_any_mqtt_message_is_handled_without_an_exception(topic: str, payload: b
     mqtt = MqttLink(config, "f", sensors, ["#"], lambda s, v: readings.append(v), lambda t, p: None)
     mqtt.handle(topic, payload)
     assert all(not isinstance(v, float) or math.isfinite(v) for v in readings)
+
+
+@given(topic=st.binary(max_size=30), payload=NASTY_BYTES)
+def test_any_message_as_paho_reads_it_is_handled_without_an_exception(
+    topic: bytes, payload: bytes
+) -> None:
+    """The link's handler gets paho's message itself: a topic that is not UTF-8 (a
+    broker should let none through) is counted, not raised into paho's read."""
+    readings: list[Any] = []
+    config = MqttSection(host="127.0.0.1", port=1, client_id="fuzz")
+    sensors = {"t": MqttSensor(mqtt="#", kind="text")}
+    mqtt = MqttLink(config, "f", sensors, ["#"], lambda s, v: readings.append(v), lambda t, p: None)
+    message = paho.MQTTMessage(mid=1, topic=topic)
+    message.payload = payload
+    mqtt._received(None, message)
+    try:
+        topic.decode("utf-8")
+    except UnicodeDecodeError:
+        assert (mqtt.malformed, readings) == (1, [])
+    assert mqtt.messages == 1
 
 
 HUB_CONFIG = GatewayConfig.model_validate(
