@@ -106,6 +106,11 @@ _MISSING = object()
 _DICT_ATTRS = frozenset(dir(dict))
 
 
+def _is_mapping(value: object) -> bool:
+    """``isinstance(value, Mapping)``, a dict first: the ABC's check is a Python call."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _fast(plan: Plan, context: Mapping[str, Any]) -> Any:
     """Render a plan of lookups through mappings only (what Jinja would give), or
     _MISSING when a step is not a mapping key: Jinja then says what is wrong."""
@@ -116,7 +121,7 @@ def _fast(plan: Plan, context: Mapping[str, Any]) -> Any:
             continue
         value: Any = context
         for key in part:
-            if not isinstance(value, Mapping) or key not in value or key in _DICT_ATTRS:
+            if not _is_mapping(value) or key not in value or key in _DICT_ATTRS:
                 return _MISSING  # (Jinja would find dict.items before a key "items")
             value = value[key]
         values.append(value)
@@ -158,7 +163,7 @@ def render_tree(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every template string inside nested dicts and lists."""
     if isinstance(value, str):
         return render(value, context)
-    if isinstance(value, Mapping):
+    if _is_mapping(value):
         return {key: render_tree(item, context) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [render_tree(item, context) for item in value]
