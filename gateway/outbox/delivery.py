@@ -252,33 +252,37 @@ class Delivery:
 
     def _start(self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row) -> None:
         state.in_flight.add(row.seq)
-        try:
-            if self._send_at_once(name, endpoint, state, row):
+        request: Outgoing | None = None
+        try:  # signed once, whichever way it is sent
+            request = outgoing(endpoint, row.id, row.body, row.request, int(self.clock()))
+            if self._send_at_once(name, endpoint, state, row, request):
                 return
         except Exception:  # the task's attempt meets it again, and backs off
             _LOG.debug("outbox: %s to %s: not sent at once", row.id, name, exc_info=True)
-        self._group_task(self._send(name, endpoint, state, row))
+        self._group_task(self._send(name, endpoint, state, row, request))
 
     def _send_at_once(
-        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        request: Outgoing,
     ) -> bool:
         """The usual attempt without a task: a plain ``http://`` endpoint with a kept-alive
         connection idle. The request is written now and the attempt concluded from the
         connection's protocol as the answer arrives (a timer bounds it). False, and
         nothing sent, when there is no such connection: the task's way then."""
         start, started = self.clock(), time.monotonic()
-        request = outgoing(endpoint, row.id, row.body, row.request, int(start))
         url = _url(request.url)
         if not _is_plain(url):
             return False
-        assert url.raw_host is not None
-        assert url.port is not None
 
         def done(result: http11.Answer | Exception | None) -> None:
             if (timer := self._at_once.pop(sent, None)) is not None:
                 timer.cancel()
             if result is None:  # the server had closed the kept connection: again, on a new one
-                self._group_task(self._send(name, endpoint, state, row))
+                self._group_task(self._send(name, endpoint, state, row, request))
                 return
             try:
                 attempt = self._plain_attempt(endpoint, result)
@@ -294,15 +298,7 @@ class Delivery:
             done(TimeoutError())
 
         try:
-            maybe = self._plain.send_kept(
-                request.method,
-                url.raw_host,
-                url.port,
-                url.raw_path_qs or "/",
-                request.headers,
-                request.body,
-                done,
-            )
+            maybe = self._plain.send_kept(*_lean(request, url), done)
         except ValueError:  # the task's attempt says what is wrong with the request
             return False
         if maybe is None:
@@ -316,10 +312,15 @@ class Delivery:
         self._group.create_task(coro)
 
     async def _send(
-        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        request: Outgoing | None = None,
     ) -> None:
         try:
-            await self._deliver(name, endpoint, state, row)
+            await self._deliver(name, endpoint, state, row, request)
         except Exception:  # a bug here must not stop every other delivery, nor loop hot
             _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
             await self._back_off(state, row)
@@ -338,11 +339,16 @@ class Delivery:
             state.wake.set()  # else nothing waits for this slot: new rows wake the worker
 
     async def _deliver(
-        self, name: str, endpoint: WebhookEndpoint, state: EndpointState, row: Row
+        self,
+        name: str,
+        endpoint: WebhookEndpoint,
+        state: EndpointState,
+        row: Row,
+        request: Outgoing | None = None,
     ) -> None:
         start = self.clock()
         started = time.monotonic()
-        attempt = await self._post(endpoint, row, start)
+        attempt = await self._post(endpoint, row, start, request)
         self._conclude(name, endpoint, state, row, attempt, start, started)
 
     def _conclude(
@@ -416,8 +422,12 @@ class Delivery:
         self.store.record(outcome)
         await asyncio.sleep(1.0)  # a bug must not loop hot
 
-    async def _post(self, endpoint: WebhookEndpoint, row: Row, now: float) -> Attempt:
-        request = outgoing(endpoint, row.id, row.body, row.request, int(now))
+    async def _post(
+        self, endpoint: WebhookEndpoint, row: Row, now: float, request: Outgoing | None = None
+    ) -> Attempt:
+        """One attempt; ``request`` when it was already signed for this attempt."""
+        if request is None:
+            request = outgoing(endpoint, row.id, row.body, row.request, int(now))
         url = _url(request.url)
         if _is_plain(url):
             return await self._post_plain(endpoint, request, url)
@@ -454,20 +464,10 @@ class Delivery:
         self, endpoint: WebhookEndpoint, request: Outgoing, url: yarl.URL
     ) -> Attempt:
         """The same attempt as through aiohttp, on the lean client (see http11)."""
-        assert url.raw_host is not None
-        assert url.port is not None
         result: http11.Answer | Exception
         try:
             async with asyncio.timeout(endpoint.timeout):
-                result = await self._plain.request(
-                    request.method,
-                    url.raw_host,
-                    url.port,
-                    url.raw_path_qs or "/",
-                    request.headers,
-                    request.body,
-                    endpoint.connect_timeout,
-                )
+                result = await self._plain.request(*_lean(request, url), endpoint.connect_timeout)
         except (TimeoutError, OSError, http11.AnswerError, ValueError) as exc:
             result = exc
         return self._plain_attempt(endpoint, result)
@@ -498,6 +498,20 @@ class Delivery:
 def _is_plain(url: yarl.URL) -> bool:
     """Sent by the lean client: plain http, no credentials in the URL."""
     return url.scheme == "http" and bool(url.raw_host) and url.user is None and url.password is None
+
+
+def _lean(request: Outgoing, url: yarl.URL) -> tuple[str, str, int, str, Mapping[str, str], bytes]:
+    """What the lean client sends for ``request``: method, host, port, target, headers, body."""
+    assert url.raw_host is not None  # _is_plain(url)
+    assert url.port is not None
+    return (
+        request.method,
+        url.raw_host,
+        url.port,
+        url.raw_path_qs or "/",
+        request.headers,
+        request.body,
+    )
 
 
 def _no_connection(endpoint: WebhookEndpoint) -> Attempt:
