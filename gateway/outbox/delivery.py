@@ -319,8 +319,11 @@ class Delivery:
         row: Row,
         request: Outgoing | None = None,
     ) -> None:
+        """One attempt on a task; ``request`` when it was already signed for it."""
         try:
-            await self._deliver(name, endpoint, state, row, request)
+            start, started = self.clock(), time.monotonic()
+            attempt = await self._post(endpoint, row, start, request)
+            self._conclude(name, endpoint, state, row, attempt, start, started)
         except Exception:  # a bug here must not stop every other delivery, nor loop hot
             _LOG.exception("outbox: delivering %s to %s failed unexpectedly", row.id, name)
             await self._back_off(state, row)
@@ -337,19 +340,6 @@ class Delivery:
         state.in_flight.discard(row.seq)
         if state.ready or not state.caught_up:
             state.wake.set()  # else nothing waits for this slot: new rows wake the worker
-
-    async def _deliver(
-        self,
-        name: str,
-        endpoint: WebhookEndpoint,
-        state: EndpointState,
-        row: Row,
-        request: Outgoing | None = None,
-    ) -> None:
-        start = self.clock()
-        started = time.monotonic()
-        attempt = await self._post(endpoint, row, start, request)
-        self._conclude(name, endpoint, state, row, attempt, start, started)
 
     def _conclude(
         self,

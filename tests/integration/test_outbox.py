@@ -484,3 +484,24 @@ async def test_plain_http_and_aiohttp_paths_send_the_same_request(
         assert got.headers["user-agent"].startswith("edge-gateway/")
         assert verify([SECRET], got.headers, got.body, now=time.time()) == got.headers["webhook-id"]
     assert set(first.headers) - set(second.headers) == set()
+
+
+async def test_an_attempt_that_cannot_go_at_once_is_signed_once(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request is built and signed once an attempt, also when it goes on the task's way
+    (through aiohttp here: credentials in the URL) after the lean client could not take it."""
+    real, calls = shapes.outgoing, []
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(delivery_module, "outgoing", counted)
+    aio = endpoint(f"http://u:p@127.0.0.1:{receiver.port}/hook")
+    async with Outbox(tmp_path / "o.db", {"aio": aio}) as ob:
+        ob.store.submit("aio", "n", {"n": 1})
+        (got,) = await receiver.wait_for(1)
+        await wait_until(lambda: ob.state("pending"), lambda pending: pending == 0)
+    assert len(calls) == 1
+    assert verify([SECRET], got.headers, got.body, now=time.time()) == got.headers["webhook-id"]
