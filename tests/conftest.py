@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -406,6 +407,10 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path, int], Daemon]]:
                 d.kill()
 
 
+# Debian installs it in /usr/sbin, which is not on a user's PATH (only root's)
+MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
+
+
 class Mosquitto:
     """A real mosquitto broker on a free port, with persistence (sessions survive restarts)."""
 
@@ -429,7 +434,7 @@ class Mosquitto:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["mosquitto", "-c", str(self.conf)],
+            [MOSQUITTO or "mosquitto", "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
