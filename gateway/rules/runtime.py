@@ -189,6 +189,8 @@ class Runtime:
         if sensor in self.unavailable:
             self.unavailable.discard(sensor)
             _LOG.info("sensor %s: available again (%s)", sensor, source)
+            if sensor in self._stale_after:
+                self.on_timers_changed()  # it has a deadline again: the loop's wait may be longer
         if previous is not None and (  # the one place repeats stop (as rules compare)
             previous == value if type(previous) is type(value) else equal(value, previous)
         ):

@@ -133,3 +133,35 @@ def test_on_off_values_read_on_and_off_in_text_and_keep_their_type_alone() -> No
     )
     assert render("{{ sensors.door }}", context) is True  # a JSON true in a webhook body
     assert render_text("{{ sensors.window }}", context) == "off"  # a log line, a topic
+
+
+def woken_runtime(tmp_path: Path, clock: VirtualClock) -> tuple[Runtime, list[float]]:
+    """A runtime whose wake-ups of the timer loop are counted (when each came)."""
+    wakes: list[float] = []
+    relays = MemoryActuators({"buzzer": False}, clock)
+    timers = TimerTable(tmp_path / "timers.json")
+    runtime = Runtime(
+        CONFIG,
+        relays,
+        RecordingOutbox(clock),
+        timers,
+        clock,
+        on_timers_changed=lambda: wakes.append(clock.now),
+    )
+    runtime.start(startup=False)
+    wakes.clear()
+    return runtime, wakes
+
+
+def test_a_sensor_back_from_unavailable_wakes_the_timer_loop(tmp_path: Path) -> None:
+    """Its stale_after deadline is new: the loop, which had none for it, may wait longer."""
+    clock = VirtualClock(START)
+    runtime, wakes = woken_runtime(tmp_path, clock)
+    runtime.reading("door", False, "test")
+    advance(runtime, clock, START + 600)
+    assert runtime.unavailable == {"freezer"}
+    wakes.clear()
+    runtime.reading("freezer", -18.0, "test")
+    assert wakes == [START + 600]
+    runtime.reading("freezer", -17.0, "test")  # fresh already: its deadline only moves later
+    assert wakes == [START + 600]
