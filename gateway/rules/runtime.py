@@ -266,10 +266,14 @@ class Runtime:
         hold_while: str | None = None,
     ) -> bool | float:
         """:meth:`Switching.switch`, its timers (the switch-back, ``max_on``) saved
-        once, together; the new state."""
+        once, together; the new state. The timer loop is woken only for a timer set
+        (one cancelled cannot come due sooner than it waits): a plain switch, every API
+        actuation without ``for`` among them, costs it no turn."""
+        sets = self.timers.sets
         with self.timers.batch():
             new = self.switching.switch(name, state, revert_after, who, hold_while)
-        self.on_timers_changed()
+        if self.timers.sets != sets:
+            self.on_timers_changed()
         return new
 
     def _apply(self, decision: Decision) -> None:

@@ -44,6 +44,7 @@ class TimerTable:
         self.holds: dict[str, Hold] = {}  # by actuator; change it, then call touch()
         self._batches = 0
         self._dirty = False
+        self.sets = 0  # timers set so far: the same after a call, no timer came due sooner
         if path is not None:
             self._timers, self._queued, self.holds = timerfile.load(path)
 
@@ -70,6 +71,7 @@ class TimerTable:
         return self._timers.get((kind, key))
 
     def set(self, timer: Timer) -> None:
+        self.sets += 1
         old = self._timers.get(timer.slot)
         self._timers[timer.slot] = timer
         if timer.durable or (old is not None and old.durable):

@@ -165,3 +165,17 @@ def test_a_sensor_back_from_unavailable_wakes_the_timer_loop(tmp_path: Path) -> 
     assert wakes == [START + 600]
     runtime.reading("freezer", -17.0, "test")  # fresh already: its deadline only moves later
     assert wakes == [START + 600]
+
+
+def test_only_a_switch_that_sets_a_timer_wakes_the_timer_loop(tmp_path: Path) -> None:
+    clock = VirtualClock(START)
+    runtime, wakes = woken_runtime(tmp_path, clock)
+    runtime.actuate("buzzer", "on", None, "test")
+    runtime.actuate("buzzer", "toggle", None, "test")
+    assert wakes == []  # no timer: nothing for the loop to wait for
+    runtime.actuate("buzzer", "on", 5.0, "test")  # its switch-back
+    assert wakes == [START]
+    assert runtime.next_due() == START + 5.0
+    runtime.actuate("buzzer", "off", None, "test")  # cancels it: due later, not sooner
+    assert wakes == [START]
+    assert runtime.next_due() == START + 600  # what is left: the freezer's stale_after
