@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,13 @@ CONFIG = GatewayConfig.model_validate(
 )
 
 
-def make(tmp_path: Path, clock: VirtualClock) -> tuple[Runtime, MemoryActuators, RecordingOutbox]:
+def make(
+    tmp_path: Path, clock: VirtualClock, on_timers_changed: Callable[[], None] | None = None
+) -> tuple[Runtime, MemoryActuators, RecordingOutbox]:
     relays = MemoryActuators({"buzzer": False}, clock)
     outbox = RecordingOutbox(clock)
-    runtime = Runtime(CONFIG, relays, outbox, TimerTable(tmp_path / "timers.json"), clock)
+    timers = TimerTable(tmp_path / "timers.json")
+    runtime = Runtime(CONFIG, relays, outbox, timers, clock, on_timers_changed=on_timers_changed)
     runtime.start(startup=False)
     return runtime, relays, outbox
 
@@ -138,17 +142,7 @@ def test_on_off_values_read_on_and_off_in_text_and_keep_their_type_alone() -> No
 def woken_runtime(tmp_path: Path, clock: VirtualClock) -> tuple[Runtime, list[float]]:
     """A runtime whose wake-ups of the timer loop are counted (when each came)."""
     wakes: list[float] = []
-    relays = MemoryActuators({"buzzer": False}, clock)
-    timers = TimerTable(tmp_path / "timers.json")
-    runtime = Runtime(
-        CONFIG,
-        relays,
-        RecordingOutbox(clock),
-        timers,
-        clock,
-        on_timers_changed=lambda: wakes.append(clock.now),
-    )
-    runtime.start(startup=False)
+    runtime, _, _ = make(tmp_path, clock, lambda: wakes.append(clock.now))
     wakes.clear()
     return runtime, wakes
 
